@@ -1,0 +1,188 @@
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Session is a verified caller: the claims of a token that passed every
+// check of a [Verifier]. A Session is immutable and may be shared by
+// concurrent calls (the verified-token cache hands the same Session to every
+// call that presents the same token).
+type Session struct {
+	subject    string
+	issuer     string
+	audience   []string
+	id         string // jti
+	sessionID  string // sid
+	azp        string
+	keyID      string
+	algorithm  string
+	issuedAt   time.Time
+	notBefore  time.Time
+	expiresAt  time.Time
+	authTime   time.Time
+	perms      []string
+	exact      map[string]struct{}
+	wildcards  []string // grants "p.*", stored as "p."
+	claims     map[string]any
+	validUntil time.Time // min(exp, auth_time + max session)
+}
+
+// Subject returns the sub claim: who the token was issued to.
+func (s *Session) Subject() string { return s.subject }
+
+// Issuer returns the iss claim.
+func (s *Session) Issuer() string { return s.issuer }
+
+// Audience returns a copy of the aud claim.
+func (s *Session) Audience() []string { return slices.Clone(s.audience) }
+
+// ID returns the jti claim, unique per token.
+func (s *Session) ID() string { return s.id }
+
+// SessionID returns the sid claim, shared by a token and its renewals; empty
+// when the token has none.
+func (s *Session) SessionID() string { return s.sessionID }
+
+// AuthorizedParty returns the azp claim, the calling service; empty when the
+// token has none.
+func (s *Session) AuthorizedParty() string { return s.azp }
+
+// Consumer returns who is calling, for throttling and logs: the azp claim,
+// or the subject when azp is absent.
+func (s *Session) Consumer() string {
+	if s.azp != "" {
+		return s.azp
+	}
+	return s.subject
+}
+
+// KeyID returns the kid of the key that signed the token.
+func (s *Session) KeyID() string { return s.keyID }
+
+// Algorithm returns the signing algorithm of the token.
+func (s *Session) Algorithm() string { return s.algorithm }
+
+// IssuedAt returns the iat claim, or the zero time when absent.
+func (s *Session) IssuedAt() time.Time { return s.issuedAt }
+
+// NotBefore returns the nbf claim, or the zero time when absent.
+func (s *Session) NotBefore() time.Time { return s.notBefore }
+
+// ExpiresAt returns the exp claim.
+func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
+
+// AuthTime returns the auth_time claim, when the caller first
+// authenticated, or the zero time when absent.
+func (s *Session) AuthTime() time.Time { return s.authTime }
+
+// ValidUntil returns the instant the session stops being valid: the earlier
+// of its expiry and, when it has an auth_time, the end of its maximum
+// session. Streams that outlive it are ended.
+func (s *Session) ValidUntil() time.Time { return s.validUntil }
+
+// Permissions returns a copy of the permissions the token grants.
+func (s *Session) Permissions() []string { return slices.Clone(s.perms) }
+
+// Has reports whether the session grants permission p, exactly or through a
+// wildcard grant "prefix.*" that covers every permission starting with
+// "prefix.". A bare "*" grants nothing: there is no grant of everything.
+func (s *Session) Has(p string) bool {
+	if p == "" {
+		return false
+	}
+	if _, ok := s.exact[p]; ok {
+		return true
+	}
+	for _, w := range s.wildcards {
+		if len(p) > len(w) && strings.HasPrefix(p, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Claim returns a claim that is not one of the registered ones (such as a
+// seller_id), as decoded from JSON: string, json.Number, bool, nil,
+// []any or map[string]any.
+func (s *Session) Claim(name string) (any, bool) {
+	v, ok := s.claims[name]
+	return v, ok
+}
+
+// ClaimString returns a custom claim in its canonical text form: a string as
+// is, a number as written in the token, a boolean as "true" or "false". It
+// reports false for a missing claim and for null, array and object values.
+func (s *Session) ClaimString(name string) (string, bool) {
+	switch v := s.claims[name].(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	case bool:
+		return strconv.FormatBool(v), true
+	default:
+		return "", false
+	}
+}
+
+// ClaimNames returns the names of the custom claims, sorted.
+func (s *Session) ClaimNames() []string {
+	names := make([]string, 0, len(s.claims))
+	for k := range s.claims {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// String describes the session for logs without any secret: subject,
+// consumer and a fingerprint is all it shows.
+func (s *Session) String() string {
+	return "session{sub=" + strconv.Quote(s.subject) + " consumer=" + strconv.Quote(s.Consumer()) +
+		" jti#=" + Fingerprint(s.id) + "}"
+}
+
+type contextKey struct{}
+
+// NewContext returns a copy of ctx that carries sess.
+func NewContext(ctx context.Context, sess *Session) context.Context {
+	return context.WithValue(ctx, contextKey{}, sess)
+}
+
+// FromContext returns the session in ctx, if any.
+func FromContext(ctx context.Context) (*Session, bool) {
+	s, ok := ctx.Value(contextKey{}).(*Session)
+	return s, ok && s != nil
+}
+
+func newGrants(perms []string) (map[string]struct{}, []string) {
+	exact := make(map[string]struct{}, len(perms))
+	var wild []string
+	for _, p := range perms {
+		if strings.HasSuffix(p, ".*") && len(p) > 2 {
+			wild = append(wild, p[:len(p)-1])
+			continue
+		}
+		exact[p] = struct{}{}
+	}
+	return exact, wild
+}
+
+// Fingerprint returns a short, one-way digest of s (the first 8 bytes of its
+// SHA-256, in hex), for correlating a jti or a token in logs without
+// revealing it.
+func Fingerprint(s string) string {
+	if s == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
