@@ -1,0 +1,39 @@
+// Package interceptors puts tollgate in front of a gRPC server: a [Guard]
+// whose unary and stream interceptors verify every call's token, run the
+// method's compiled rule, and hand the handler a context holding the
+// caller's [session.Session].
+//
+// # The call path
+//
+//  1. The method's rule is looked up by full method name in the table
+//     compiled by [Guard.Init]. A method without a rule is denied
+//     (PermissionDenied): the default is deny, also for unknown methods
+//     reaching an UnknownServiceHandler.
+//  2. A public method goes straight to its handler, with no session.
+//  3. The token comes from exactly one `authorization: Bearer <token>`
+//     value (scheme case-insensitive, one space), from a configured header
+//     such as `x-prc-token`, or from the request field marked
+//     `(tollgate.v1.field) = {token: true}` (unary calls and the first message
+//     of a stream). When several are present they must be identical. Size and
+//     alphabet are checked before any decoding.
+//  4. The token is verified by the [session.Verifier] (cached when seen
+//     before).
+//  5. The rule is evaluated: all-of and any-of permissions, then ownership,
+//     on the unary request or on every message a stream receives.
+//  6. The handler runs with [session.NewContext]; streams whose token
+//     expires mid-way end with Unauthenticated on their next message.
+//
+// # Errors a caller sees
+//
+// Every refusal is a gRPC status with a google.rpc.ErrorInfo detail in the
+// "tollgate" domain and one fixed message per reason: Unauthenticated with
+// TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED; PermissionDenied with
+// PERMISSION_DENIED (metadata "permission") or NOT_OWNER (metadata
+// "field"). No message ever contains a token or says which check failed
+// beyond these reasons; the optional slog logger gets the detail, with a
+// fingerprint of the token's jti, never the token.
+//
+// The interceptors are plain grpc.UnaryServerInterceptor and
+// grpc.StreamServerInterceptor values, so they compose with
+// go-grpc-middleware's chains and its selector.
+package interceptors

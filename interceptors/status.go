@@ -1,0 +1,79 @@
+package interceptors
+
+import (
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tollgate/tollgate/permissions"
+	"github.com/tollgate/tollgate/session"
+)
+
+// Domain is the ErrorInfo domain of every tollgate refusal.
+const Domain = "tollgate"
+
+// ErrorInfo reasons for authentication failures. Authorization failures use
+// permissions.ReasonPermissionDenied and permissions.ReasonNotOwner.
+const (
+	ReasonTokenMissing = "TOKEN_MISSING"
+	ReasonTokenInvalid = "TOKEN_INVALID"
+	ReasonTokenExpired = "TOKEN_EXPIRED"
+)
+
+// One fixed message per reason: a caller learns the reason, never which check
+// failed or anything about its token.
+const (
+	msgTokenMissing = "missing access token"
+	msgTokenInvalid = "invalid access token"
+	msgTokenExpired = "access token expired"
+	msgDenied       = "permission denied"
+	msgNotOwner     = "not the owner of the resource"
+	msgNotReady     = "tollgate guard not initialized"
+)
+
+func newStatus(code codes.Code, msg, reason string, md map[string]string) error {
+	st, err := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md})
+	if err != nil {
+		return status.Error(code, msg)
+	}
+	return st.Err()
+}
+
+// Authentication errors never vary, so they are built once.
+var (
+	errTokenMissing = newStatus(codes.Unauthenticated, msgTokenMissing, ReasonTokenMissing, nil)
+	errTokenInvalid = newStatus(codes.Unauthenticated, msgTokenInvalid, ReasonTokenInvalid, nil)
+	errTokenExpired = newStatus(codes.Unauthenticated, msgTokenExpired, ReasonTokenExpired, nil)
+	errNoRule       = newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, nil)
+	errNotReady     = status.Error(codes.Internal, msgNotReady)
+)
+
+// verifyStatus maps a verifier error to its status.
+func verifyStatus(err error) (error, string) {
+	if errors.Is(err, session.ErrExpiredToken) {
+		return errTokenExpired, ReasonTokenExpired
+	}
+	return errTokenInvalid, ReasonTokenInvalid
+}
+
+// deniedStatus maps a permissions error to its status.
+func deniedStatus(err error) (error, string) {
+	var d *permissions.DeniedError
+	if !errors.As(err, &d) {
+		return errNoRule, permissions.ReasonPermissionDenied
+	}
+	switch {
+	case d.NoRule:
+		return errNoRule, permissions.ReasonPermissionDenied
+	case d.Reason == permissions.ReasonNotOwner:
+		return newStatus(codes.PermissionDenied, msgNotOwner, permissions.ReasonNotOwner, map[string]string{"field": d.Field}), permissions.ReasonNotOwner
+	default:
+		md := map[string]string{"permission": d.Permission}
+		if d.AnyOf {
+			md["any_of"] = "true"
+		}
+		return newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, md), permissions.ReasonPermissionDenied
+	}
+}

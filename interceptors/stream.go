@@ -1,0 +1,127 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tollgate/tollgate/permissions"
+	"github.com/tollgate/tollgate/session"
+)
+
+// StreamServerInterceptor returns the guard's stream interceptor. Server,
+// client and bidi streams are authenticated when they open (from metadata, or
+// from the token field of the first message, which is then received before
+// the handler runs and handed to it on its first RecvMsg). Ownership is
+// checked on every message received, and once the token expires the next
+// message received or sent fails with Unauthenticated (TOKEN_EXPIRED).
+func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx := ss.Context()
+		r, err := g.rule(ctx, info.FullMethod)
+		if err != nil {
+			return err
+		}
+		if r.Public() {
+			return handler(srv, ss)
+		}
+		tok, p := g.metadataToken(ctx)
+		var first proto.Message
+		if p == nil && tok == "" && r.TokenField() != nil && r.InputType() != nil {
+			first = r.InputType().New().Interface()
+			if err := ss.RecvMsg(first); err != nil {
+				if errors.Is(err, io.EOF) {
+					g.log(ctx, info.FullMethod, ReasonTokenMissing, nil, "stream closed before its first message")
+					return errTokenMissing
+				}
+				return err
+			}
+			tok, p = g.bodyToken(r.TokenField(), first, tok)
+		}
+		sess, err := g.authenticate(ctx, info.FullMethod, r, tok, p)
+		if err != nil {
+			return err
+		}
+		if first != nil {
+			if err := g.checkMessage(ctx, info.FullMethod, r, sess, first); err != nil {
+				return err
+			}
+		}
+		return handler(srv, &guardedStream{
+			ServerStream: ss,
+			ctx:          session.NewContext(ctx, sess),
+			guard:        g,
+			rule:         r,
+			sess:         sess,
+			method:       info.FullMethod,
+			first:        first,
+		})
+	}
+}
+
+// guardedStream carries the session to the handler and checks every message.
+type guardedStream struct {
+	grpc.ServerStream
+	ctx    context.Context
+	guard  *Guard
+	rule   *permissions.Rule
+	sess   *session.Session
+	method string
+	first  proto.Message // received by the interceptor, not yet handed over
+}
+
+func (s *guardedStream) Context() context.Context { return s.ctx }
+
+func (s *guardedStream) RecvMsg(m any) error {
+	if s.first != nil {
+		first := s.first
+		s.first = nil
+		return handOver(m, first)
+	}
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if err := s.checkExpiry(); err != nil {
+		return err
+	}
+	return s.guard.checkMessage(s.ctx, s.method, s.rule, s.sess, m)
+}
+
+func (s *guardedStream) SendMsg(m any) error {
+	if err := s.checkExpiry(); err != nil {
+		return err
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+func (s *guardedStream) checkExpiry() error {
+	if s.guard.verifier.Expired(s.sess) {
+		s.guard.log(s.ctx, s.method, ReasonTokenExpired, s.sess, "token expired during the stream")
+		return errTokenExpired
+	}
+	return nil
+}
+
+// handOver copies the message the interceptor received into the handler's
+// message. Both are normally the same generated type; a message of another
+// registry is copied through its wire form rather than by proto.Merge, which
+// panics on mismatched descriptors.
+func handOver(dst any, src proto.Message) error {
+	pm, ok := dst.(proto.Message)
+	if !ok {
+		return errors.New("interceptors: stream message is not a protobuf message")
+	}
+	if pm.ProtoReflect().Descriptor() == src.ProtoReflect().Descriptor() {
+		proto.Reset(pm)
+		proto.Merge(pm, src)
+		return nil
+	}
+	b, err := proto.Marshal(src)
+	if err != nil {
+		return err
+	}
+	return proto.Unmarshal(b, pm)
+}
