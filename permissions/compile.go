@@ -137,7 +137,8 @@ func ruleOption(opts proto.Message, ext protoreflect.ExtensionType) (*tollgatev1
 }
 
 // merge returns the method rule laid over the service rule, field by field
-// where the method sets one; nil when neither exists.
+// where the method sets one; nil when neither exists. A method that sets
+// public: true does not inherit the service's permissions or ownership.
 func merge(svc, method *tollgatev1.Rule) *tollgatev1.Rule {
 	switch {
 	case svc == nil && method == nil:
@@ -150,6 +151,12 @@ func merge(svc, method *tollgatev1.Rule) *tollgatev1.Rule {
 	out := proto.Clone(svc).(*tollgatev1.Rule)
 	if method.Public != nil {
 		out.Public = proto.Bool(method.GetPublic())
+		if method.GetPublic() {
+			// A method that declares itself public drops what the service
+			// requires of callers: a proto list cannot be set to empty, so
+			// there would be no other way to say it.
+			out.Permissions, out.AnyPermissions, out.Ownership = nil, nil, nil
+		}
 	}
 	if len(method.Permissions) > 0 {
 		out.Permissions = method.Permissions

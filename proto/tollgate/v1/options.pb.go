@@ -38,7 +38,9 @@ type Rule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// No token is needed. A public method is still throttled, per peer address
 	// rather than per consumer. A public rule may not also require permissions
-	// or ownership: compilation fails, naming the method.
+	// or ownership: compilation fails, naming the method. A method that sets
+	// public: true does not inherit its service's permissions, any_permissions
+	// or ownership.
 	Public *bool `protobuf:"varint,1,opt,name=public,proto3,oneof" json:"public,omitempty"`
 	// The caller's token must grant every one of these permissions. A grant
 	// `prefix.*` in the token covers every permission starting with `prefix.`.
