@@ -186,10 +186,12 @@ func (v *Verifier) checkClaims(c *tokenClaims, now time.Time) error {
 	if !c.IssuedAt.set {
 		return errNoIat
 	}
+	// Expiry is reported only once every other check has passed: a token
+	// that is expired and also wrong in any other way is invalid, never
+	// merely expired (ErrExpiredToken means "authentic, only stale").
+	var stale error
 	if err := v.validator.Validate(c); err != nil {
 		switch {
-		case errors.Is(err, jwt.ErrTokenExpired):
-			return errExpired
 		case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 			return errIatFuture
 		case errors.Is(err, jwt.ErrTokenNotValidYet):
@@ -198,10 +200,10 @@ func (v *Verifier) checkClaims(c *tokenClaims, now time.Time) error {
 			return errIssuer
 		case errors.Is(err, jwt.ErrTokenInvalidAudience):
 			return errAudience
-		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		case !onlyExpired(err):
 			return errClaimsInvalid
 		}
-		return errClaimsInvalid
+		stale = errExpired
 	}
 	if c.Subject == "" {
 		return errNoSub
@@ -216,11 +218,25 @@ func (v *Verifier) checkClaims(c *tokenClaims, now time.Time) error {
 		if c.AuthTime.t.After(now.Add(v.opts.leeway)) || c.AuthTime.t.After(c.IssuedAt.t.Add(v.opts.leeway)) {
 			return errAuthTime
 		}
-		if !now.Before(c.AuthTime.t.Add(v.opts.maxSession).Add(v.opts.leeway)) {
-			return errSessionOver
+		if stale == nil && !now.Before(c.AuthTime.t.Add(v.opts.maxSession).Add(v.opts.leeway)) {
+			stale = errSessionOver
 		}
 	}
-	return nil
+	return stale
+}
+
+// onlyExpired reports whether every error the validator joined in err is
+// jwt.ErrTokenExpired.
+func onlyExpired(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyExpired(e) {
+				return false
+			}
+		}
+		return len(j.Unwrap()) > 0
+	}
+	return errors.Is(err, jwt.ErrTokenExpired)
 }
 
 func (v *Verifier) newSession(c *tokenClaims, key *Key) *Session {
