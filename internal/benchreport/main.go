@@ -1,0 +1,266 @@
+// Command benchreport turns `go test -bench` output into docs/performance.md:
+// every benchmark's median over its runs, and each candidate set side by side
+// with the baseline measured in the same run, as a ratio with its target.
+//
+// Ratios, not absolute times, are the claims: the machines are shared and
+// noisy, but a candidate and its baseline measured in one run share the
+// noise.
+//
+//	go run ./internal/benchreport -in bench.out -out docs/performance.md
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// comparison is a candidate measured against a baseline of the same run.
+type comparison struct {
+	section   string
+	what      string
+	candidate string
+	baseline  string
+	maxRatio  float64 // 0: reported only
+}
+
+// absolute is a target on a benchmark's own numbers.
+type absolute struct {
+	section   string
+	what      string
+	name      string
+	maxNs     float64 // 0: no time target
+	maxAllocs float64 // <0: no allocation target
+}
+
+var comparisons = []comparison{
+	{"Token verification (issue 2)", "HS256 uncached vs plain golang-jwt ParseWithClaims", "BenchmarkVerify/HS256/uncached", "BenchmarkVerify/HS256/golang-jwt", 1.3},
+	{"Token verification (issue 2)", "ES256 uncached vs plain golang-jwt ParseWithClaims", "BenchmarkVerify/ES256/uncached", "BenchmarkVerify/ES256/golang-jwt", 0},
+	{"Token verification (issue 2)", "EdDSA uncached vs plain golang-jwt ParseWithClaims", "BenchmarkVerify/EdDSA/uncached", "BenchmarkVerify/EdDSA/golang-jwt", 0},
+	{"Token verification (issue 2)", "HS256 cache hit vs plain golang-jwt", "BenchmarkVerify/HS256/cached", "BenchmarkVerify/HS256/golang-jwt", 0},
+	{"Token verification (issue 2)", "ES256 cache hit vs plain golang-jwt", "BenchmarkVerify/ES256/cached", "BenchmarkVerify/ES256/golang-jwt", 0},
+	{"Token verification (issue 2)", "EdDSA cache hit vs plain golang-jwt", "BenchmarkVerify/EdDSA/cached", "BenchmarkVerify/EdDSA/golang-jwt", 0},
+	{"Guarded unary call (issue 2)", "unary call through the guard (HS256, cache hit, ownership) vs the same call with no interceptor, bufconn", "BenchmarkUnary/guard", "BenchmarkUnary/bare", 1.10},
+}
+
+var absolutes = []absolute{
+	{"Token verification (issue 2)", "HS256 cache hit", "BenchmarkVerify/HS256/cached", 300, 3},
+	{"Token verification (issue 2)", "ES256 cache hit", "BenchmarkVerify/ES256/cached", 300, 3},
+	{"Token verification (issue 2)", "EdDSA cache hit", "BenchmarkVerify/EdDSA/cached", 300, 3},
+}
+
+type sample struct{ ns, bytes, allocs []float64 }
+
+type stats struct{ ns, bytes, allocs float64 }
+
+var (
+	lineRE  = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+	valueRE = regexp.MustCompile(`([0-9.]+)\s+(ns/op|B/op|allocs/op)`)
+)
+
+func parse(r io.Reader) (map[string]*sample, []string, []string, error) {
+	samples := map[string]*sample{}
+	var order, env []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, p := range []string{"goos:", "goarch:", "cpu:"} {
+			if strings.HasPrefix(line, p) && !slices.Contains(env, line) {
+				env = append(env, line)
+			}
+		}
+		m := lineRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		s := samples[m[1]]
+		if s == nil {
+			s = &sample{}
+			samples[m[1]] = s
+			order = append(order, m[1])
+		}
+		for _, v := range valueRE.FindAllStringSubmatch(m[2], -1) {
+			f, err := strconv.ParseFloat(v[1], 64)
+			if err != nil {
+				continue
+			}
+			switch v[2] {
+			case "ns/op":
+				s.ns = append(s.ns, f)
+			case "B/op":
+				s.bytes = append(s.bytes, f)
+			case "allocs/op":
+				s.allocs = append(s.allocs, f)
+			}
+		}
+	}
+	return samples, order, env, sc.Err()
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return -1
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtNs(ns float64) string {
+	switch {
+	case ns < 0:
+		return "–"
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	case ns >= 1e3:
+		return fmt.Sprintf("%.2f µs", ns/1e3)
+	default:
+		return fmt.Sprintf("%.0f ns", ns)
+	}
+}
+
+func fmtNum(x float64) string {
+	if x < 0 {
+		return "–"
+	}
+	return strconv.FormatFloat(x, 'f', -1, 64)
+}
+
+func main() {
+	in := flag.String("in", "bench.out", "go test -bench output")
+	out := flag.String("out", "docs/performance.md", "report to write")
+	flag.Parse()
+	f, err := os.Open(*in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(2)
+	}
+	defer f.Close()
+	samples, order, env, err := parse(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(2)
+	}
+	if len(samples) == 0 {
+		fmt.Fprintln(os.Stderr, "benchreport: no benchmark lines in", *in)
+		os.Exit(1)
+	}
+	st := map[string]stats{}
+	runs := 0
+	for name, s := range samples {
+		st[name] = stats{median(s.ns), median(s.bytes), median(s.allocs)}
+		runs = max(runs, len(s.ns))
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Performance\n\n")
+	fmt.Fprintf(&b, "Written by `make bench` on %s (%s, %s); do not edit by hand.\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), strings.Join(env, ", "))
+	fmt.Fprintf(&b, "Each number is the median of %d runs (`-count`). Candidates and their baselines ran in the\n", runs)
+	fmt.Fprintf(&b, "same `go test` invocation on the same machine, so the **ratios** are the claims; absolute\n")
+	fmt.Fprintf(&b, "times move with the load on these shared 2-core machines.\n\n")
+
+	missed := 0
+	sections := []string{}
+	for _, c := range comparisons {
+		if !slices.Contains(sections, c.section) {
+			sections = append(sections, c.section)
+		}
+	}
+	for _, a := range absolutes {
+		if !slices.Contains(sections, a.section) {
+			sections = append(sections, a.section)
+		}
+	}
+	for _, sec := range sections {
+		fmt.Fprintf(&b, "## %s\n\n", sec)
+		header := false
+		for _, c := range comparisons {
+			if c.section != sec {
+				continue
+			}
+			cs, okc := st[c.candidate]
+			bs, okb := st[c.baseline]
+			if !header {
+				fmt.Fprintf(&b, "| comparison | candidate | baseline | ratio | target | |\n|---|---|---|---|---|---|\n")
+				header = true
+			}
+			if !okc || !okb || bs.ns <= 0 {
+				fmt.Fprintf(&b, "| %s | not measured | | | | |\n", c.what)
+				continue
+			}
+			ratio := cs.ns / bs.ns
+			target, verdict := "reported", ""
+			if c.maxRatio > 0 {
+				target = fmt.Sprintf("≤ %.2f×", c.maxRatio)
+				verdict = "met"
+				if ratio > c.maxRatio {
+					verdict, missed = "**missed**", missed+1
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %s, %s allocs | %s, %s allocs | %.2f× | %s | %s |\n",
+				c.what, fmtNs(cs.ns), fmtNum(cs.allocs), fmtNs(bs.ns), fmtNum(bs.allocs), ratio, target, verdict)
+		}
+		if header {
+			b.WriteString("\n")
+		}
+		header = false
+		for _, a := range absolutes {
+			if a.section != sec {
+				continue
+			}
+			if !header {
+				fmt.Fprintf(&b, "| target | measured | target | |\n|---|---|---|---|\n")
+				header = true
+			}
+			s, ok := st[a.name]
+			if !ok {
+				fmt.Fprintf(&b, "| %s | not measured | | |\n", a.what)
+				continue
+			}
+			var targets []string
+			verdict := "met"
+			if a.maxNs > 0 {
+				targets = append(targets, fmt.Sprintf("≤ %s", fmtNs(a.maxNs)))
+				if s.ns > a.maxNs {
+					verdict = "**missed**"
+				}
+			}
+			if a.maxAllocs >= 0 {
+				targets = append(targets, fmt.Sprintf("≤ %s allocs", fmtNum(a.maxAllocs)))
+				if s.allocs > a.maxAllocs {
+					verdict = "**missed**"
+				}
+			}
+			if verdict != "met" {
+				missed++
+			}
+			fmt.Fprintf(&b, "| %s | %s, %s allocs, %s B | %s | %s |\n", a.what, fmtNs(s.ns), fmtNum(s.allocs), fmtNum(s.bytes), strings.Join(targets, ", "), verdict)
+		}
+		if header {
+			b.WriteString("\n")
+		}
+	}
+
+	fmt.Fprintf(&b, "## Every benchmark\n\n| benchmark | time/op | B/op | allocs/op | runs |\n|---|---|---|---|---|\n")
+	for _, name := range order {
+		s := st[name]
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", name, fmtNs(s.ns), fmtNum(s.bytes), fmtNum(s.allocs), len(samples[name].ns))
+	}
+	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(2)
+	}
+	fmt.Printf("benchreport: wrote %s (%d benchmarks, %d targets missed)\n", *out, len(order), missed)
+}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseMedians(t *testing.T) {
+	in := `goos: linux
+cpu: Some CPU
+BenchmarkVerify/HS256/cached-2   	 5000000	       200.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkVerify/HS256/cached-2   	 5000000	       100.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkVerify/HS256/cached-2   	 5000000	       900.0 ns/op	       8 B/op	       1 allocs/op
+BenchmarkUnary/bare              	  60000	     18000 ns/op
+PASS
+`
+	samples, order, env, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 2 || order[0] != "BenchmarkVerify/HS256/cached" || order[1] != "BenchmarkUnary/bare" {
+		t.Fatalf("order %v: the -N suffix must be stripped and names kept in order", order)
+	}
+	s := samples["BenchmarkVerify/HS256/cached"]
+	if got := median(s.ns); got != 200 {
+		t.Errorf("median ns = %v, want 200", got)
+	}
+	if got := median(s.allocs); got != 0 {
+		t.Errorf("median allocs = %v, want 0", got)
+	}
+	if got := median(samples["BenchmarkUnary/bare"].ns); got != 18000 {
+		t.Errorf("bare = %v", got)
+	}
+	if len(env) != 2 {
+		t.Errorf("env lines %v", env)
+	}
+	if median([]float64{1, 3}) != 2 || median(nil) != -1 {
+		t.Error("median of an even count is the mean of the middle two; of none, -1")
+	}
+}
