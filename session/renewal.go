@@ -1,0 +1,180 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Renewal defaults.
+const (
+	DefaultRenewalWindow = 1.0 / 3
+	DefaultRenewalTTL    = 15 * time.Minute
+)
+
+// ErrNotRenewable reports a session that must not be renewed: no auth_time,
+// expired, or at the end of its maximum session.
+var ErrNotRenewable = errors.New("session: not renewable")
+
+// RenewalPolicy decides when a token is renewed and what its successor
+// looks like. Stateless tokens cannot be revoked, so they must be short; the
+// policy keeps renewal from turning a short token into an endless one:
+//
+//   - only a token in the last Window of its lifetime (remaining ≤ Window ×
+//     (exp − iat)) is due;
+//   - only while now < auth_time + MaxSession; a token without auth_time is
+//     never renewed, because its session has no absolute end;
+//   - the successor keeps sub, sid, aud, iss, azp, perms, auth_time and the
+//     custom claims, gets a new jti and iat = now, and
+//     exp = min(now + TTL, auth_time + MaxSession). auth_time is never reset,
+//     so a chain of renewals ends at auth_time + MaxSession, however often
+//     it is renewed.
+type RenewalPolicy struct {
+	Window     float64       // fraction of the lifetime, in (0, 1); default 1/3
+	TTL        time.Duration // lifetime of renewed tokens; default 15 min
+	MaxSession time.Duration // absolute end after auth_time; default 8 h
+}
+
+// DefaultRenewalPolicy returns the last third, 15 min and 8 h.
+func DefaultRenewalPolicy() RenewalPolicy {
+	return RenewalPolicy{Window: DefaultRenewalWindow, TTL: DefaultRenewalTTL, MaxSession: DefaultMaxSession}
+}
+
+// Validate reports a policy that cannot work.
+func (p RenewalPolicy) Validate() error {
+	switch {
+	case !(p.Window > 0 && p.Window < 1):
+		return fmt.Errorf("session: renewal window %v outside (0, 1)", p.Window)
+	case p.TTL <= 0:
+		return fmt.Errorf("session: renewal TTL must be positive")
+	case p.MaxSession <= 0:
+		return fmt.Errorf("session: maximum session must be positive")
+	}
+	return nil
+}
+
+// Due reports whether sess should be renewed at now: it is not expired, has
+// an auth_time whose maximum session has not ended, and is inside the
+// renewal window. Expired means past exp with no leeway: a token accepted
+// only thanks to the leeway is never renewed.
+func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
+	if sess == nil || sess.authTime.IsZero() || sess.issuedAt.IsZero() {
+		return false
+	}
+	if !now.Before(sess.expiresAt) || !now.Before(sess.authTime.Add(p.MaxSession)) {
+		return false
+	}
+	life := sess.expiresAt.Sub(sess.issuedAt)
+	remaining := sess.expiresAt.Sub(now)
+	return float64(remaining) <= p.Window*float64(life)
+}
+
+// Successor returns the claims of the token that renews sess at now, or
+// ErrNotRenewable. It does not check the window: see [RenewalPolicy.Due].
+func (p RenewalPolicy) Successor(sess *Session, now time.Time) (Claims, error) {
+	if sess == nil || sess.authTime.IsZero() {
+		return Claims{}, fmt.Errorf("%w: no auth_time", ErrNotRenewable)
+	}
+	if !now.Before(sess.expiresAt) {
+		return Claims{}, fmt.Errorf("%w: expired", ErrNotRenewable)
+	}
+	end := sess.authTime.Add(p.MaxSession)
+	iat := now.Truncate(time.Second)
+	exp := now.Add(p.TTL)
+	if end.Before(exp) {
+		exp = end
+	}
+	exp = exp.Truncate(time.Second)
+	if !exp.After(iat) || !now.Before(end) {
+		return Claims{}, fmt.Errorf("%w: maximum session reached", ErrNotRenewable)
+	}
+	return Claims{
+		Issuer:          sess.issuer,
+		Subject:         sess.subject,
+		Audience:        slices.Clone(sess.audience),
+		IssuedAt:        iat,
+		ExpiresAt:       exp,
+		AuthTime:        sess.authTime,
+		SessionID:       sess.sessionID,
+		AuthorizedParty: sess.azp,
+		Permissions:     slices.Clone(sess.perms),
+		Extra:           maps.Clone(sess.claims),
+	}, nil
+}
+
+// Renewed is a renewed token and its expiry.
+type Renewed struct {
+	Token     string
+	ExpiresAt time.Time
+}
+
+// Renewer mints the successor of a verified token. token is the token the
+// session was verified from (a remote renewer sends it to the issuer); sess
+// is its verified session. Implementations must refuse sessions their policy
+// does not allow to renew.
+type Renewer interface {
+	Renew(ctx context.Context, token string, sess *Session) (Renewed, error)
+}
+
+// LocalRenewer renews with the current signing key of a verifier's key set,
+// for services that hold the signing key (a shared HMAC secret, or the
+// issuer itself).
+type LocalRenewer struct {
+	verifier *Verifier
+	policy   RenewalPolicy
+}
+
+// NewLocalRenewer returns a renewer signing with v's current signing key
+// (looked up on every renewal, so a rotation takes effect at once) on v's
+// clock. The policy's TTL may not exceed v's maximum lifetime nor its
+// MaxSession v's maximum session: renewed tokens would be refused.
+func NewLocalRenewer(v *Verifier, policy RenewalPolicy) (*LocalRenewer, error) {
+	if v == nil {
+		return nil, errors.New("session: a verifier is required")
+	}
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	if policy.TTL > v.opts.maxLifetime {
+		return nil, fmt.Errorf("session: renewal TTL %v exceeds the verifier's maximum lifetime %v", policy.TTL, v.opts.maxLifetime)
+	}
+	if policy.MaxSession > v.opts.maxSession {
+		return nil, fmt.Errorf("session: renewal maximum session %v exceeds the verifier's %v", policy.MaxSession, v.opts.maxSession)
+	}
+	if _, ok := v.Keys().SigningKey(); !ok {
+		return nil, fmt.Errorf("%w: the key set holds no key that can sign", ErrKey)
+	}
+	return &LocalRenewer{verifier: v, policy: policy}, nil
+}
+
+// Policy returns the renewal policy.
+func (r *LocalRenewer) Policy() RenewalPolicy { return r.policy }
+
+// Renew signs the successor of sess with the current signing key. It does
+// not re-verify token: callers pass a session the verifier just returned.
+func (r *LocalRenewer) Renew(ctx context.Context, token string, sess *Session) (Renewed, error) {
+	_ = token
+	if err := ctx.Err(); err != nil {
+		return Renewed{}, err
+	}
+	claims, err := r.policy.Successor(sess, r.verifier.Now())
+	if err != nil {
+		return Renewed{}, err
+	}
+	key, ok := r.verifier.Keys().SigningKey()
+	if !ok {
+		return Renewed{}, fmt.Errorf("%w: the key set holds no key that can sign", ErrKey)
+	}
+	signer, err := NewSigner(key)
+	if err != nil {
+		return Renewed{}, err
+	}
+	tok, err := signer.Sign(claims)
+	if err != nil {
+		return Renewed{}, err
+	}
+	return Renewed{Token: tok, ExpiresAt: claims.ExpiresAt}, nil
+}
