@@ -83,7 +83,9 @@ func (p RenewalPolicy) Successor(sess *Session, now time.Time) (Claims, error) {
 	}
 	end := sess.authTime.Add(p.MaxSession)
 	iat := now.Truncate(time.Second)
-	exp := now.Add(p.TTL)
+	// From the truncated iat, so exp - iat never exceeds the TTL (and the
+	// verifier's maximum lifetime) by the truncated fraction.
+	exp := iat.Add(p.TTL)
 	if end.Before(exp) {
 		exp = end
 	}
