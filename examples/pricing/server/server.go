@@ -1,0 +1,225 @@
+// Package server is the pricing service of the example: a
+// pricingv1.PriceServiceServer over the in-memory store, and New, which
+// builds a whole gRPC server with tollgate in front of it.
+//
+// The handlers hold business logic only. Who may call what (tokens,
+// permissions, ownership of seller_id) is declared in pricing.proto and
+// enforced by tollgate's guard before a handler runs. The one security
+// decision left to domain code, whether a SKU may move to another seller, uses
+// the same permission model through permissions.Require.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
+	"github.com/tollgate/tollgate/examples/pricing/store"
+	"github.com/tollgate/tollgate/interceptors"
+	"github.com/tollgate/tollgate/permissions"
+	"github.com/tollgate/tollgate/session"
+)
+
+// PermAdmin lets its holder act for any seller: tollgate's ownership rule
+// lets it through (bypass_permissions in pricing.proto), and the service lets
+// it move a SKU from one seller to another.
+const PermAdmin = "prices.admin"
+
+// MaxQuoteSKUs is the most SKUs one QuotePrices call may ask for.
+const MaxQuoteSKUs = 1000
+
+// Service implements pricingv1.PriceServiceServer over a store.
+type Service struct {
+	pricingv1.UnimplementedPriceServiceServer
+	store *store.Store
+}
+
+// NewService returns the service over st.
+func NewService(st *store.Store) *Service {
+	return &Service{store: st}
+}
+
+// Ping reports that the service is up.
+func (s *Service) Ping(context.Context, *pricingv1.PingRequest) (*pricingv1.PingResponse, error) {
+	return &pricingv1.PingResponse{Status: "ok"}, nil
+}
+
+// GetPrice returns the price of one SKU.
+func (s *Service) GetPrice(_ context.Context, req *pricingv1.GetPriceRequest) (*pricingv1.Price, error) {
+	p, err := s.store.Get(req.GetSku())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return toProto(p), nil
+}
+
+// ListPrices streams the prices of one seller, sorted by SKU.
+func (s *Service) ListPrices(req *pricingv1.ListPricesRequest, stream grpc.ServerStreamingServer[pricingv1.Price]) error {
+	if req.GetSellerId() == "" {
+		return status.Error(codes.InvalidArgument, "seller_id is required")
+	}
+	for _, p := range s.store.List(req.GetSellerId()) {
+		if err := stream.Send(toProto(p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetPrice creates or replaces one price.
+func (s *Service) SetPrice(ctx context.Context, req *pricingv1.SetPriceRequest) (*pricingv1.Price, error) {
+	p, err := s.set(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return toProto(p), nil
+}
+
+// DeletePrice removes a price of the seller the request names.
+func (s *Service) DeletePrice(_ context.Context, req *pricingv1.DeletePriceRequest) (*pricingv1.DeletePriceResponse, error) {
+	if err := s.store.Delete(req.GetSku(), req.GetSellerId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pricingv1.DeletePriceResponse{}, nil
+}
+
+// ImportPrices stores every price the client sends and counts them. When a
+// message fails (tollgate refuses it, or it is invalid) the call ends with
+// that error; the prices stored before it stay.
+func (s *Service) ImportPrices(stream grpc.ClientStreamingServer[pricingv1.SetPriceRequest, pricingv1.ImportPricesResponse]) error {
+	var n int32
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&pricingv1.ImportPricesResponse{Imported: n})
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.set(stream.Context(), req); err != nil {
+			return err
+		}
+		n++
+	}
+}
+
+// SyncPrices stores every price the client sends and echoes each stored
+// price back.
+func (s *Service) SyncPrices(stream grpc.BidiStreamingServer[pricingv1.SetPriceRequest, pricingv1.Price]) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p, err := s.set(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(toProto(p)); err != nil {
+			return err
+		}
+	}
+}
+
+// QuotePrices returns the prices of the known SKUs asked for, in request
+// order. The token came in access_token; the handler never looks at it.
+func (s *Service) QuotePrices(_ context.Context, req *pricingv1.QuotePricesRequest) (*pricingv1.QuotePricesResponse, error) {
+	if len(req.GetSkus()) > MaxQuoteSKUs {
+		return nil, status.Errorf(codes.InvalidArgument, "at most %d skus per quote", MaxQuoteSKUs)
+	}
+	found := s.store.Quote(req.GetSkus())
+	out := &pricingv1.QuotePricesResponse{Prices: make([]*pricingv1.Price, len(found))}
+	for i, p := range found {
+		out.Prices[i] = toProto(p)
+	}
+	return out, nil
+}
+
+// set stores one price. tollgate has already checked that the caller may
+// write for req.seller_id; whether the SKU may change sellers is a domain
+// rule, decided with the same permission model.
+func (s *Service) set(ctx context.Context, req *pricingv1.SetPriceRequest) (store.Price, error) {
+	reassign := permissions.Require(ctx, PermAdmin) == nil
+	p, err := s.store.Set(store.Price{
+		SKU:         req.GetSku(),
+		SellerID:    req.GetSellerId(),
+		AmountCents: req.GetAmountCents(),
+		Currency:    req.GetCurrency(),
+	}, reassign)
+	if err != nil {
+		return store.Price{}, toStatus(err)
+	}
+	return p, nil
+}
+
+func toProto(p store.Price) *pricingv1.Price {
+	return &pricingv1.Price{Sku: p.SKU, SellerId: p.SellerID, AmountCents: p.AmountCents, Currency: p.Currency}
+}
+
+// toStatus maps the store's errors to gRPC codes. Their messages name only
+// fields and rules, never stored data, so they may reach the caller.
+func toStatus(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, "price not found")
+	case errors.Is(err, store.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+// Config is what New builds a server from.
+type Config struct {
+	// Verifier checks every token. Required: there is no default key.
+	Verifier *session.Verifier
+	// Store holds the prices; nil means store.New(), the demo catalogue.
+	Store *store.Store
+	// GuardOptions configure tollgate's guard (a logger, for instance).
+	GuardOptions []interceptors.Option
+	// ServerOptions are added after the guard's, e.g. grpc.Creds for TLS.
+	ServerOptions []grpc.ServerOption
+}
+
+// New builds the pricing gRPC server: tollgate's guard in front of
+// PriceService, gRPC health (SERVING) and reflection, with every rule
+// compiled. Health checks and reflection need no token (the guard's default
+// public services). It returns an error, never a half-built server, when
+// the configuration or a rule in pricing.proto is wrong.
+func New(cfg Config) (*grpc.Server, error) {
+	if cfg.Verifier == nil {
+		return nil, errors.New("server: a session.Verifier is required (tollgate has no default key)")
+	}
+	st := cfg.Store
+	if st == nil {
+		st = store.New()
+	}
+	guard, err := interceptors.NewGuard(cfg.Verifier, cfg.GuardOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	opts := append(guard.ServerOptions(), cfg.ServerOptions...)
+	srv := grpc.NewServer(opts...)
+	pricingv1.RegisterPriceServiceServer(srv, NewService(st))
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(pricingv1.PriceService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	if err := guard.Init(srv); err != nil {
+		srv.Stop()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return srv, nil
+}
