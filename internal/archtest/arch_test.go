@@ -1,0 +1,42 @@
+// Package archtest holds the import rules of design.md as a test: a package
+// that must work from any transport must not pull in gRPC, however
+// indirectly.
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func TestImportRules(t *testing.T) {
+	const mod = "github.com/tollgate/tollgate"
+	rules := []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{mod + "/session", []string{"google.golang.org/grpc", "google.golang.org/protobuf"}},
+		{mod + "/throttle", []string{"google.golang.org/grpc", "google.golang.org/protobuf", mod + "/session"}},
+		{mod + "/permissions", []string{"google.golang.org/grpc"}},
+		{mod + "/proto/tollgate/v1", []string{"google.golang.org/grpc"}},
+		{mod + "/examples/...", []string{mod + "/internal/"}},
+	}
+	for _, r := range rules {
+		for _, d := range deps(t, r.pkg) {
+			for _, f := range r.forbidden {
+				if d == f || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/") {
+					t.Errorf("%s depends on %s, which design.md forbids (%s)", r.pkg, d, f)
+				}
+			}
+		}
+	}
+}
