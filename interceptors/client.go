@@ -1,0 +1,227 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/tollgate/tollgate/session"
+)
+
+// RenewedTokenKey is the metadata key of a renewed token: a trailer at the
+// end of a call, or, for server streams configured to, a header.
+const RenewedTokenKey = "tollgate-renewed-token"
+
+// TokenSource holds a client's current token. It is safe for concurrent use:
+// calls read it while responses offer renewed tokens, and it keeps whichever
+// token expires later, so concurrent responses can never swap an older
+// token back in.
+//
+// The client holds no keys, so expiries are read without verification
+// (session.UnverifiedExpiry): that only orders tokens the client was given;
+// the server verifies everything.
+type TokenSource struct {
+	cur     atomic.Pointer[heldToken]
+	onRenew func(token string, expiresAt time.Time)
+}
+
+type heldToken struct {
+	token string
+	exp   time.Time
+}
+
+// TokenSourceOption configures a [TokenSource].
+type TokenSourceOption func(*TokenSource)
+
+// WithOnRenew calls f, synchronously, each time a renewed token replaces the
+// current one, so an application can persist it. f must not block.
+func WithOnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
+	return func(s *TokenSource) { s.onRenew = f }
+}
+
+// NewTokenSource returns a source holding token, whose expiry must be
+// readable.
+func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, error) {
+	exp, err := session.UnverifiedExpiry(token)
+	if err != nil {
+		return nil, errors.New("interceptors: the initial token has no readable exp")
+	}
+	s := &TokenSource{}
+	for _, o := range opts {
+		o(s)
+	}
+	s.cur.Store(&heldToken{token: token, exp: exp})
+	return s, nil
+}
+
+// Token returns the current token.
+func (s *TokenSource) Token() string { return s.cur.Load().token }
+
+// ExpiresAt returns the current token's (unverified) expiry.
+func (s *TokenSource) ExpiresAt() time.Time { return s.cur.Load().exp }
+
+// Offer replaces the current token with token when token expires strictly
+// later, and reports whether it did. An unreadable token is ignored.
+func (s *TokenSource) Offer(token string) bool {
+	exp, err := session.UnverifiedExpiry(token)
+	if err != nil {
+		return false
+	}
+	next := &heldToken{token: token, exp: exp}
+	for {
+		cur := s.cur.Load()
+		if !exp.After(cur.exp) {
+			return false
+		}
+		if s.cur.CompareAndSwap(cur, next) {
+			if s.onRenew != nil {
+				s.onRenew(token, exp)
+			}
+			return true
+		}
+	}
+}
+
+// offerFrom offers the renewed token found in any of mds.
+func (s *TokenSource) offerFrom(mds ...metadata.MD) {
+	for _, md := range mds {
+		for _, v := range md.Get(RenewedTokenKey) {
+			s.Offer(v)
+		}
+	}
+}
+
+type clientOptions struct {
+	attach bool
+}
+
+// ClientOption configures the client interceptors.
+type ClientOption func(*clientOptions)
+
+// PickUpOnly makes the interceptors only collect renewed tokens, for clients
+// that attach the token with [PerRPCCredentials] instead.
+func PickUpOnly() ClientOption { return func(o *clientOptions) { o.attach = false } }
+
+func clientOpts(opts []ClientOption) clientOptions {
+	o := clientOptions{attach: true}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// attach adds "authorization: Bearer <token>" unless the call already
+// carries an authorization value: two values would be refused by the guard.
+func attach(ctx context.Context, src *TokenSource) context.Context {
+	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get("authorization")) > 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+src.Token())
+}
+
+// UnaryClientInterceptor attaches src's token to every call and swaps in a
+// renewed token from the response's trailers or headers.
+func UnaryClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.UnaryClientInterceptor {
+	o := clientOpts(opts)
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+		if o.attach {
+			ctx = attach(ctx, src)
+		}
+		var header, trailer metadata.MD
+		callOpts = append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))
+		err := invoker(ctx, method, req, reply, cc, callOpts...)
+		src.offerFrom(header, trailer)
+		return err
+	}
+}
+
+// StreamClientInterceptor attaches src's token to every stream and swaps in
+// a renewed token from the stream's headers and, once RecvMsg returns io.EOF
+// or an error, its trailers.
+func StreamClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.StreamClientInterceptor {
+	o := clientOpts(opts)
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if o.attach {
+			ctx = attach(ctx, src)
+		}
+		cs, err := streamer(ctx, desc, cc, method, callOpts...)
+		if err != nil {
+			return nil, err
+		}
+		return &renewingStream{ClientStream: cs, src: src}, nil
+	}
+}
+
+type renewingStream struct {
+	grpc.ClientStream
+	src        *TokenSource
+	sawHeader  atomic.Bool
+	sawTrailer atomic.Bool
+}
+
+func (s *renewingStream) Header() (metadata.MD, error) {
+	md, err := s.ClientStream.Header()
+	if err == nil {
+		s.src.offerFrom(md)
+	}
+	return md, err
+}
+
+func (s *renewingStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil {
+		// Headers have arrived with the first message; read them once.
+		if s.sawHeader.CompareAndSwap(false, true) {
+			if md, herr := s.ClientStream.Header(); herr == nil {
+				s.src.offerFrom(md)
+			}
+		}
+		return nil
+	}
+	// io.EOF or a status: the trailers are final now.
+	if s.sawTrailer.CompareAndSwap(false, true) {
+		s.src.offerFrom(s.ClientStream.Trailer())
+	}
+	if errors.Is(err, io.EOF) {
+		return io.EOF
+	}
+	return err
+}
+
+type perRPC struct {
+	src      *TokenSource
+	insecure bool
+}
+
+// CredentialsOption configures [PerRPCCredentials].
+type CredentialsOption func(*perRPC)
+
+// AllowInsecureTransport lets the credentials travel over a connection
+// without transport security. For tests and loopback demos only: a bearer
+// token on plaintext can be read by anyone on the path.
+func AllowInsecureTransport() CredentialsOption { return func(p *perRPC) { p.insecure = true } }
+
+// PerRPCCredentials adapts src to credentials.PerRPCCredentials (for
+// grpc.WithPerRPCCredentials). It requires transport security unless
+// [AllowInsecureTransport] is given; grpc-go then refuses to send the token
+// on an insecure connection. It only attaches tokens: add the client
+// interceptors with [PickUpOnly] to collect renewed ones.
+func PerRPCCredentials(src *TokenSource, opts ...CredentialsOption) credentials.PerRPCCredentials {
+	p := &perRPC{src: src}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+func (p *perRPC) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + p.src.Token()}, nil
+}
+
+func (p *perRPC) RequireTransportSecurity() bool { return !p.insecure }
