@@ -155,6 +155,9 @@ func NewLocalRenewer(v *Verifier, policy RenewalPolicy) (*LocalRenewer, error) {
 // Policy returns the renewal policy.
 func (r *LocalRenewer) Policy() RenewalPolicy { return r.policy }
 
+// Due reports whether sess is due for renewal now, on the verifier's clock.
+func (r *LocalRenewer) Due(sess *Session) bool { return r.policy.Due(sess, r.verifier.Now()) }
+
 // Renew signs the successor of sess with the current signing key. It does
 // not re-verify token: callers pass a session the verifier just returned.
 func (r *LocalRenewer) Renew(ctx context.Context, token string, sess *Session) (Renewed, error) {
