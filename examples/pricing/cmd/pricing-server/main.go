@@ -1,0 +1,174 @@
+// Pricing-server serves the pricing example's PriceService with tollgate in
+// front of it.
+//
+// Usage:
+//
+//	pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg HS256]
+//	    [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
+//
+// The verification key comes from -key (a file, mode 0600 when it holds a
+// secret) or else from the environment variable TOLLGATE_KEY, in the text
+// form session.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
+// There is no default key: without one the server refuses to start.
+//
+// Once the listener is bound the server prints exactly one line,
+// "listening on HOST:PORT", on standard output, so -listen 127.0.0.1:0
+// works and scripts can read the port. Denied calls are logged on standard
+// error. SIGINT or SIGTERM stops the server gracefully (in-flight calls get
+// a few seconds to finish) and it exits 0. Any start-up problem is one line
+// on standard error and exit status 1 (2 for bad usage).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/tollgate/tollgate/examples/pricing/server"
+	"github.com/tollgate/tollgate/interceptors"
+	"github.com/tollgate/tollgate/session"
+)
+
+// keyEnv names the environment variable the key is read from without -key.
+const keyEnv = "TOLLGATE_KEY"
+
+// stopGrace is how long a graceful stop may wait for in-flight calls (open
+// streams in particular) before they are cut.
+const stopGrace = 5 * time.Second
+
+const usage = `usage: pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg HS256]
+    [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
+The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+type config struct {
+	listen, keyPath, alg, issuer, audience, tlsCert, tlsKey string
+}
+
+// run is the whole command; it serves until ctx is done.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fail := func(code int, err error) int {
+		fmt.Fprintln(stderr, "pricing-server: "+strings.Join(strings.Fields(err.Error()), " "))
+		return code
+	}
+	fs := flag.NewFlagSet("pricing-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var c config
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to listen on")
+	fs.StringVar(&c.keyPath, "key", "", "verification key file (default: $"+keyEnv+")")
+	fs.StringVar(&c.alg, "alg", session.HS256, "algorithm of the key")
+	fs.StringVar(&c.issuer, "issuer", "tollgate-demo", "issuer tokens must name")
+	fs.StringVar(&c.audience, "audience", "pricing", "audience tokens must name")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM), with -tls-key")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM), with -tls-cert")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		return fail(2, err)
+	}
+	if fs.NArg() > 0 {
+		return fail(2, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return fail(2, errors.New("-tls-cert and -tls-key go together: give both or neither"))
+	}
+
+	srv, err := build(c, stderr)
+	if err != nil {
+		return fail(1, err)
+	}
+	lis, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fail(1, err)
+	}
+	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	select {
+	case err := <-served:
+		return fail(1, fmt.Errorf("serve: %w", err))
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		srv.Stop()
+		<-stopped
+	}
+	if err := <-served; err != nil {
+		return fail(1, fmt.Errorf("serve: %w", err))
+	}
+	return 0
+}
+
+// build loads the key and TLS material and builds the guarded server.
+func build(c config, stderr io.Writer) (*grpc.Server, error) {
+	key, err := loadKey(c.keyPath, c.alg)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := session.NewKeySet(key)
+	if err != nil {
+		return nil, err
+	}
+	// QuotePrices takes tokens in its body, up to 64 KiB; metadata tokens
+	// stay capped at 8 KiB by the guard.
+	v, err := session.NewVerifier(ks, c.issuer, c.audience, session.WithMaxTokenSize(64<<10))
+	if err != nil {
+		return nil, err
+	}
+	cfg := server.Config{
+		Verifier:     v,
+		GuardOptions: []interceptors.Option{interceptors.WithLogger(slog.New(slog.NewTextHandler(stderr, nil)))},
+	}
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		cfg.ServerOptions = append(cfg.ServerOptions, grpc.Creds(creds))
+	}
+	return server.New(cfg)
+}
+
+// loadKey reads the key from path or, without one, from $TOLLGATE_KEY. The
+// key files of tollgate keygen carry no kid, and the server holds exactly
+// one key, so tokens need not name one.
+func loadKey(path, alg string) (*session.Key, error) {
+	if path != "" {
+		return session.LoadKeyFile(path, "", alg)
+	}
+	if _, ok := os.LookupEnv(keyEnv); !ok {
+		return nil, fmt.Errorf("no key: pass -key PATH or set %s (tollgate has no default key)", keyEnv)
+	}
+	return session.LoadKeyEnv(keyEnv, "", alg)
+}
