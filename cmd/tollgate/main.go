@@ -1,0 +1,232 @@
+// Tollgate generates signing keys and issues and inspects the access tokens
+// that the tollgate library verifies.
+//
+// Usage:
+//
+//	tollgate keygen -alg ALG -out PATH [-kid KID]
+//	tollgate token issue -key PATH -alg ALG -iss ISS -aud AUD -sub SUB [flags]
+//	tollgate token inspect [-key PATH -alg ALG -iss ISS -aud AUD] TOKEN|-
+//
+// # keygen
+//
+// keygen writes a new key. For HS256, HS384 and HS512 the key is 32, 48 or
+// 64 random bytes in standard base64 (one line) at PATH, mode 0600. For
+// ES256, ES384, EdDSA, RS256 and PS256 (RSA keys have 2048 bits) it writes the
+// private key as PKCS#8 PEM at PATH (mode 0600) and the public key as PKIX
+// PEM at PATH.pub (mode 0644). It never overwrites a file, and it loads the
+// result back before reporting success. -kid is only checked for validity:
+// key files carry no kid.
+//
+// # token issue
+//
+// token issue signs a token with the private (or secret) key at -key and
+// prints it. -aud and -perms take comma lists; -perms "" gives an empty
+// perms array, no -perms gives none. -ttl (default 15m) counts from the
+// issued-at time; -iat and -auth-time are signed offsets from now such as
+// -50s or +10m (defaults: iat is now, auth_time is the iat). -claim
+// name=value (repeatable) adds a custom claim: a JSON number or true/false
+// keeps its type, anything else is a string. -sid defaults to a random
+// session ID; the jti is always random. -kid names the key in the header;
+// -azp names the calling service.
+// Tokens the verifier rejects (a 10h lifetime, an iat long past) can be
+// issued on purpose, for demos and tests.
+//
+// # token inspect
+//
+// token inspect prints a token's header and claims as indented JSON,
+// decoded without verification; TOKEN "-" reads the token from standard
+// input. With -key (then -alg, -iss and -aud are required too), it also
+// verifies the token the way the gRPC guard does, with the default limits,
+// and prints a last line "valid" or the reason it is not, such as
+// "token expired: past exp". The key may be the public key or, for HMAC, the
+// secret. Key files carry no kid, so the key is bound to the kid the token
+// names: what is checked is the algorithm, the signature and the claims.
+//
+// # Exit status
+//
+// 0: success (for inspect with -key: the token is valid). 1: the token is
+// invalid, expired or not decodable, or an operation failed. 2: bad usage or
+// input (unknown command or flag, missing flag, bad duration, unknown
+// algorithm, unreadable or unusable key, existing output file), reported
+// as one line on standard error.
+//
+// No output ever contains key material, and inspect never echoes the token
+// it was given.
+package main
+
+import (
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/tollgate/tollgate/session"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the token is invalid, or an operation failed
+	exitUsage = 2 // bad flags or input
+)
+
+const usage = `usage:
+  tollgate keygen -alg ALG -out PATH [-kid KID]
+  tollgate token issue -key PATH -alg ALG -iss ISS -aud AUD[,AUD...] -sub SUB
+        [-kid KID] [-azp ID] [-perms P[,P...]] [-claim NAME=VALUE]...
+        [-ttl 15m] [-iat OFFSET] [-auth-time OFFSET] [-sid ID]
+  tollgate token inspect [-key PATH -alg ALG -iss ISS -aud AUD] TOKEN|-
+
+algorithms: HS256 HS384 HS512 ES256 ES384 EdDSA RS256 PS256
+exit status: 0 ok, 1 invalid token or failure, 2 bad usage or input
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
+}
+
+// run is the whole command: main only wires it to the process, so tests can
+// drive it with their own streams and clock.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() time.Time) int {
+	e := &env{args: args, stdin: stdin, stdout: stdout, stderr: stderr, now: now}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "keygen":
+		return keygen(e, args[1:])
+	}
+	return e.fail(exitUsage, "unknown command %q (want keygen or token; see tollgate help)", args[0])
+}
+
+// env is what a command runs against.
+type env struct {
+	args           []string // the whole command line, for redaction
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	now            func() time.Time
+}
+
+// fail reports msg as one line on stderr and returns code. Any argument of
+// the command line that looks like a token or key material is cut out of the
+// message first: the flag package and os errors quote what they were given,
+// and a key pasted where a path belongs must not end up in a log.
+//
+// The message is made one line of printable text, whatever the arguments
+// held: scripts read it as one line, and terminals should not interpret it.
+func (e *env) fail(code int, format string, a ...any) int {
+	msg := redact(fmt.Sprintf(format, a...), e.args)
+	msg = strings.Join(strings.Fields(msg), " ")
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, msg)
+	fmt.Fprintln(e.stderr, "tollgate: "+msg)
+	return code
+}
+
+// redact cuts out of msg every argument, or part of one as the flag package
+// quotes it (without leading dashes, either side of "=", Go-quoted), that
+// looks sensitive.
+func redact(msg string, args []string) string {
+	for _, arg := range args {
+		trimmed := strings.TrimLeft(arg, "-")
+		parts := []string{arg, trimmed}
+		if name, value, ok := strings.Cut(trimmed, "="); ok {
+			parts = append(parts, name, value)
+		}
+		for _, p := range parts {
+			if looksSensitive(p) {
+				msg = strings.ReplaceAll(msg, strconv.Quote(p), "[redacted]")
+				msg = strings.ReplaceAll(msg, p, "[redacted]")
+			}
+		}
+	}
+	return msg
+}
+
+// looksSensitive reports whether s could be a compact token, a PEM key or a
+// base64 secret of a usable size (32 bytes or more). A false positive only
+// hides a path from an error message; absolute paths and paths with a dot,
+// such as keys/hs256.key, never match.
+func looksSensitive(s string) bool {
+	if strings.Contains(s, "-----BEGIN") || strings.Contains(s, "PRIVATE KEY") {
+		return true
+	}
+	s = strings.TrimSpace(s)
+	if strings.Count(s, ".") == 2 && len(s) >= 40 && strings.Trim(s, b64URLChars+".") == "" {
+		return true
+	}
+	if len(s) < 43 || strings.ContainsAny(s[:1], "/.~") ||
+		!strings.ContainsAny(s, upper) || !strings.ContainsAny(s, lower) || !strings.ContainsAny(s, digits) {
+		return false
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if _, err := enc.Strict().DecodeString(s); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	upper       = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	lower       = "abcdefghijklmnopqrstuvwxyz"
+	digits      = "0123456789"
+	b64URLChars = upper + lower + digits + "-_"
+)
+
+// newFlagSet returns a flag set that reports nothing itself: errors are
+// printed by parse, as one line.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parse parses args into fs. When it returns false the command is over and
+// code is its exit status: -h printed the usage, or a flag was bad.
+func (e *env) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	err := fs.Parse(args)
+	switch {
+	case err == flag.ErrHelp:
+		fmt.Fprint(e.stdout, usage)
+		return exitOK, false
+	case err != nil:
+		return e.fail(exitUsage, "%s: %v", fs.Name(), err), false
+	}
+	return exitOK, true
+}
+
+// missing names the flags among names whose value is empty, for a "missing
+// required flags" message; "" when all are set.
+func missing(fs *flag.FlagSet, names ...string) string {
+	var out []string
+	for _, n := range names {
+		if fs.Lookup(n).Value.String() == "" {
+			out = append(out, "-"+n)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// checkAlg returns an error message for an algorithm session does not
+// support, naming the ones it does.
+func checkAlg(alg string) error {
+	if slices.Contains(session.Algorithms(), alg) {
+		return nil
+	}
+	return fmt.Errorf("unknown -alg %q (supported: %s)", alg, strings.Join(session.Algorithms(), ", "))
+}
