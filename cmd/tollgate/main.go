@@ -105,6 +105,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return exitOK
 	case "keygen":
 		return keygen(e, args[1:])
+	case "token":
+		return token(e, args[1:])
 	}
 	return e.fail(exitUsage, "unknown command %q (want keygen or token; see tollgate help)", args[0])
 }
@@ -220,6 +222,14 @@ func missing(fs *flag.FlagSet, names ...string) string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// isSet reports whether the flag name was given on the command line, even
+// with an empty value.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // checkAlg returns an error message for an algorithm session does not

@@ -68,9 +68,9 @@ func TestUsage(t *testing.T) {
 	if r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, "tollgate keygen -alg ALG -out PATH") {
 		t.Errorf("no arguments: exit %d, stdout %q, stderr %q; want exit 2 and the usage on stderr", r.code, r.stdout, r.stderr)
 	}
-	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"keygen", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"keygen", "-h"}, {"token", "issue", "-h"}, {"token", "help"}} {
 		r := runCLI(t, args...)
-		if r.code != exitOK || r.stderr != "" || !strings.Contains(r.stdout, "tollgate keygen") {
+		if r.code != exitOK || r.stderr != "" || !strings.Contains(r.stdout, "tollgate token inspect") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 0 and the usage on stdout", args, r.code, r.stdout, r.stderr)
 		}
 	}

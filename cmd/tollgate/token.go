@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/session"
+)
+
+// maxStdinToken bounds what inspect reads from standard input: far above
+// the largest token a verifier accepts, far below what could hurt.
+const maxStdinToken = 1 << 20
+
+// token implements "tollgate token issue|inspect".
+func token(e *env, args []string) int {
+	if len(args) == 0 {
+		return e.fail(exitUsage, "token: missing subcommand (issue or inspect)")
+	}
+	switch args[0] {
+	case "issue":
+		return issue(e, args[1:])
+	case "inspect":
+		return inspect(e, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(e.stdout, usage)
+		return exitOK
+	}
+	return e.fail(exitUsage, "token: unknown subcommand %q (want issue or inspect)", args[0])
+}
+
+// issue implements "tollgate token issue".
+func issue(e *env, args []string) int {
+	fs := newFlagSet("token issue")
+	keyPath := fs.String("key", "", "private or secret key file")
+	alg := fs.String("alg", "", "algorithm of the key")
+	iss := fs.String("iss", "", "issuer")
+	aud := fs.String("aud", "", "audiences, comma separated")
+	sub := fs.String("sub", "", "subject")
+	kid := fs.String("kid", "", "key ID for the header")
+	azp := fs.String("azp", "", "authorized party: the calling service")
+	perms := fs.String("perms", "", "permissions, comma separated")
+	sid := fs.String("sid", "", "session ID (default random)")
+	ttl := fs.Duration("ttl", 15*time.Minute, "lifetime, from the iat")
+	iatOffset := fs.Duration("iat", 0, "issued-at, as an offset from now")
+	authOffset := fs.Duration("auth-time", 0, "auth_time, as an offset from now (default: the iat)")
+	extra := claimFlag{}
+	fs.Var(extra, "claim", "custom claim name=value (repeatable)")
+	if code, ok := e.parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return e.fail(exitUsage, "token issue: unexpected argument %q after the flags", fs.Arg(0))
+	}
+	if m := missing(fs, "key", "alg", "iss", "aud", "sub"); m != "" {
+		return e.fail(exitUsage, "token issue: missing required flags: %s", m)
+	}
+	if err := checkAlg(*alg); err != nil {
+		return e.fail(exitUsage, "token issue: %v", err)
+	}
+	if err := checkKID(*kid); err != nil {
+		return e.fail(exitUsage, "token issue: invalid -kid: %v", err)
+	}
+	// NumericDates have whole seconds: a shorter lifetime would sign exp == iat.
+	if *ttl < time.Second {
+		return e.fail(exitUsage, "token issue: -ttl %v is shorter than 1s", *ttl)
+	}
+	audience := splitList(*aud)
+	if len(audience) == 0 {
+		return e.fail(exitUsage, "token issue: -aud names no audience")
+	}
+	var permissions []string // nil: no perms claim at all
+	if isSet(fs, "perms") {
+		permissions = splitList(*perms)
+	}
+
+	key, err := loadKey(*keyPath, *kid, *alg)
+	if err != nil {
+		return e.fail(exitUsage, "token issue: -key: %v", err)
+	}
+	signer, err := session.NewSigner(key)
+	if err != nil {
+		return e.fail(exitUsage, "token issue: -key %s is a public key; signing needs the private key", *keyPath)
+	}
+	if *sid == "" {
+		if *sid, err = session.NewID(); err != nil {
+			return e.fail(exitFail, "token issue: %v", err)
+		}
+	}
+	now := e.now()
+	iat := now.Add(*iatOffset)
+	authTime := iat
+	if isSet(fs, "auth-time") {
+		authTime = now.Add(*authOffset)
+	}
+	tok, err := signer.Sign(session.Claims{
+		Issuer:          *iss,
+		Subject:         *sub,
+		Audience:        audience,
+		IssuedAt:        iat,
+		ExpiresAt:       iat.Add(*ttl),
+		AuthTime:        authTime,
+		SessionID:       *sid,
+		AuthorizedParty: *azp,
+		Permissions:     permissions,
+		Extra:           extra,
+	})
+	if err != nil {
+		code := exitFail
+		if errors.Is(err, session.ErrClaims) {
+			code = exitUsage
+		}
+		return e.fail(code, "token issue: %v", err)
+	}
+	fmt.Fprintln(e.stdout, tok)
+	return exitOK
+}
+
+// splitList splits a comma list, dropping empty entries and the spaces
+// around each; never nil.
+func splitList(s string) []string {
+	out := []string{}
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// claimFlag collects -claim name=value. A value that is a JSON number or
+// true/false keeps that type; any other value is a string.
+type claimFlag map[string]any
+
+func (c claimFlag) String() string { return "" }
+
+func (c claimFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return errors.New("want name=value")
+	}
+	if _, dup := c[name]; dup {
+		return fmt.Errorf("claim %q given twice", name)
+	}
+	c[name] = claimValue(value)
+	return nil
+}
+
+// jsonNumber is the number grammar of RFC 8259 §6.
+var jsonNumber = regexp.MustCompile(`^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$`)
+
+func claimValue(v string) any {
+	switch {
+	case v == "true":
+		return true
+	case v == "false":
+		return false
+	case jsonNumber.MatchString(v):
+		// json.Number keeps the digits as written (no float64 rounding).
+		return json.Number(v)
+	}
+	return v
+}
+
+// inspect implements "tollgate token inspect".
+func inspect(e *env, args []string) int {
+	fs := newFlagSet("token inspect")
+	keyPath := fs.String("key", "", "public, private or secret key file; verifies the token")
+	alg := fs.String("alg", "", "algorithm of the key")
+	iss := fs.String("iss", "", "issuer the token must name")
+	aud := fs.String("aud", "", "audience the token must name")
+	if code, ok := e.parse(fs, args); !ok {
+		return code
+	}
+	// Never quote the argument here: it is a token.
+	switch fs.NArg() {
+	case 0:
+		return e.fail(exitUsage, "token inspect: missing TOKEN (or - to read it from standard input)")
+	case 1:
+	default:
+		return e.fail(exitUsage, "token inspect: want one TOKEN after the flags, got %d arguments", fs.NArg())
+	}
+	verify := *keyPath != ""
+	if verify {
+		if m := missing(fs, "alg", "iss", "aud"); m != "" {
+			return e.fail(exitUsage, "token inspect: -key needs -alg, -iss and -aud; missing %s", m)
+		}
+		if err := checkAlg(*alg); err != nil {
+			return e.fail(exitUsage, "token inspect: %v", err)
+		}
+	} else if isSet(fs, "alg") || isSet(fs, "iss") || isSet(fs, "aud") {
+		return e.fail(exitUsage, "token inspect: -alg, -iss and -aud apply only with -key")
+	}
+
+	tok := fs.Arg(0)
+	if tok == "-" {
+		data, err := io.ReadAll(io.LimitReader(e.stdin, maxStdinToken+1))
+		if err != nil {
+			return e.fail(exitUsage, "token inspect: reading standard input: %v", err)
+		}
+		if len(data) > maxStdinToken {
+			return e.fail(exitUsage, "token inspect: standard input holds more than %d bytes", maxStdinToken)
+		}
+		tok = string(data)
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return e.fail(exitUsage, "token inspect: the token is empty")
+	}
+
+	var key *session.Key
+	if verify {
+		var err error
+		if key, err = loadKey(*keyPath, "", *alg); err != nil {
+			return e.fail(exitUsage, "token inspect: -key: %v", err)
+		}
+	}
+
+	header, claims, err := decode(tok)
+	if err != nil {
+		e.fail(exitFail, "token inspect: the token is not decodable: %v", err)
+		if !verify {
+			return exitFail
+		}
+	} else {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		out := struct {
+			Header map[string]any `json:"header"`
+			Claims map[string]any `json:"claims"`
+		}{header, claims}
+		if err := enc.Encode(out); err != nil {
+			return e.fail(exitFail, "token inspect: %v", err)
+		}
+	}
+	if !verify {
+		return exitOK
+	}
+
+	// A key file has no kid: bind the key to the one the token names, so
+	// that what decides is the algorithm, the signature and the claims. A
+	// kid the key cannot take leaves it without one, and the verifier says
+	// "unknown kid".
+	if kid, ok := header["kid"].(string); ok && kid != "" {
+		if k, err := session.LoadKeyFile(*keyPath, kid, *alg); err == nil {
+			key = k
+		}
+	}
+	ks, err := session.NewKeySet(key)
+	if err != nil {
+		return e.fail(exitFail, "token inspect: %v", err)
+	}
+	v, err := session.NewVerifier(ks, *iss, *aud, session.WithClock(e.now))
+	if err != nil {
+		return e.fail(exitUsage, "token inspect: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		// A *session.VerifyError: fixed words, never any part of the token.
+		fmt.Fprintln(e.stdout, err.Error())
+		return exitFail
+	}
+	fmt.Fprintln(e.stdout, "valid")
+	return exitOK
+}
+
+// decode returns a token's header and claims without verifying anything.
+// Its errors are fixed words: the token's content never reaches them.
+func decode(tok string) (header, claims map[string]any, err error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return nil, nil, fmt.Errorf("want three dot-separated segments, got %d", len(parts))
+	}
+	if header, err = decodeSegment(parts[0]); err != nil {
+		return nil, nil, fmt.Errorf("header %w", err)
+	}
+	if claims, err = decodeSegment(parts[1]); err != nil {
+		return nil, nil, fmt.Errorf("claims %w", err)
+	}
+	return header, claims, nil
+}
+
+func decodeSegment(seg string) (map[string]any, error) {
+	data, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, errors.New("not base64url")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("not a JSON object: data follows it")
+	}
+	return m, nil
+}
+
+// loadKey loads a key file with session.LoadKeyFile. A path that does not
+// exist is left out of the error: it is the likeliest place for a key pasted
+// instead of its path.
+func loadKey(path, kid, alg string) (*session.Key, error) {
+	if _, err := os.Stat(path); err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err
+		}
+		return nil, fmt.Errorf("cannot read the key file: %w", err)
+	}
+	return session.LoadKeyFile(path, kid, alg)
+}
