@@ -37,6 +37,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"time"
 )
 
@@ -55,7 +57,8 @@ func PerSecond(rate, burst int) Limit { return Limit{Rate: rate, Per: time.Secon
 var ErrInvalidLimit = errors.New("throttle: invalid limit")
 
 // Validate reports whether the limit can work: Rate, Per and Burst positive,
-// and the interval between tokens (Per/Rate) at least one nanosecond.
+// the interval between tokens (Per/Rate) at least one nanosecond, and an
+// empty bucket refilled (Burst intervals) in less than about 73 years.
 func (l Limit) Validate() error {
 	switch {
 	case l.Rate <= 0:
@@ -64,11 +67,21 @@ func (l Limit) Validate() error {
 		return fmt.Errorf("%w: period %v must be positive", ErrInvalidLimit, l.Per)
 	case l.Burst <= 0:
 		return fmt.Errorf("%w: burst %d must be at least 1", ErrInvalidLimit, l.Burst)
-	case l.Per/time.Duration(l.Rate) <= 0:
+	case l.Per < time.Duration(l.Rate): // Per/Rate would be 0
 		return fmt.Errorf("%w: %d per %v is finer than a nanosecond", ErrInvalidLimit, l.Rate, l.Per)
+	}
+	// Multiplied rather than divided: limiters validate on every call.
+	if hi, span := bits.Mul64(uint64(l.Interval()), uint64(l.Burst)); hi != 0 || span > uint64(maxRefill) {
+		return fmt.Errorf("%w: burst %d at %d per %v takes more than %v to refill", ErrInvalidLimit, l.Burst, l.Rate, l.Per, maxRefill)
 	}
 	return nil
 }
+
+// maxRefill bounds the time an empty bucket takes to refill (Burst
+// intervals) to about 73 years. The largest value gcra computes is now plus
+// two refills; with now counted from 1970 (about 56 years in nanoseconds)
+// that stays within int64.
+const maxRefill = time.Duration(math.MaxInt64 / 4)
 
 // Interval returns the time one token takes to refill: Per/Rate.
 func (l Limit) Interval() time.Duration { return l.Per / time.Duration(l.Rate) }
@@ -133,18 +146,25 @@ func gcra(tat, now int64, l Limit, cost int) (Decision, int64) {
 	if cost > l.Burst {
 		d.RetryAfter = -1
 		d.ResetAfter = time.Duration(tat - now)
-		d.Remaining = int((burstSpan - (tat - now)) / interval)
+		d.Remaining = remaining(tat-now, burstSpan, interval)
 		return d, tat
 	}
 	newTat := tat + int64(cost)*interval
 	if newTat-now > burstSpan {
 		d.RetryAfter = time.Duration(newTat - now - burstSpan)
 		d.ResetAfter = time.Duration(tat - now)
-		d.Remaining = int((burstSpan - (tat - now)) / interval)
+		d.Remaining = remaining(tat-now, burstSpan, interval)
 		return d, tat
 	}
 	d.Allowed = true
 	d.ResetAfter = time.Duration(newTat - now)
-	d.Remaining = int((burstSpan - (newTat - now)) / interval)
+	d.Remaining = remaining(newTat-now, burstSpan, interval)
 	return d, newTat
+}
+
+// remaining returns the whole tokens held by a bucket that will be full in
+// reset ns. After the clock went back, reset can exceed the burst span: the
+// bucket then holds nothing, not a negative count.
+func remaining(reset, burstSpan, interval int64) int {
+	return int(max(burstSpan-reset, 0) / interval)
 }
