@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +101,138 @@ func TestLooksSensitive(t *testing.T) {
 		if got := looksSensitive(tt.s); got != tt.want {
 			t.Errorf("looksSensitive(%q) = %v, want %v", tt.s, got, tt.want)
 		}
+	}
+}
+
+// TestBinary builds the command and runs it as a subprocess, proving that
+// main wires run to the process: arguments, streams and exit codes.
+func TestBinary(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go not on PATH (go test puts it there): %v", err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "tollgate")
+	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	exe := func(stdin string, args ...string) result {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exitErr *exec.ExitError
+		code := 0
+		switch {
+		case errors.As(err, &exitErr):
+			code = exitErr.ExitCode()
+		case err != nil:
+			t.Fatalf("running %q: %v", args, err)
+		}
+		return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	}
+
+	key := filepath.Join(dir, "hs256.key")
+	r := exe("", "keygen", "-alg", "HS256", "-out", key)
+	mustSucceed(t, r)
+	if want := "wrote HS256 key to " + key + "\n"; r.stdout != want {
+		t.Fatalf("keygen stdout %q, want %q", r.stdout, want)
+	}
+
+	r = exe("", "token", "issue", "-key", key, "-alg", "HS256", "-iss", "auth", "-aud", "orders", "-sub", "alice")
+	mustSucceed(t, r)
+	tok := strings.TrimSuffix(r.stdout, "\n")
+	if strings.Count(tok, ".") != 2 || strings.ContainsAny(tok, " \n") {
+		t.Fatalf("issue printed %q, want one compact token and a newline", r.stdout)
+	}
+
+	// The subprocess uses the real clock, as a script would.
+	r = exe(tok+"\n", "token", "inspect", "-key", key, "-alg", "HS256", "-iss", "auth", "-aud", "orders", "-")
+	mustSucceed(t, r)
+	if !strings.HasSuffix(r.stdout, "\nvalid\n") {
+		t.Errorf("inspect stdout %q, want it to end with the line %q", r.stdout, "valid")
+	}
+
+	r = exe("", "token", "inspect", "-key", key, "-alg", "HS256", "-iss", "auth", "-aud", "billing", tok)
+	if r.code != exitFail || !strings.HasSuffix(r.stdout, "\ninvalid token: audience mismatch\n") {
+		t.Errorf("inspect with the wrong audience: exit %d, stdout %q; want exit 1 and %q", r.code, r.stdout, "invalid token: audience mismatch")
+	}
+
+	mustFailUsage(t, exe("", "frob"), "unknown command")
+	if r := exe(""); r.code != exitUsage {
+		t.Errorf("no arguments: exit %d, want %d", r.code, exitUsage)
+	}
+}
+
+// sensitiveParts returns the pieces of a key file that must never appear in
+// any output: the whole secret, and each line of a PEM body.
+func sensitiveParts(t *testing.T, path string) []string {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := []string{strings.TrimSpace(string(text))}
+	for line := range strings.Lines(string(text)) {
+		line = strings.TrimSpace(line)
+		if len(line) >= 16 && !strings.HasPrefix(line, "-----") {
+			parts = append(parts, line)
+		}
+	}
+	return parts
+}
+
+// TestNoSecretInOutput runs keygen, issue and inspect, in their normal use
+// and in the misuses most likely to leak (key text pasted where a path or a
+// flag belongs), and checks that no output holds any part of the key.
+func TestNoSecretInOutput(t *testing.T) {
+	for _, alg := range []string{"HS256", "ES256"} {
+		t.Run(alg, func(t *testing.T) {
+			dir := t.TempDir()
+			priv := filepath.Join(dir, "key")
+			var outputs []result
+			record := func(r result) result { outputs = append(outputs, r); return r }
+
+			mustSucceed(t, record(runCLI(t, "keygen", "-alg", alg, "-out", priv)))
+			pub := priv + ".pub"
+			if alg == "HS256" {
+				pub = priv
+			}
+			secret := sensitiveParts(t, priv)
+			keyText := secret[0]
+
+			r := record(runCLI(t, "token", "issue", "-key", priv, "-alg", alg, "-iss", "auth", "-aud", "orders", "-sub", "alice"))
+			mustSucceed(t, r)
+			tok := strings.TrimSpace(r.stdout)
+			record(runCLI(t, "token", "inspect", "-key", pub, "-alg", alg, "-iss", "auth", "-aud", "orders", tok))
+			record(runCLI(t, "token", "inspect", "-key", pub, "-alg", alg, "-iss", "auth", "-aud", "billing", tok))
+			record(runCLI(t, "token", "inspect", tok))
+
+			// Misuses: each must fail without echoing what it was given.
+			misuses := [][]string{
+				{"token", "issue", "-key", keyText, "-alg", alg, "-iss", "auth", "-aud", "orders", "-sub", "alice"},
+				{"token", "issue", "-key=" + keyText, "-alg", alg, "-iss", "auth", "-aud", "orders", "-sub", "alice"},
+				{"token", "issue", keyText},
+				{"token", "issue", "-ttl", keyText},
+				{"token", "inspect", "-key", keyText, "-alg", alg, "-iss", "auth", "-aud", "orders", tok},
+				{"keygen", "-alg", alg, "-out", priv, keyText},
+				{keyText},
+			}
+			for _, args := range misuses {
+				r := record(runCLI(t, args...))
+				if r.code == exitOK {
+					t.Errorf("%d args starting %q: exit 0, want a failure", len(args), args[0])
+				}
+			}
+			for i, r := range outputs {
+				for _, s := range secret {
+					if strings.Contains(r.stdout, s) || strings.Contains(r.stderr, s) {
+						t.Errorf("output %d contains key material %q:\nstdout %q\nstderr %q", i, s, r.stdout, r.stderr)
+					}
+				}
+			}
+		})
 	}
 }
