@@ -1,0 +1,259 @@
+package throttle
+
+import (
+	"context"
+	"hash/maphash"
+	"math"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Memory is a [Limiter] that keeps its buckets in this process. It implements
+// the token bucket described in the package documentation exactly: every
+// bucket is one theoretical arrival time in integer nanoseconds, advanced
+// under a lock, so a Memory shared by many goroutines admits exactly what
+// one caller calling in sequence would.
+//
+// Buckets are not shared between processes; use the Redis limiter for a
+// limit that holds across the replicas of a service. A Memory suits a single
+// replica, per-replica limits, and the local fallback of a [Failover].
+//
+// Time comes from the clock given with [WithClock] (time.Now by default). It
+// is read as the duration since an instant taken at construction, so the
+// monotonic clock is used when the clock provides it and changes of the wall
+// clock do not move buckets. If the clock goes back, no tokens are created
+// (see the package documentation); readings earlier than one second before
+// construction count as that instant.
+//
+// Memory is bounded: it holds at most MaxKeys buckets ([WithMaxKeys]). A
+// bucket is held from the first call admitted on it; a full bucket is the
+// same as one never touched, so when room is needed Memory forgets full
+// buckets first. When more than MaxKeys buckets are not full, it forgets the
+// ones closest to full, and their consumers get a full burst back early:
+// under that load the bound on memory wins over exactness. The bound is
+// split evenly among the shards, and keys do not spread perfectly evenly, so
+// forgetting starts a little before MaxKeys keys are active: of a million
+// keys under the default bound, about 997,000 are held.
+//
+// Keys are held as 64-bit hashes of the consumer and the bucket name, never
+// as strings. Two keys whose hashes collide share one bucket, which is
+// stricter for both, never more lenient; among n active keys the chance that
+// any two collide is about n²/2⁶⁵ (about 3·10⁻⁸ for a million keys). The
+// hash seed is random per Memory.
+//
+// A Memory must be created with [NewMemory]; the zero value is not usable.
+// It is safe for concurrent use; buckets are spread over independently
+// locked shards so that calls for different keys rarely wait for each other.
+type Memory struct {
+	shards []shard
+	shift  uint // h>>shift is the shard of hash h
+
+	seedConsumer maphash.Seed
+	seedBucket   maphash.Seed
+
+	clock func() time.Time // nil: time.Now, read as time.Since(epoch)
+	epoch time.Time        // instant 0 of the buckets' times
+}
+
+// Defaults of [NewMemory].
+const (
+	// DefaultMaxKeys is the bound on buckets of a [Memory] built without
+	// [WithMaxKeys]. A million buckets take about 40 MB.
+	DefaultMaxKeys = 1_000_000
+
+	// maxShards is the number of independently locked shards of a Memory
+	// (fewer when MaxKeys is smaller). A power of two, so that the high
+	// bits of a key's hash pick its shard.
+	maxShards = 64
+
+	// evictScan is how many buckets an insertion into a full shard looks
+	// at, at most, to find ones to forget. It bounds the cost of that
+	// insertion; map iteration starts at a random place, so successive
+	// insertions look at different buckets.
+	evictScan = 64
+
+	// cacheLine is the size the shards are padded to, so that two cores
+	// locking neighbouring shards do not write the same cache line.
+	cacheLine = 64
+
+	// sourceMemory is Decision.Source for decisions of a Memory.
+	sourceMemory = "memory"
+)
+
+type shardState struct {
+	mu   sync.Mutex
+	tats map[uint64]int64 // key hash → theoretical arrival time, ns since epoch
+	max  int              // buckets this shard may hold; at least 1
+}
+
+type shard struct {
+	shardState
+	_ [cacheLine - unsafe.Sizeof(shardState{})%cacheLine]byte
+}
+
+// MemoryOption configures [NewMemory].
+type MemoryOption func(*memoryOptions)
+
+type memoryOptions struct {
+	clock   func() time.Time
+	maxKeys int
+}
+
+// WithClock makes the limiter read the time from clock instead of
+// time.Now; tests use it to drive time by hand. A nil clock means time.Now.
+// The clock must be safe for concurrent use.
+func WithClock(clock func() time.Time) MemoryOption {
+	return func(o *memoryOptions) { o.clock = clock }
+}
+
+// WithMaxKeys bounds the number of buckets the limiter holds to n
+// (default [DefaultMaxKeys]). Each bucket takes about 40 bytes. n of zero or
+// less means the default.
+func WithMaxKeys(n int) MemoryOption {
+	return func(o *memoryOptions) { o.maxKeys = n }
+}
+
+// NewMemory returns a limiter with every bucket full.
+func NewMemory(opts ...MemoryOption) *Memory {
+	o := memoryOptions{maxKeys: DefaultMaxKeys}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	start := time.Now()
+	if o.clock != nil {
+		start = o.clock()
+	}
+	if o.maxKeys <= 0 {
+		o.maxKeys = DefaultMaxKeys
+	}
+
+	// As many shards as possible up to maxShards, with at least one bucket
+	// each, and shares that add up to exactly maxKeys.
+	n, bits := 1, uint(0)
+	for n*2 <= min(o.maxKeys, maxShards) {
+		n, bits = n*2, bits+1
+	}
+	m := &Memory{
+		shards:       make([]shard, n),
+		shift:        64 - bits,
+		seedConsumer: maphash.MakeSeed(),
+		seedBucket:   maphash.MakeSeed(),
+		clock:        o.clock,
+		// One second before now, so that the first reading is positive:
+		// gcra takes a tat of 0 for a bucket never touched.
+		epoch: start.Add(-time.Second),
+	}
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.tats = make(map[uint64]int64)
+		s.max = o.maxKeys / n
+		if i < o.maxKeys%n {
+			s.max++
+		}
+	}
+	return m
+}
+
+// Allow takes cost tokens from the bucket key under limit if it holds them
+// now, and reports the decision with Source "memory". It never waits, and
+// ctx is not used.
+//
+// A cost of 0 or less counts as 1. A cost above limit.Burst is never
+// admitted (RetryAfter is -1). An invalid limit takes nothing and returns an
+// error wrapping [ErrInvalidLimit]; no other error is returned.
+//
+// The limit is not stored with the bucket: calls naming the same key should
+// pass the same limit. Passing a different one applies it to the tokens the
+// bucket holds at that instant, as if the bucket had always had that limit.
+func (m *Memory) Allow(_ context.Context, key Key, limit Limit, cost int) (Decision, error) {
+	if err := limit.Validate(); err != nil {
+		return Decision{}, err
+	}
+	now := m.now()
+	h := m.hash(key)
+	s := &m.shards[h>>m.shift]
+
+	s.mu.Lock()
+	tat, held := s.tats[h]
+	d, tat := gcra(tat, now, limit, cost)
+	// A denied call takes nothing, so only an admitted one changes the
+	// bucket; and it always leaves the bucket short of full.
+	if d.Allowed {
+		if !held && len(s.tats) >= s.max {
+			s.makeRoom(now)
+		}
+		s.tats[h] = tat
+	}
+	s.mu.Unlock()
+
+	d.Source = sourceMemory
+	return d, nil
+}
+
+// Len returns the number of buckets the limiter holds, at most MaxKeys.
+// Buckets that have refilled are still counted until a new key needs their
+// room.
+func (m *Memory) Len() int {
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		n += len(s.tats)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// now returns the clock as nanoseconds since the epoch; readings before the
+// epoch count as the epoch. It is never negative, because gcra takes a tat
+// of 0 as a full bucket, which a negative now would see as one from the
+// future.
+func (m *Memory) now() int64 {
+	var d time.Duration
+	if m.clock == nil {
+		// Same as time.Now().Sub(m.epoch), reading only the monotonic
+		// clock: half the cost where reading a clock is a system call.
+		d = time.Since(m.epoch)
+	} else {
+		d = m.clock().Sub(m.epoch)
+	}
+	return max(int64(d), 0)
+}
+
+// hash returns the hash the bucket key is held under. The consumer and the
+// bucket are hashed with distinct seeds, so that swapping them, or moving
+// bytes from one to the other, gives an unrelated hash.
+func (m *Memory) hash(key Key) uint64 {
+	return maphash.String(m.seedConsumer, key.Consumer) ^ maphash.String(m.seedBucket, key.Bucket)
+}
+
+// makeRoom forgets at least one bucket of a shard that holds its share, to
+// make room for a new one. It looks at up to evictScan buckets and forgets
+// those that are full at now, which costs nothing in exactness; if none is,
+// it forgets the one closest to full (the smallest tat) among them, whose
+// consumer then gets back the few tokens it was missing.
+//
+// s.mu must be held.
+func (s *shardState) makeRoom(now int64) {
+	var (
+		victim    uint64
+		victimTat int64 = math.MaxInt64
+		freed     bool
+		scanned   int
+	)
+	for h, tat := range s.tats {
+		if tat <= now {
+			delete(s.tats, h)
+			freed = true
+		} else if tat < victimTat {
+			victim, victimTat = h, tat
+		}
+		if scanned++; scanned == evictScan {
+			break
+		}
+	}
+	if !freed {
+		delete(s.tats, victim)
+	}
+}
