@@ -106,9 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
-		// The flag package quotes bad values; the value of -token must not
-		// be echoed.
-		fmt.Fprintln(stderr, "pricing-client: bad command line (see pricing-client -h)")
+		fmt.Fprintf(stderr, "pricing-client: %s (see pricing-client -h)\n", redact(err.Error(), args))
 		return 2
 	}
 	if fs.NArg() == 0 {
@@ -146,6 +144,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// redact cuts out of msg every argument that could be a token (the flag
+// package quotes bad values, and a token may be pasted anywhere).
+func redact(msg string, args []string) string {
+	for _, a := range args {
+		_, v, _ := strings.Cut(a, "=")
+		for _, s := range []string{a, v} {
+			if len(s) >= 16 && strings.Count(s, ".") >= 2 {
+				msg = strings.ReplaceAll(msg, s, "[redacted]")
+			}
+		}
+	}
+	return msg
 }
 
 // isLoopback reports whether addr names this machine: localhost or a

@@ -118,14 +118,15 @@ func TestUsageErrors(t *testing.T) {
 		{"-body-token", "get", "sku-1"},
 		{"-token", tok, "-addr", "example.com:443", "get", "sku-1"},
 		{"-addr", "127.0.0.1:1", "-token=" + tok, "-nope", "ping"},
+		{"-addr", "127.0.0.1:1", "-body-token=" + tok, "ping"},
 	}
 	for _, args := range cases {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 2 {
 			t.Errorf("run(%q) = %d; want 2 (stderr %q)", args, code, stderr.String())
 		}
-		if strings.Contains(stdout.String()+stderr.String(), tok) {
-			t.Errorf("run(%q) printed the token", args)
+		if strings.Contains(stdout.String()+stderr.String(), tok) || strings.Contains(stdout.String()+stderr.String(), "ccccc") {
+			t.Errorf("run(%q) printed the token: %q", args, stderr.String())
 		}
 	}
 }
