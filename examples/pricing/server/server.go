@@ -189,6 +189,10 @@ type Config struct {
 	// GuardOptions configure tollgate's guard (a logger, for instance).
 	GuardOptions []interceptors.Option
 	// ServerOptions are added after the guard's, e.g. grpc.Creds for TLS.
+	// Interceptors added with grpc.ChainUnaryInterceptor or
+	// grpc.ChainStreamInterceptor run after the guard, on authorized calls
+	// only; beware that grpc.UnaryInterceptor and grpc.StreamInterceptor put
+	// theirs in front of the whole chain, before the guard.
 	ServerOptions []grpc.ServerOption
 }
 
