@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -120,6 +121,11 @@ func MinHMACKeyLen(alg string) int {
 	}
 	return 0
 }
+
+// CheckKID reports whether kid can name a key: at most 256 bytes of
+// printable ASCII without spaces, quotes or backslashes. Empty is allowed (a
+// set of one key).
+func CheckKID(kid string) error { return checkKID(kid) }
 
 func checkKID(kid string) error {
 	if len(kid) > maxKIDLen {
@@ -308,27 +314,45 @@ func decodeSecret(s string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: secret is not base64", ErrKey)
 }
 
+// maxKeyFileSize bounds what LoadKeyFile reads: the largest PEM key tollgate
+// accepts (RSA 4096 PKCS#8) is about 3.3 KiB.
+const maxKeyFileSize = 64 << 10
+
 // LoadKeyFile reads a key from a file, in the text form [ParseKey] takes.
 // Files holding secret or private material must not be readable by group or
 // others (chmod 600): such a file is an error, not a warning, because a key
-// that others could read must be assumed known.
+// that others could read must be assumed known. The file is opened once and
+// checked through that handle (no race between check and read); devices are
+// refused and at most 64 KiB is read, so a wrong path such as /dev/zero fails
+// at once. Pipes are accepted (-key <(pass show key)).
 func LoadKeyFile(path, kid, alg string) (*Key, error) {
-	info, err := os.Stat(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
-	if info.IsDir() {
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+	}
+	switch mode := info.Mode(); {
+	case mode.IsDir():
 		return nil, fmt.Errorf("%w: %s is a directory", ErrKey, path)
+	case mode&(os.ModeDevice|os.ModeCharDevice|os.ModeSocket) != 0:
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrKey, path)
 	}
-	text, err := os.ReadFile(path)
+	text, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+	}
+	if len(text) > maxKeyFileSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrKey, path, maxKeyFileSize)
 	}
 	k, err := ParseKey(kid, alg, text)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if k.CanSign() && info.Mode().Perm()&0o077 != 0 {
+	if k.CanSign() && info.Mode().IsRegular() && info.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s holds secret material and is readable by group or others (mode %04o); chmod 600 it", ErrKey, path, info.Mode().Perm())
 	}
 	return k, nil

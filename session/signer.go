@@ -67,8 +67,10 @@ func (s *Signer) Sign(c Claims) (string, error) {
 		return "", fmt.Errorf("%w: missing audience", ErrClaims)
 	case c.IssuedAt.IsZero():
 		return "", fmt.Errorf("%w: missing issued-at", ErrClaims)
-	case c.ExpiresAt.IsZero() || !c.ExpiresAt.After(c.IssuedAt):
-		return "", fmt.Errorf("%w: expiry must be after issued-at", ErrClaims)
+	case c.ExpiresAt.IsZero() || c.ExpiresAt.Unix() <= c.IssuedAt.Unix():
+		// Compared in whole seconds, as they are written: 10.1 s and 10.5 s
+		// would sign exp == iat.
+		return "", fmt.Errorf("%w: expiry must be at least a second after issued-at", ErrClaims)
 	case len(c.ID) > maxJTILen:
 		return "", fmt.Errorf("%w: jti longer than %d", ErrClaims, maxJTILen)
 	}
