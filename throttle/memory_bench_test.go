@@ -1,0 +1,177 @@
+package throttle
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// benchLimit admits everything the benchmarks can send: a token every
+// nanosecond, a second's worth of burst.
+var benchLimit = Limit{Rate: 1_000_000_000, Per: time.Second, Burst: 1_000_000_000}
+
+// benchKeys are the keys of the parallel benchmarks, made once so that
+// building them is not measured.
+var benchKeys = func() []Key {
+	keys := make([]Key, 1024)
+	for i := range keys {
+		keys[i] = Key{Consumer: "consumer-" + strconv.Itoa(i), Bucket: "quotes"}
+	}
+	return keys
+}()
+
+// benchStart spreads the goroutines of RunParallel over benchKeys.
+var benchStart atomic.Int64
+
+// BenchmarkMemory measures Memory.Allow on the real clock.
+//
+// The million-consumers cases insert a million keys each and report the
+// memory held (MB-held) and the buckets kept (keys), not a time. They are
+// meant to run once, and make bench runs them so, apart from the timed
+// cases:
+//
+//	go test -run='^$' -bench='Memory/million' -benchtime=1x ./throttle
+//
+// Each run takes a few seconds, so even without -benchtime=1x the testing
+// package runs them once.
+func BenchmarkMemory(b *testing.B) {
+	ctx := context.Background()
+
+	b.Run("existing-key", func(b *testing.B) {
+		m := NewMemory()
+		key := benchKeys[0]
+		m.Allow(ctx, key, benchLimit, 1)
+		b.ReportAllocs()
+		for b.Loop() {
+			if d, _ := m.Allow(ctx, key, benchLimit, 1); !d.Allowed {
+				b.Fatal("denied")
+			}
+		}
+	})
+
+	// The same on a clock that does not move: what the limiter itself costs,
+	// apart from reading the time (a system call on some virtual machines).
+	b.Run("existing-key-frozen-clock", func(b *testing.B) {
+		frozen := time.Now()
+		m := NewMemory(WithClock(func() time.Time { return frozen }))
+		key := benchKeys[0]
+		m.Allow(ctx, key, benchLimit, 1)
+		b.ReportAllocs()
+		for b.Loop() {
+			if d, _ := m.Allow(ctx, key, benchLimit, 1); !d.Allowed {
+				b.Fatal("denied")
+			}
+		}
+	})
+
+	b.Run("existing-key-parallel", func(b *testing.B) {
+		m := NewMemory()
+		for _, k := range benchKeys {
+			m.Allow(ctx, k, benchLimit, 1)
+		}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(benchStart.Add(1) * 397)
+			for pb.Next() {
+				i = (i + 1) % len(benchKeys)
+				if d, _ := m.Allow(ctx, benchKeys[i], benchLimit, 1); !d.Allowed {
+					b.Error("denied")
+					return
+				}
+			}
+		})
+	})
+
+	for _, bc := range []struct {
+		name    string
+		maxKeys int
+	}{
+		{"million-consumers", 1_000_000},
+		{"million-consumers-bounded", 100_000},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			const consumers = 1_000_000
+			limit := Limit{Rate: 1, Per: time.Hour, Burst: 10}
+			frozen := time.Now()
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+
+				m := NewMemory(WithMaxKeys(bc.maxKeys), WithClock(func() time.Time { return frozen }))
+				for i := range consumers {
+					m.Allow(ctx, Key{Consumer: "consumer-" + strconv.Itoa(i), Bucket: "quotes"}, limit, 1)
+				}
+
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				n := m.Len()
+				runtime.KeepAlive(m)
+				if n > bc.maxKeys {
+					b.Fatalf("Len = %d > MaxKeys %d", n, bc.maxKeys)
+				}
+				b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "MB-held")
+				b.ReportMetric(float64(n), "keys")
+			}
+		})
+	}
+}
+
+// xrate is what a service writes by hand with golang.org/x/time/rate: a
+// limiter per key in a map behind a mutex, keyed by a concatenated string.
+type xrate struct {
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+func (x *xrate) allow(key Key, limit Limit, cost int) bool {
+	k := key.Consumer + "|" + key.Bucket
+	x.mu.Lock()
+	l, ok := x.limiters[k]
+	if !ok {
+		l = rate.NewLimiter(rate.Every(limit.Interval()), limit.Burst)
+		x.limiters[k] = l
+	}
+	x.mu.Unlock()
+	return l.AllowN(time.Now(), cost)
+}
+
+// BenchmarkXTimeRate is the baseline of BenchmarkMemory: same keys, same
+// pattern, with x/time/rate limiters.
+func BenchmarkXTimeRate(b *testing.B) {
+	b.Run("existing-key", func(b *testing.B) {
+		x := &xrate{limiters: map[string]*rate.Limiter{}}
+		key := benchKeys[0]
+		x.allow(key, benchLimit, 1)
+		b.ReportAllocs()
+		for b.Loop() {
+			if !x.allow(key, benchLimit, 1) {
+				b.Fatal("denied")
+			}
+		}
+	})
+
+	b.Run("existing-key-parallel", func(b *testing.B) {
+		x := &xrate{limiters: map[string]*rate.Limiter{}}
+		for _, k := range benchKeys {
+			x.allow(k, benchLimit, 1)
+		}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(benchStart.Add(1) * 397)
+			for pb.Next() {
+				i = (i + 1) % len(benchKeys)
+				if !x.allow(benchKeys[i], benchLimit, 1) {
+					b.Error("denied")
+					return
+				}
+			}
+		})
+	})
+}
