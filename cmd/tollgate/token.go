@@ -247,15 +247,9 @@ func inspect(e *env, args []string) int {
 		return exitOK
 	}
 
-	// A key file has no kid: bind the key to the one the token names, so
-	// that what decides is the algorithm, the signature and the claims. A
-	// kid the key cannot take leaves it without one, and the verifier says
-	// "unknown kid".
-	if kid, ok := header["kid"].(string); ok && kid != "" {
-		if k, err := session.LoadKeyFile(*keyPath, kid, *alg); err == nil {
-			key = k
-		}
-	}
+	// Verify exactly as a service that loaded this key file does: a key file
+	// carries no kid, so the key has none, and a token naming a kid is
+	// refused with "unknown kid" here just as it would be there.
 	ks, err := session.NewKeySet(key)
 	if err != nil {
 		return e.fail(exitFail, "token inspect: %v", err)

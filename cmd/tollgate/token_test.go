@@ -115,17 +115,23 @@ func TestIssueInspectRoundTrip(t *testing.T) {
 	for _, alg := range []string{"HS256", "ES256", "EdDSA", "RS256"} {
 		t.Run(alg, func(t *testing.T) {
 			priv, pub := newKey(t, alg)
-			tok := mint(t, priv, alg, "-kid", "k1", "-azp", "pricing", "-perms", "orders.read,orders.write", "-sid", "s1")
+			tok := mint(t, priv, alg, "-azp", "pricing", "-perms", "orders.read,orders.write", "-sid", "s1")
 
 			code, verdict := verify(t, fixedNow, tok, pub, alg, "orders")
 			if code != exitOK || verdict != "valid" {
 				t.Fatalf("inspect with the key: exit %d, verdict %q; want 0 and %q", code, verdict, "valid")
 			}
+			// A key file carries no kid: a service loading it refuses tokens
+			// that name one, and inspect must say exactly what it would.
+			kidTok := mint(t, priv, alg, "-kid", "k1")
+			if code, verdict := verify(t, fixedNow, kidTok, pub, alg, "orders"); code != exitFail || verdict != "invalid token: unknown kid" {
+				t.Fatalf("a kid the key file does not carry: exit %d, verdict %q", code, verdict)
+			}
 
 			r := runCLI(t, "token", "inspect", tok)
 			mustSucceed(t, r)
 			got := parseInspect(t, r.stdout)
-			wantHeader := map[string]any{"alg": alg, "kid": "k1", "typ": "at+jwt"}
+			wantHeader := map[string]any{"alg": alg, "typ": "at+jwt"}
 			if len(got.Header) != len(wantHeader) {
 				t.Errorf("header %v, want %v", got.Header, wantHeader)
 			}
