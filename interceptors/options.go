@@ -29,16 +29,16 @@ var defaultPublicServices = []string{
 }
 
 type options struct {
-	tokenHeader       string
-	maxMetadataToken  int
-	maxBodyToken      int
-	maxHeaderList     uint32
-	strict            bool
-	publicServices    []string
-	publicMethods     []string
-	files             *protoregistry.Files
-	types             *protoregistry.Types
-	logger            *slog.Logger
+	tokenHeader      string
+	maxMetadataToken int
+	maxBodyToken     int
+	maxHeaderList    uint32
+	strict           bool
+	publicServices   []string
+	publicMethods    []string
+	files            *protoregistry.Files
+	types            *protoregistry.Types
+	logger           *slog.Logger
 }
 
 // Option configures a [Guard].
