@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +158,7 @@ func FuzzSignedParts(f *testing.F) {
 	f.Add([]byte(hdr(HS256, testKID)), []byte(`{"Exp":1,`+claims[1:]))
 	f.Add([]byte(hdr(HS256, testKID)), []byte(`{"exp":"9999999999",`+claims[1:]))
 	f.Add([]byte(hdr(HS256, testKID)), []byte(`null`))
+	f.Add([]byte(hdr(HS256, testKID)), []byte(`{"n":1.5e3,"b":true,"z":null,"arr":[1,"a"],"o":{"a":1},"esc":"\u00e9\"",`+claims[1:]))
 
 	f.Fuzz(func(t *testing.T, header, claimsJSON []byte) {
 		tok := signRaw(t, key.method, key.signKey, header, claimsJSON)
@@ -234,7 +236,14 @@ func FuzzSignedParts(f *testing.F) {
 		if !hasAud {
 			t.Fatalf("accepted aud %v", c["aud"])
 		}
-		for name := range c {
+		for name, want := range c {
+			if !slices.Contains(registeredClaims[:], name) {
+				// Custom claims read back as encoding/json decodes them.
+				got, ok := s.Claim(name)
+				if !ok || mustJSON(t, got) != mustJSON(t, want) {
+					t.Fatalf("custom claim %q = %#v, encoding/json says %#v", name, got, want)
+				}
+			}
 			for _, r := range registeredClaims {
 				if name != r && strings.EqualFold(name, r) {
 					t.Fatalf("accepted claim %q, a case variant of %q", name, r)

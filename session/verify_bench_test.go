@@ -1,0 +1,138 @@
+package session
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Benchmarks for docs/performance.md (names are parsed by the report tool):
+//
+//	BenchmarkVerify/<alg>/cached      default verifier, after one warm-up Verify
+//	BenchmarkVerify/<alg>/uncached    WithCache(0, 0): every call verifies in full
+//	BenchmarkVerify/<alg>/golang-jwt  baseline: golang-jwt's parser with the same checks
+//	BenchmarkSign/<alg>               Signer.Sign
+//
+// The clock is fixed so tokens never expire during long runs.
+
+// benchClaims is the golang-jwt baseline's claim type: the registered
+// claims plus the same extra fields tollgate reads.
+type benchClaims struct {
+	jwt.RegisteredClaims
+	SID      string           `json:"sid,omitempty"`
+	AZP      string           `json:"azp,omitempty"`
+	AuthTime *jwt.NumericDate `json:"auth_time,omitempty"`
+	Perms    []string         `json:"perms,omitempty"`
+	SellerID string           `json:"seller_id,omitempty"`
+}
+
+var benchAlgs = []string{HS256, ES256, EdDSA}
+
+// benchTokenClaims are realistic claims: iss, sub, aud, exp, iat, nbf, jti,
+// sid, azp, auth_time, three perms and a seller_id.
+func benchTokenClaims() Claims {
+	return Claims{
+		Issuer:          testIss,
+		Subject:         "user-8f14e45f",
+		Audience:        []string{testAud},
+		IssuedAt:        fixedNow.Add(-time.Minute),
+		NotBefore:       fixedNow.Add(-time.Minute),
+		ExpiresAt:       fixedNow.Add(14 * time.Minute),
+		AuthTime:        fixedNow.Add(-2 * time.Hour),
+		ID:              "Yq3c8k2xT0m9vJ4bN7aLzw",
+		SessionID:       "sess-0c9d1f2e",
+		AuthorizedParty: "checkout-service",
+		Permissions:     []string{"prices.read", "prices.write", "orders.*"},
+		Extra:           map[string]any{"seller_id": "seller-4711"},
+	}
+}
+
+func fixedClock() time.Time { return fixedNow }
+
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	for _, alg := range benchAlgs {
+		key := newKey(b, "bench-"+alg, alg)
+		signer, err := NewSigner(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok, err := signer.Sign(benchTokenClaims())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ks := keySet(b, key)
+
+		b.Run(alg, func(b *testing.B) {
+			b.Run("cached", func(b *testing.B) {
+				v, err := NewVerifier(ks, testIss, testAud, WithClock(fixedClock))
+				if err != nil {
+					b.Fatal(err)
+				}
+				want, err := v.Verify(ctx, tok) // warm-up: fills the cache
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					s, err := v.Verify(ctx, tok)
+					if err != nil || s != want {
+						b.Fatal("not a cache hit", err)
+					}
+				}
+			})
+			b.Run("uncached", func(b *testing.B) {
+				v, err := NewVerifier(ks, testIss, testAud, WithClock(fixedClock), WithCache(0, 0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := v.Verify(ctx, tok); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("golang-jwt", func(b *testing.B) {
+				p := jwt.NewParser(
+					jwt.WithValidMethods([]string{alg}),
+					jwt.WithLeeway(30*time.Second),
+					jwt.WithIssuer(testIss),
+					jwt.WithAudience(testAud),
+					jwt.WithExpirationRequired(),
+					jwt.WithIssuedAt(),
+					jwt.WithStrictDecoding(),
+					jwt.WithTimeFunc(fixedClock),
+				)
+				keyfunc := func(*jwt.Token) (any, error) { return key.verifyKey, nil }
+				b.ReportAllocs()
+				for b.Loop() {
+					var c benchClaims
+					if _, err := p.ParseWithClaims(tok, &c, keyfunc); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	for _, alg := range benchAlgs {
+		signer, err := NewSigner(newKey(b, "bench-"+alg, alg))
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := benchTokenClaims()
+		b.Run(alg, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := signer.Sign(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
