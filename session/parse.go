@@ -429,14 +429,44 @@ func parseClaims(data []byte, c *tokenClaims) error {
 	if len(custom) > 0 {
 		c.custom = make(map[string]any, len(custom))
 		for _, i := range custom {
-			dec := json.NewDecoder(bytes.NewReader(members[i].value))
-			dec.UseNumber()
-			var v any
-			if dec.Decode(&v) != nil {
+			v, ok := customValue(members[i].value)
+			if !ok {
 				return errClaims
 			}
 			c.custom[string(members[i].key)] = v
 		}
 	}
 	return nil
+}
+
+// customValue decodes the value of one custom claim, with numbers kept as
+// json.Number. json.Unmarshal has already validated the whole claim set, so
+// scalars are taken as written (a json.Decoder costs a 512-byte buffer per
+// call); arrays, objects and strings with escapes go through encoding/json.
+func customValue(raw []byte) (any, bool) {
+	if len(raw) == 0 {
+		return nil, false
+	}
+	switch c := raw[0]; {
+	case c == '"' && len(raw) >= 2 && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0:
+		return string(raw[1 : len(raw)-1]), true
+	case string(raw) == "true":
+		return true, true
+	case string(raw) == "false":
+		return false, true
+	case string(raw) == "null":
+		return nil, true
+	case c == '-' || c >= '0' && c <= '9':
+		if !json.Valid(raw) {
+			return nil, false
+		}
+		return json.Number(raw), true
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil || dec.More() {
+		return nil, false
+	}
+	return v, true
 }

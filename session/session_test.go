@@ -86,7 +86,7 @@ func TestSessionCustomClaims(t *testing.T) {
 	raw := `{"iss":"` + testIss + `","sub":"u","aud":"` + testAud + `","exp":` + itoa(fixedNow.Add(time.Minute).Unix()) +
 		`,"iat":` + itoa(fixedNow.Unix()) + `,"jti":"j",` +
 		`"seller_id":"s-77","quota":12345678901234567890,"ratio":1.50,"vip":true,"off":false,` +
-		`"nothing":null,"tags":["a","b"],"meta":{"k":"v"},"esc\u0061ped":"yes"}`
+		`"nothing":null,"tags":["a","b"],"meta":{"k":"v"},"esc\u0061ped":"yes","esc_val":"a\u00e9\"b","neg":-0.5e-3}`
 	s := mustVerify(t, f.v, signWith(t, f.key, hdr(HS256, testKID), raw))
 
 	strs := []struct {
@@ -100,6 +100,8 @@ func TestSessionCustomClaims(t *testing.T) {
 		{"vip", "true", true},
 		{"off", "false", true},
 		{"escaped", "yes", true},
+		{"esc_val", "a\u00e9\"b", true},
+		{"neg", "-0.5e-3", true},
 		{"nothing", "", false},
 		{"tags", "", false},
 		{"meta", "", false},
@@ -130,7 +132,7 @@ func TestSessionCustomClaims(t *testing.T) {
 	if v, ok := s.Claim("meta"); !ok || mustJSON(t, v) != `{"k":"v"}` {
 		t.Errorf("Claim(meta) = %#v, %v", v, ok)
 	}
-	want := []string{"escaped", "meta", "nothing", "off", "quota", "ratio", "seller_id", "tags", "vip"}
+	want := []string{"esc_val", "escaped", "meta", "neg", "nothing", "off", "quota", "ratio", "seller_id", "tags", "vip"}
 	if got := s.ClaimNames(); !slices.Equal(got, want) {
 		t.Errorf("ClaimNames = %v, want %v", got, want)
 	}

@@ -134,8 +134,9 @@ func (v *Verifier) verify(tok string, ks *KeySet, now time.Time) (*Session, *Key
 	if err != nil {
 		return nil, nil, err
 	}
-	var hbuf [192]byte
-	hdata, ok := decodeSegment(tok[:dot1], hbuf[:0])
+	// Decoded segments escape (to encoding/json and the signing method), so
+	// they are allocated at their exact size.
+	hdata, ok := decodeSegment(tok[:dot1], nil)
 	if !ok {
 		return nil, nil, errHeader
 	}
@@ -155,8 +156,7 @@ func (v *Verifier) verify(tok string, ks *KeySet, now time.Time) (*Session, *Key
 	if string(h.alg) != key.alg {
 		return nil, nil, errAlgMismatch
 	}
-	var sbuf [512]byte
-	sig, ok := decodeSegment(tok[dot2+1:], sbuf[:0])
+	sig, ok := decodeSegment(tok[dot2+1:], nil)
 	if !ok {
 		return nil, nil, errSignatureEnc
 	}
