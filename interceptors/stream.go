@@ -15,7 +15,9 @@ import (
 // StreamServerInterceptor returns the guard's stream interceptor. Server,
 // client and bidi streams are authenticated when they open (from metadata, or
 // from the token field of the first message, which is then received before
-// the handler runs and handed to it on its first RecvMsg). Ownership is
+// the handler runs and handed to it on its first RecvMsg; a stream
+// authenticated from metadata whose first message sets the token field to
+// another token fails with TOKEN_INVALID). Ownership is
 // checked on every message received, and once the token expires the next
 // message received or sent fails with Unauthenticated (TOKEN_EXPIRED).
 func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
@@ -50,7 +52,7 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 				return err
 			}
 		}
-		return handler(srv, &guardedStream{
+		gs := &guardedStream{
 			ServerStream: ss,
 			ctx:          session.NewContext(ctx, sess),
 			guard:        g,
@@ -58,7 +60,13 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			sess:         sess,
 			method:       info.FullMethod,
 			first:        first,
-		})
+		}
+		if first == nil && r.TokenField() != nil {
+			// Authenticated from metadata: the first message's token field,
+			// if set, must carry the same token.
+			gs.mdTok = tok
+		}
+		return handler(srv, gs)
 	}
 }
 
@@ -71,6 +79,7 @@ type guardedStream struct {
 	sess   *session.Session
 	method string
 	first  proto.Message // received by the interceptor, not yet handed over
+	mdTok  string        // metadata token the first message's token field must match
 }
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
@@ -83,6 +92,15 @@ func (s *guardedStream) RecvMsg(m any) error {
 	}
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
+	}
+	if s.mdTok != "" {
+		mdTok := s.mdTok
+		s.mdTok = ""
+		pm, _ := m.(proto.Message)
+		if _, p := s.guard.bodyToken(s.rule.TokenField(), pm, mdTok); p != nil {
+			s.guard.log(s.ctx, s.method, ReasonTokenInvalid, s.sess, p.cause)
+			return errTokenInvalid
+		}
 	}
 	if err := s.checkExpiry(); err != nil {
 		return err
