@@ -20,6 +20,7 @@ var (
 	problemScheme       = &tokenProblem{cause: "authorization is not Bearer <token>"}
 	problemTooLarge     = &tokenProblem{cause: "token too large"}
 	problemManyHeader   = &tokenProblem{cause: "more than one token header value"}
+	problemHeaderValue  = &tokenProblem{cause: "token header value does not start with the token"}
 	problemDisagreement = &tokenProblem{cause: "token sources disagree"}
 )
 
@@ -49,6 +50,10 @@ func (g *Guard) metadataToken(ctx context.Context) (string, *tokenProblem) {
 			}
 			if hv[0] == "" {
 				return "", problemMissing
+			}
+			if hv[0][0] == ' ' {
+				// The raw token, as after "Bearer ": no leading space.
+				return "", problemHeaderValue
 			}
 			if tok != "" && tok != hv[0] {
 				return "", problemDisagreement
