@@ -157,12 +157,12 @@ func (g *Guard) authenticate(ctx context.Context, method string, r *permissions.
 	}
 	sess, err := g.verifier.Verify(ctx, tok)
 	if err != nil {
-		st, reason := verifyStatus(err)
+		reason, st := verifyStatus(err)
 		g.log(ctx, method, reason, nil, causeOf(err))
 		return nil, st
 	}
 	if err := r.Authorize(sess); err != nil {
-		st, reason := deniedStatus(err)
+		reason, st := deniedStatus(err)
 		g.log(ctx, method, reason, sess, err.Error())
 		return nil, st
 	}
@@ -179,17 +179,17 @@ func (g *Guard) checkMessage(ctx context.Context, method string, r *permissions.
 	defer func() {
 		if p := recover(); p != nil {
 			g.log(ctx, method, permissions.ReasonNotOwner, sess, fmt.Sprintf("panic evaluating ownership: %v", p))
-			err, _ = deniedStatus(&permissions.DeniedError{Reason: permissions.ReasonNotOwner})
+			_, err = deniedStatus(&permissions.DeniedError{Reason: permissions.ReasonNotOwner})
 		}
 	}()
 	pm, ok := msg.(proto.Message)
 	if !ok {
 		g.log(ctx, method, permissions.ReasonNotOwner, sess, fmt.Sprintf("request of type %T is not a protobuf message", msg))
-		st, _ := deniedStatus(&permissions.DeniedError{Reason: permissions.ReasonNotOwner})
+		_, st := deniedStatus(&permissions.DeniedError{Reason: permissions.ReasonNotOwner})
 		return st
 	}
 	if err := r.CheckMessage(sess, pm); err != nil {
-		st, reason := deniedStatus(err)
+		reason, st := deniedStatus(err)
 		g.log(ctx, method, reason, sess, err.Error())
 		return st
 	}

@@ -50,30 +50,30 @@ var (
 	errNotReady     = status.Error(codes.Internal, msgNotReady)
 )
 
-// verifyStatus maps a verifier error to its status.
-func verifyStatus(err error) (error, string) {
+// verifyStatus maps a verifier error to its reason and status.
+func verifyStatus(err error) (string, error) {
 	if errors.Is(err, session.ErrExpiredToken) {
-		return errTokenExpired, ReasonTokenExpired
+		return ReasonTokenExpired, errTokenExpired
 	}
-	return errTokenInvalid, ReasonTokenInvalid
+	return ReasonTokenInvalid, errTokenInvalid
 }
 
-// deniedStatus maps a permissions error to its status.
-func deniedStatus(err error) (error, string) {
+// deniedStatus maps a permissions error to its reason and status.
+func deniedStatus(err error) (string, error) {
 	var d *permissions.DeniedError
 	if !errors.As(err, &d) {
-		return errNoRule, permissions.ReasonPermissionDenied
+		return permissions.ReasonPermissionDenied, errNoRule
 	}
 	switch {
 	case d.NoRule:
-		return errNoRule, permissions.ReasonPermissionDenied
+		return permissions.ReasonPermissionDenied, errNoRule
 	case d.Reason == permissions.ReasonNotOwner:
-		return newStatus(codes.PermissionDenied, msgNotOwner, permissions.ReasonNotOwner, map[string]string{"field": d.Field}), permissions.ReasonNotOwner
+		return permissions.ReasonNotOwner, newStatus(codes.PermissionDenied, msgNotOwner, permissions.ReasonNotOwner, map[string]string{"field": d.Field})
 	default:
 		md := map[string]string{"permission": d.Permission}
 		if d.AnyOf {
 			md["any_of"] = "true"
 		}
-		return newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, md), permissions.ReasonPermissionDenied
+		return permissions.ReasonPermissionDenied, newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, md)
 	}
 }
