@@ -31,7 +31,8 @@ var ErrNotRenewable = errors.New("session: not renewable")
 //     custom claims, gets a new jti and iat = now, and
 //     exp = min(now + TTL, auth_time + MaxSession). auth_time is never reset,
 //     so a chain of renewals ends at auth_time + MaxSession, however often
-//     it is renewed.
+//     it is renewed. A successor that would not expire later than the token
+//     it replaces is not minted.
 type RenewalPolicy struct {
 	Window     float64       // fraction of the lifetime, in (0, 1); default 1/3
 	TTL        time.Duration // lifetime of renewed tokens; default 15 min
@@ -92,6 +93,12 @@ func (p RenewalPolicy) Successor(sess *Session, now time.Time) (Claims, error) {
 	exp = exp.Truncate(time.Second)
 	if !exp.After(iat) || !now.Before(end) {
 		return Claims{}, fmt.Errorf("%w: maximum session reached", ErrNotRenewable)
+	}
+	// A successor that does not outlive the token it replaces renews
+	// nothing: clients and the remote renewer discard it. Refusing it ends a
+	// chain at its cap instead of minting one useless token per call there.
+	if !exp.After(sess.expiresAt) {
+		return Claims{}, fmt.Errorf("%w: the successor would not expire later", ErrNotRenewable)
 	}
 	return Claims{
 		Issuer:          sess.issuer,
