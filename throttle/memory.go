@@ -191,6 +191,25 @@ func (m *Memory) Allow(_ context.Context, key Key, limit Limit, cost int) (Decis
 	return d, nil
 }
 
+// Peek reports the decision Allow would make now, without taking anything.
+// The guard uses it to refuse a peer whose failed authentications have
+// exhausted their bucket before spending a signature check on its next
+// token, and charges the bucket with Allow only when a check fails.
+func (m *Memory) Peek(key Key, limit Limit, cost int) (Decision, error) {
+	if err := limit.Validate(); err != nil {
+		return Decision{}, err
+	}
+	now := m.now()
+	h := m.hash(key)
+	s := &m.shards[h>>m.shift]
+	s.mu.Lock()
+	tat := s.tats[h]
+	s.mu.Unlock()
+	d, _ := gcra(tat, now, limit, cost)
+	d.Source = sourceMemory
+	return d, nil
+}
+
 // Len returns the number of buckets the limiter holds, at most MaxKeys.
 // Buckets that have refilled are still counted until a new key needs their
 // room.
