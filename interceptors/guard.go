@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/permissions"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/throttle"
 )
 
 // Guard verifies and authorizes every call of a gRPC server. Build it with
@@ -25,7 +27,10 @@ import (
 type Guard struct {
 	verifier *session.Verifier
 	opts     options
-	table    atomic.Pointer[permissions.Table]
+	table    atomic.Pointer[compiled]
+	limiter  throttle.Limiter
+	preauth  *throttle.Memory // per-peer failed authentications; nil when disabled
+	renew    *renewals        // nil when renewal is off
 }
 
 // ServiceInfoProvider is what [Guard.Init] reads the registered services
@@ -46,6 +51,8 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		publicServices:   defaultPublicServices,
 		files:            protoregistry.GlobalFiles,
 		types:            protoregistry.GlobalTypes,
+		authFailureLimit: DefaultAuthFailureLimit,
+		renewalTimeout:   DefaultRenewalTimeout,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -59,8 +66,54 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		return nil, errors.New("interceptors: nil registry")
 	case o.tokenHeader == "authorization":
 		return nil, errors.New("interceptors: the token header must not be authorization, which is always read as Bearer")
+	case o.renewalGrace < 0 || o.renewalTimeout <= 0:
+		return nil, errors.New("interceptors: renewal grace must be non-negative and its timeout positive")
 	}
-	return &Guard{verifier: v, opts: o}, nil
+	if o.defaultThrottle != nil {
+		if err := o.defaultThrottle.Validate(); err != nil {
+			return nil, fmt.Errorf("interceptors: default throttle: %w", err)
+		}
+	}
+	g := &Guard{verifier: v, opts: o, limiter: o.limiter}
+	if g.limiter == nil {
+		g.limiter = throttle.NewMemory()
+	}
+	if o.authFailureLimit != (throttle.Limit{}) {
+		if err := o.authFailureLimit.Validate(); err != nil {
+			return nil, fmt.Errorf("interceptors: auth failure limit: %w", err)
+		}
+		g.preauth = throttle.NewMemory(throttle.WithMaxKeys(100_000))
+	}
+	if o.renewer != nil {
+		if err := o.renewalPolicy.Validate(); err != nil {
+			return nil, fmt.Errorf("interceptors: renewal: %w", err)
+		}
+		g.renew = newRenewals(o.renewer, o.renewalPolicy, o.renewalGrace, o.renewalTimeout, v.Now)
+		g.renew.onError = func(err error) {
+			if l := g.opts.logger; l != nil {
+				l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: renewal failed", slog.String("cause", renewalCause(err)))
+			}
+		}
+	}
+	return g, nil
+}
+
+// Close waits for the renewals under way (each bounded by its timeout) to
+// end. Call it after the server has stopped.
+func (g *Guard) Close() {
+	if g.renew != nil {
+		g.renew.close()
+	}
+}
+
+func renewalCause(err error) string {
+	switch {
+	case errors.Is(err, session.ErrNotRenewable):
+		return "not renewable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	}
+	return "renewer error"
 }
 
 // Init compiles the rules of every service registered on srv. It fails,
@@ -106,15 +159,29 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 	if err != nil {
 		return err
 	}
-	g.table.Store(t)
+	c, err := g.compilePlans(t)
+	if err != nil {
+		return err
+	}
+	g.table.Store(c)
 	return nil
 }
 
-// Table returns the compiled table, or nil before [Guard.Init].
-func (g *Guard) Table() *permissions.Table { return g.table.Load() }
+// Table returns the compiled permissions table, or nil before [Guard.Init].
+func (g *Guard) Table() *permissions.Table {
+	if c := g.table.Load(); c != nil {
+		return c.perms
+	}
+	return nil
+}
 
 // ServerOptions returns the guard's interceptors (chained, so they compose
 // with others) and a header-list cap of 64 KiB instead of grpc-go's 16 MiB.
+//
+// grpc-go runs an interceptor given with grpc.UnaryInterceptor or
+// grpc.StreamInterceptor before every chained one, so such an interceptor
+// sees calls the guard has not yet checked: chain yours after the guard's
+// (grpc.ChainUnaryInterceptor) unless it must run first.
 func (g *Guard) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(g.UnaryServerInterceptor()),
@@ -126,24 +193,31 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 	return opts
 }
 
-// rule finds the compiled rule of method; the error is the status to return.
-func (g *Guard) rule(ctx context.Context, method string) (*permissions.Rule, error) {
+// plan finds the compiled plan of method; the error is the status to return.
+func (g *Guard) plan(ctx context.Context, method string) (*plan, error) {
 	t := g.table.Load()
 	if t == nil {
 		g.log(ctx, method, "NOT_INITIALIZED", nil, "Guard.Init was not called")
 		return nil, errNotReady
 	}
-	r, ok := t.Rule(method)
+	p, ok := t.plans[method]
 	if !ok {
 		g.log(ctx, method, permissions.ReasonPermissionDenied, nil, "method has no rule")
 		return nil, errNoRule
 	}
-	return r, nil
+	return p, nil
 }
 
-// authenticate verifies tok and authorizes the session for r.
+// authenticate verifies tok and authorizes the session for r. A peer that
+// has spent its budget of failed authentications is refused first, before
+// any signature check; each failure is charged to the peer's address.
 func (g *Guard) authenticate(ctx context.Context, method string, r *permissions.Rule, tok string, p *tokenProblem) (*session.Session, error) {
+	pk, err := g.authFailuresExhausted(ctx, method)
+	if err != nil {
+		return nil, err
+	}
 	if p != nil {
+		g.chargeAuthFailure(ctx, pk)
 		if p.missing {
 			g.log(ctx, method, ReasonTokenMissing, nil, p.cause)
 			return nil, errTokenMissing
@@ -152,11 +226,13 @@ func (g *Guard) authenticate(ctx context.Context, method string, r *permissions.
 		return nil, errTokenInvalid
 	}
 	if tok == "" {
+		g.chargeAuthFailure(ctx, pk)
 		g.log(ctx, method, ReasonTokenMissing, nil, problemMissing.cause)
 		return nil, errTokenMissing
 	}
 	sess, err := g.verifier.Verify(ctx, tok)
 	if err != nil {
+		g.chargeAuthFailure(ctx, pk)
 		reason, st := verifyStatus(err)
 		g.log(ctx, method, reason, nil, causeOf(err))
 		return nil, st
@@ -199,11 +275,16 @@ func (g *Guard) checkMessage(ctx context.Context, method string, r *permissions.
 // UnaryServerInterceptor returns the guard's unary interceptor.
 func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		r, err := g.rule(ctx, info.FullMethod)
+		pl, err := g.plan(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
+		r := pl.rule
+		hdr := unaryHeaders(ctx)
 		if r.Public() {
+			if err := g.admit(ctx, pl, peerKey(ctx), nil, hdr); err != nil {
+				return nil, err
+			}
 			return handler(ctx, req)
 		}
 		tok, p := g.metadataToken(ctx)
@@ -218,8 +299,37 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err := g.checkMessage(ctx, info.FullMethod, r, sess, req); err != nil {
 			return nil, err
 		}
-		return handler(session.NewContext(ctx, sess), req)
+		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, hdr); err != nil {
+			return nil, err
+		}
+		// Only a call that passed authentication, authorization and
+		// throttling may start a renewal; the handler's own errors do not
+		// take the renewed token away.
+		f := g.startRenewal(r, tok, sess)
+		resp, err := handler(session.NewContext(ctx, sess), req)
+		if f != nil {
+			if renewed, ok := g.renew.wait(f); ok {
+				_ = grpc.SetTrailer(ctx, metadata.Pairs(RenewedTokenKey, renewed))
+			}
+		}
+		return resp, err
 	}
+}
+
+func unaryHeaders(ctx context.Context) headerFuncs {
+	return headerFuncs{
+		set:  func(md metadata.MD) error { return grpc.SetHeader(ctx, md) },
+		send: func(md metadata.MD) error { return grpc.SendHeader(ctx, md) },
+	}
+}
+
+// startRenewal starts (or joins) the renewal of tok when the guard renews,
+// the method allows it and the session is inside its window.
+func (g *Guard) startRenewal(r *permissions.Rule, tok string, sess *session.Session) *flight {
+	if g.renew == nil || r.NoRenewal() || !g.renew.policy.Due(sess, g.verifier.Now()) {
+		return nil
+	}
+	return g.renew.start(tok, sess)
 }
 
 func causeOf(err error) string {

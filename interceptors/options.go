@@ -3,8 +3,12 @@ package interceptors
 import (
 	"log/slog"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/throttle"
 )
 
 // Defaults of a [Guard].
@@ -18,7 +22,14 @@ const (
 	// DefaultMaxHeaderListSize is what [Guard.ServerOptions] sets as the
 	// server's grpc.MaxHeaderListSize, instead of grpc-go's 16 MiB.
 	DefaultMaxHeaderListSize = 64 << 10
+	// DefaultRenewalTimeout bounds one renewal running beside a call.
+	DefaultRenewalTimeout = 2 * time.Second
 )
+
+// DefaultAuthFailureLimit is each peer's budget of failed authentications:
+// 10 a second, 20 at once. Past it the peer's calls are refused with
+// ResourceExhausted before any signature is checked.
+var DefaultAuthFailureLimit = throttle.Limit{Rate: 10, Per: time.Second, Burst: 20}
 
 // defaultPublicServices are answered without a token unless their methods
 // carry rules of their own: health checks and reflection.
@@ -39,6 +50,18 @@ type options struct {
 	files            *protoregistry.Files
 	types            *protoregistry.Types
 	logger           *slog.Logger
+
+	limiter          throttle.Limiter
+	defaultThrottle  *throttle.Limit
+	consumerClaim    string
+	authFailureLimit throttle.Limit
+	rateLimitHeaders bool
+
+	renewer        session.Renewer
+	renewalPolicy  session.RenewalPolicy
+	renewalGrace   time.Duration
+	renewalTimeout time.Duration
+	renewalHeader  bool
 }
 
 // Option configures a [Guard].
@@ -97,4 +120,71 @@ func WithRegistry(files *protoregistry.Files, types *protoregistry.Types) Option
 // cause. Never a token.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
+}
+
+// WithLimiter sets the limiter that enforces the throttles declared in the
+// rules (default: an in-memory throttle.Memory). Use a throttle.Redis
+// wrapped in a throttle.Failover to share limits between replicas, and
+// throttle.Shadow to observe a limit before enforcing it.
+func WithLimiter(l throttle.Limiter) Option {
+	return func(o *options) { o.limiter = l }
+}
+
+// WithDefaultThrottle throttles every method whose rule (and service rule)
+// declares no throttle with l, in a bucket per method. Without it such
+// methods are not throttled.
+func WithDefaultThrottle(l throttle.Limit) Option {
+	return func(o *options) { o.defaultThrottle = &l }
+}
+
+// WithConsumerClaim keys throttling on the custom claim name instead of the
+// session's consumer (azp, falling back to sub). A session without the claim
+// falls back to its consumer.
+func WithConsumerClaim(name string) Option {
+	return func(o *options) { o.consumerClaim = name }
+}
+
+// WithAuthFailureLimit sets each peer's budget of failed authentications
+// (default [DefaultAuthFailureLimit]); a zero Limit disables it. A peer that
+// has spent it is refused with ResourceExhausted before its next token's
+// signature is checked, so a flood of forged tokens cannot buy signature
+// checks. Only failures are charged, and always to the peer address, never
+// to the subject a forged token claims.
+func WithAuthFailureLimit(l throttle.Limit) Option {
+	return func(o *options) { o.authFailureLimit = l }
+}
+
+// WithRateLimitHeaders sends the IETF draft headers "ratelimit-policy" and
+// "ratelimit" on throttled methods, as response headers (never trailers),
+// on admitted and refused calls alike.
+func WithRateLimitHeaders() Option {
+	return func(o *options) { o.rateLimitHeaders = true }
+}
+
+// WithRenewal renews tokens inside their renewal window (per p) while calls
+// run: the renewal starts on its own goroutine beside the handler, and its
+// token is sent in the trailer "tollgate-renewed-token" if it is ready when
+// the handler returns (see [WithRenewalGrace]). Use session.NewLocalRenewer
+// when the service holds the signing key, tokenservice.NewRemoteRenewer
+// when only the issuer does.
+func WithRenewal(r session.Renewer, p session.RenewalPolicy) Option {
+	return func(o *options) { o.renewer, o.renewalPolicy = r, p }
+}
+
+// WithRenewalGrace lets a call wait up to d after its handler returns for a
+// renewal still under way (default 0: never wait).
+func WithRenewalGrace(d time.Duration) Option {
+	return func(o *options) { o.renewalGrace = d }
+}
+
+// WithRenewalTimeout bounds each renewal (default 2 s).
+func WithRenewalTimeout(d time.Duration) Option {
+	return func(o *options) { o.renewalTimeout = d }
+}
+
+// WithRenewalHeader also sends a renewed token as a response header before
+// the first message of a stream when the renewal has finished by then, for
+// long server streams whose trailer comes too late.
+func WithRenewalHeader() Option {
+	return func(o *options) { o.renewalHeader = true }
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tollgate/tollgate/permissions"
@@ -23,11 +25,17 @@ import (
 func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
-		r, err := g.rule(ctx, info.FullMethod)
+		pl, err := g.plan(ctx, info.FullMethod)
 		if err != nil {
 			return err
 		}
+		r := pl.rule
+		hdr := headerFuncs{set: ss.SetHeader, send: ss.SendHeader}
 		if r.Public() {
+			// A stream takes one token when it opens.
+			if err := g.admit(ctx, pl, peerKey(ctx), nil, hdr); err != nil {
+				return err
+			}
 			return handler(srv, ss)
 		}
 		tok, p := g.metadataToken(ctx)
@@ -52,6 +60,9 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 				return err
 			}
 		}
+		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, hdr); err != nil {
+			return err
+		}
 		gs := &guardedStream{
 			ServerStream: ss,
 			ctx:          session.NewContext(ctx, sess),
@@ -60,31 +71,68 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			sess:         sess,
 			method:       info.FullMethod,
 			first:        first,
+			renewal:      g.startRenewal(r, tok, sess),
 		}
 		if first == nil && r.TokenField() != nil {
 			// Authenticated from metadata: the first message's token field,
 			// if set, must carry the same token.
 			gs.mdTok = tok
 		}
-		return handler(srv, gs)
+		err = handler(srv, gs)
+		if denial := gs.denial(); denial != nil {
+			// The guard refused a message: that refusal ends the stream
+			// whatever the handler made of it, and no renewed token goes
+			// out with it.
+			return denial
+		}
+		if gs.renewal != nil {
+			if renewed, ok := g.renew.wait(gs.renewal); ok {
+				ss.SetTrailer(metadata.Pairs(RenewedTokenKey, renewed))
+			}
+		}
+		return err
 	}
 }
 
 // guardedStream carries the session to the handler and checks every message.
+// Once the guard refuses a message (not the owner, token expired, token
+// mismatch), every later RecvMsg and SendMsg returns the same refusal and the
+// stream ends with it.
 type guardedStream struct {
 	grpc.ServerStream
-	ctx    context.Context
-	guard  *Guard
-	rule   *permissions.Rule
-	sess   *session.Session
-	method string
-	first  proto.Message // received by the interceptor, not yet handed over
-	mdTok  string        // metadata token the first message's token field must match
+	ctx     context.Context
+	guard   *Guard
+	rule    *permissions.Rule
+	sess    *session.Session
+	method  string
+	first   proto.Message // received by the interceptor, not yet handed over
+	mdTok   string        // metadata token the first message's token field must match
+	renewal *flight       // nil when the call does not renew
+
+	denied     atomic.Pointer[error]
+	headerDone atomic.Bool
 }
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
 
+func (s *guardedStream) denial() error {
+	if p := s.denied.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// deny records err as the stream's refusal (the first one wins) and returns
+// it.
+func (s *guardedStream) deny(err error) error {
+	s.denied.CompareAndSwap(nil, &err)
+	return s.denial()
+}
+
 func (s *guardedStream) RecvMsg(m any) error {
+	if d := s.denial(); d != nil {
+		return d
+	}
 	if s.first != nil {
 		first := s.first
 		s.first = nil
@@ -99,20 +147,43 @@ func (s *guardedStream) RecvMsg(m any) error {
 		pm, _ := m.(proto.Message)
 		if _, p := s.guard.bodyToken(s.rule.TokenField(), pm, mdTok); p != nil {
 			s.guard.log(s.ctx, s.method, ReasonTokenInvalid, s.sess, p.cause)
-			return errTokenInvalid
+			proto.Reset(pm)
+			return s.deny(errTokenInvalid)
 		}
 	}
 	if err := s.checkExpiry(); err != nil {
-		return err
+		resetMsg(m)
+		return s.deny(err)
 	}
-	return s.guard.checkMessage(s.ctx, s.method, s.rule, s.sess, m)
+	if err := s.guard.checkMessage(s.ctx, s.method, s.rule, s.sess, m); err != nil {
+		// The refused message's content must not reach a handler that
+		// ignores the error.
+		resetMsg(m)
+		return s.deny(err)
+	}
+	return nil
 }
 
 func (s *guardedStream) SendMsg(m any) error {
+	if d := s.denial(); d != nil {
+		return d
+	}
 	if err := s.checkExpiry(); err != nil {
-		return err
+		return s.deny(err)
+	}
+	if s.guard.opts.renewalHeader && s.renewal != nil && s.headerDone.CompareAndSwap(false, true) {
+		if renewed, ok := s.renewal.readyToken(); ok {
+			// Set before the first message, so it travels in its headers.
+			_ = s.ServerStream.SetHeader(metadata.Pairs(RenewedTokenKey, renewed))
+		}
 	}
 	return s.ServerStream.SendMsg(m)
+}
+
+func resetMsg(m any) {
+	if pm, ok := m.(proto.Message); ok && pm != nil {
+		proto.Reset(pm)
+	}
 }
 
 func (s *guardedStream) checkExpiry() error {

@@ -1,0 +1,238 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/tollgate/tollgate/permissions"
+	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/throttle"
+)
+
+// ReasonRateLimited is the ErrorInfo reason of a throttled call.
+const ReasonRateLimited = "RATE_LIMITED"
+
+const (
+	msgRateLimited = "rate limit exceeded"
+	msgUnavailable = "rate limiter unavailable"
+	// authFailureBucket names the per-peer bucket of failed authentications.
+	authFailureBucket = "tollgate.auth-failures"
+)
+
+var errLimiterDown = status.Error(codes.Unavailable, msgUnavailable)
+
+// plan is everything the guard needs for one method, compiled at Init.
+type plan struct {
+	method  string
+	rule    *permissions.Rule
+	limited bool
+	limit   throttle.Limit
+	cost    int
+	bucket  string
+	policy  string // the ratelimit-policy header value
+}
+
+// compiled is the guard's table: the permissions table and a plan per method.
+type compiled struct {
+	perms *permissions.Table
+	plans map[string]*plan
+}
+
+func (g *Guard) compilePlans(t *permissions.Table) (*compiled, error) {
+	c := &compiled{perms: t, plans: make(map[string]*plan)}
+	var errs []error
+	for _, m := range t.Methods() {
+		r, _ := t.Rule(m)
+		p := &plan{method: m, rule: r}
+		if th, ok := r.Throttle(); ok {
+			p.limited = true
+			p.limit = throttle.Limit{Rate: int(th.Rate), Per: th.Per, Burst: int(th.Burst)}
+			p.cost = int(th.Cost)
+			p.bucket = th.Bucket
+		} else if g.opts.defaultThrottle != nil {
+			p.limited = true
+			p.limit = *g.opts.defaultThrottle
+			p.cost = 1
+			p.bucket = m
+		}
+		if p.limited {
+			if err := p.limit.Validate(); err != nil {
+				errs = append(errs, errors.New(m+": throttle: "+err.Error()))
+				continue
+			}
+			if p.cost > p.limit.Burst {
+				errs = append(errs, errors.New(m+": throttle: cost above burst"))
+				continue
+			}
+			p.policy = policyHeader(p.bucket, p.limit)
+		}
+		c.plans[m] = p
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// policyHeader renders draft-ietf-httpapi-ratelimit-headers' RateLimit-Policy
+// for a token bucket: the quota is the burst, the window the time to refill
+// it.
+func policyHeader(bucket string, l throttle.Limit) string {
+	w := (time.Duration(l.Burst)*l.Interval() + time.Second - 1) / time.Second
+	return sfString(bucket) + ";q=" + strconv.Itoa(l.Burst) + ";w=" + strconv.FormatInt(int64(w), 10)
+}
+
+func rateLimitHeader(bucket string, d throttle.Decision) string {
+	t := (d.ResetAfter + time.Second - 1) / time.Second
+	return sfString(bucket) + ";r=" + strconv.Itoa(max(d.Remaining, 0)) + ";t=" + strconv.FormatInt(int64(max(t, 0)), 10)
+}
+
+// sfString quotes s as a structured-field string (RFC 8941), dropping
+// characters it cannot hold.
+func sfString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// peerKey names the caller's network peer: its IP without the port, which
+// changes with every connection.
+func peerKey(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "peer:unknown"
+	}
+	if a, ok := p.Addr.(*net.TCPAddr); ok {
+		return "peer:" + a.IP.String()
+	}
+	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+		return "peer:" + host
+	}
+	return "peer:" + p.Addr.String()
+}
+
+// consumerOf returns the throttling identity of a verified session.
+func (g *Guard) consumerOf(sess *session.Session) string {
+	if g.opts.consumerClaim != "" {
+		if v, ok := sess.ClaimString(g.opts.consumerClaim); ok && v != "" {
+			return v
+		}
+	}
+	return sess.Consumer()
+}
+
+// headerFuncs sets (with the response) or sends (at once) response headers.
+type headerFuncs struct {
+	set  func(metadata.MD) error
+	send func(metadata.MD) error
+}
+
+// admit takes the call's tokens from its bucket. It returns nil when the
+// call may go on, or the status to refuse it with.
+func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *session.Session, h headerFuncs) error {
+	if !p.limited {
+		return nil
+	}
+	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: consumer, Bucket: p.bucket}, p.limit, p.cost)
+	if err != nil {
+		g.log(ctx, p.method, "LIMITER_UNAVAILABLE", sess, "limiter error: "+limiterCause(err))
+		return errLimiterDown
+	}
+	if d.Shadowed {
+		g.log(ctx, p.method, "RATE_LIMITED_SHADOW", sess, "would be throttled (shadow mode)")
+	}
+	if g.opts.rateLimitHeaders {
+		md := metadata.Pairs("ratelimit-policy", p.policy, "ratelimit", rateLimitHeader(p.bucket, d))
+		if d.Allowed {
+			_ = h.set(md)
+		} else {
+			// Sent now, as headers of their own: set with a refused call's
+			// status they would travel in its trailers.
+			_ = h.send(md)
+		}
+	}
+	if d.Allowed {
+		return nil
+	}
+	g.log(ctx, p.method, ReasonRateLimited, sess, "bucket "+p.bucket+" empty")
+	return rateLimitedStatus(p.bucket, consumer, d)
+}
+
+func limiterCause(err error) string {
+	if errors.Is(err, throttle.ErrUnavailable) {
+		return "store unavailable (fail closed)"
+	}
+	if errors.Is(err, throttle.ErrInvalidLimit) {
+		return "invalid limit"
+	}
+	return "store error"
+}
+
+func rateLimitedStatus(bucket, subject string, d throttle.Decision) error {
+	st := status.New(codes.ResourceExhausted, msgRateLimited)
+	retry := d.RetryAfter
+	if retry < 0 {
+		retry = 0
+	}
+	withDetails, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: ReasonRateLimited, Domain: Domain, Metadata: map[string]string{"bucket": bucket}},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
+		&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+			Subject:     subject,
+			Description: "token bucket " + bucket + " (" + d.Limit.String() + ") is empty",
+		}}},
+	)
+	if err != nil {
+		return st.Err()
+	}
+	return withDetails.Err()
+}
+
+// authFailuresExhausted reports whether the peer has spent its budget of
+// failed authentications; the caller then refuses the call before verifying
+// anything.
+func (g *Guard) authFailuresExhausted(ctx context.Context, method string) (string, error) {
+	if g.preauth == nil {
+		return "", nil
+	}
+	pk := peerKey(ctx)
+	d, err := g.preauth.Peek(throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
+	if err != nil || d.Allowed {
+		return pk, nil
+	}
+	g.log(ctx, method, ReasonRateLimited, nil, "peer exhausted its failed-authentication budget")
+	return pk, rateLimitedStatus(authFailureBucket, pk, d)
+}
+
+// chargeAuthFailure takes one token from the peer's failure bucket.
+func (g *Guard) chargeAuthFailure(ctx context.Context, pk string) {
+	if g.preauth == nil {
+		return
+	}
+	if pk == "" {
+		pk = peerKey(ctx)
+	}
+	_, _ = g.preauth.Allow(ctx, throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
+}
