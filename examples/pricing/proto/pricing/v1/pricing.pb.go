@@ -619,22 +619,26 @@ const file_pricing_v1_pricing_proto_rawDesc = "" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1b\n" +
 	"\tseller_id\x18\x02 \x01(\tR\bsellerId\x12!\n" +
 	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x1a\n" +
-	"\bcurrency\x18\x04 \x01(\tR\bcurrency2\xe2\x06\n" +
-	"\fPriceService\x12A\n" +
-	"\x04Ping\x12\x17.pricing.v1.PingRequest\x1a\x18.pricing.v1.PingResponse\"\x06\xa2\xb8\x19\x02\b\x01\x12M\n" +
-	"\bGetPrice\x12\x1b.pricing.v1.GetPriceRequest\x1a\x11.pricing.v1.Price\"\x11\xa2\xb8\x19\r\x12\vprices.read\x12S\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency2\xca\a\n" +
+	"\fPriceService\x12K\n" +
+	"\x04Ping\x12\x17.pricing.v1.PingRequest\x1a\x18.pricing.v1.PingResponse\"\x10\xa2\xb8\x19\f\b\x01*\b\b2\x12\x02\b\x01\x182\x12W\n" +
+	"\bGetPrice\x12\x1b.pricing.v1.GetPriceRequest\x1a\x11.pricing.v1.Price\"\x1b\xa2\xb8\x19\x17\x12\vprices.read*\b\b\x14\x12\x02\b\x01\x18\x14\x12S\n" +
 	"\n" +
-	"ListPrices\x12\x1d.pricing.v1.ListPricesRequest\x1a\x11.pricing.v1.Price\"\x11\xa2\xb8\x19\r\x12\vprices.read0\x01\x12t\n" +
-	"\bSetPrice\x12\x1b.pricing.v1.SetPriceRequest\x1a\x11.pricing.v1.Price\"8\xa2\xb8\x194\x12\fprices.write\"$\n" +
-	"\tseller_id\x12\tseller_id\x1a\fprices.admin\x12\x89\x01\n" +
-	"\vDeletePrice\x12\x1e.pricing.v1.DeletePriceRequest\x1a\x1f.pricing.v1.DeletePriceResponse\"9\xa2\xb8\x195\x12\rprices.delete\"$\n" +
-	"\tseller_id\x12\tseller_id\x1a\fprices.admin\x12\x89\x01\n" +
-	"\fImportPrices\x12\x1b.pricing.v1.SetPriceRequest\x1a .pricing.v1.ImportPricesResponse\"8\xa2\xb8\x194\x12\fprices.write\"$\n" +
-	"\tseller_id\x12\tseller_id\x1a\fprices.admin(\x01\x12z\n" +
+	"ListPrices\x12\x1d.pricing.v1.ListPricesRequest\x1a\x11.pricing.v1.Price\"\x11\xa2\xb8\x19\r\x12\vprices.read0\x01\x12\x86\x01\n" +
+	"\bSetPrice\x12\x1b.pricing.v1.SetPriceRequest\x1a\x11.pricing.v1.Price\"J\xa2\xb8\x19F\x12\fprices.write\"$\n" +
+	"\tseller_id\x12\tseller_id\x1a\fprices.admin*\x10\b\x05\x12\x02\b\x01\x18\n" +
+	"\"\x06writes\x12\x9b\x01\n" +
+	"\vDeletePrice\x12\x1e.pricing.v1.DeletePriceRequest\x1a\x1f.pricing.v1.DeletePriceResponse\"K\xa2\xb8\x19G\x12\rprices.delete\"$\n" +
+	"\tseller_id\x12\tseller_id\x1a\fprices.admin*\x10\b\x05\x12\x02\b\x01\x18\n" +
+	"\"\x06writes\x12\x9b\x01\n" +
+	"\fImportPrices\x12\x1b.pricing.v1.SetPriceRequest\x1a .pricing.v1.ImportPricesResponse\"J\xa2\xb8\x19F\x12\fprices.write\"$\n" +
+	"\tseller_id\x12\tseller_id\x1a\fprices.admin*\x10\b\x05\x12\x02\b\x01\x18\n" +
+	"\"\x06writes(\x01\x12\x8c\x01\n" +
 	"\n" +
-	"SyncPrices\x12\x1b.pricing.v1.SetPriceRequest\x1a\x11.pricing.v1.Price\"8\xa2\xb8\x194\x12\fprices.write\"$\n" +
-	"\tseller_id\x12\tseller_id\x1a\fprices.admin(\x010\x01\x12a\n" +
-	"\vQuotePrices\x12\x1e.pricing.v1.QuotePricesRequest\x1a\x1f.pricing.v1.QuotePricesResponse\"\x11\xa2\xb8\x19\r\x12\vprices.readBJZHgithub.com/tollgate/tollgate/examples/pricing/proto/pricing/v1;pricingv1b\x06proto3"
+	"SyncPrices\x12\x1b.pricing.v1.SetPriceRequest\x1a\x11.pricing.v1.Price\"J\xa2\xb8\x19F\x12\fprices.write\"$\n" +
+	"\tseller_id\x12\tseller_id\x1a\fprices.admin*\x10\b\x05\x12\x02\b\x01\x18\n" +
+	"\"\x06writes(\x010\x01\x12k\n" +
+	"\vQuotePrices\x12\x1e.pricing.v1.QuotePricesRequest\x1a\x1f.pricing.v1.QuotePricesResponse\"\x1b\xa2\xb8\x19\x17\x12\vprices.read*\b\b\x14\x12\x02\b\x01\x18\x14BJZHgithub.com/tollgate/tollgate/examples/pricing/proto/pricing/v1;pricingv1b\x06proto3"
 
 var (
 	file_pricing_v1_pricing_proto_rawDescOnce sync.Once

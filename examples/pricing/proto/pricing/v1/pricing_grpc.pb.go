@@ -37,7 +37,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// PriceService stores one price per SKU.
+// PriceService stores one price per SKU. Reads are limited to 20 a second
+// per consumer; the four writing methods share one bucket, "writes", of 5 a
+// second with bursts of 10, so a consumer cannot dodge the write limit by
+// switching methods.
 type PriceServiceClient interface {
 	// Ping answers without a token, for load balancers and smoke tests.
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
@@ -168,7 +171,10 @@ func (c *priceServiceClient) QuotePrices(ctx context.Context, in *QuotePricesReq
 // All implementations must embed UnimplementedPriceServiceServer
 // for forward compatibility.
 //
-// PriceService stores one price per SKU.
+// PriceService stores one price per SKU. Reads are limited to 20 a second
+// per consumer; the four writing methods share one bucket, "writes", of 5 a
+// second with bursts of 10, so a consumer cannot dodge the write limit by
+// switching methods.
 type PriceServiceServer interface {
 	// Ping answers without a token, for load balancers and smoke tests.
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
