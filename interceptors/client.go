@@ -143,7 +143,7 @@ func UnaryClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.UnaryCl
 
 // StreamClientInterceptor attaches src's token to every stream and swaps in
 // a renewed token from the stream's headers and, once RecvMsg returns io.EOF
-// or an error, its trailers.
+// or an error (or, on a client stream, its one answer), its trailers.
 func StreamClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.StreamClientInterceptor {
 	o := clientOpts(opts)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -154,15 +154,19 @@ func StreamClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.Stream
 		if err != nil {
 			return nil, err
 		}
-		return &renewingStream{ClientStream: cs, src: src}, nil
+		return &renewingStream{ClientStream: cs, src: src, serverStreams: desc.ServerStreams}, nil
 	}
 }
 
 type renewingStream struct {
 	grpc.ClientStream
-	src        *TokenSource
-	sawHeader  atomic.Bool
-	sawTrailer atomic.Bool
+	src *TokenSource
+	// serverStreams is false for client streams: their one answer ends the
+	// call (grpc-go reads the status before RecvMsg returns it), so RecvMsg
+	// returns nil, never io.EOF, and the trailers are final already.
+	serverStreams bool
+	sawHeader     atomic.Bool
+	sawTrailer    atomic.Bool
 }
 
 func (s *renewingStream) Header() (metadata.MD, error) {
@@ -181,6 +185,9 @@ func (s *renewingStream) RecvMsg(m any) error {
 			if md, herr := s.ClientStream.Header(); herr == nil {
 				s.src.offerFrom(md)
 			}
+		}
+		if !s.serverStreams && s.sawTrailer.CompareAndSwap(false, true) {
+			s.src.offerFrom(s.ClientStream.Trailer())
 		}
 		return nil
 	}
