@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,7 +28,11 @@ const RenewedTokenKey = "tollgate-renewed-token"
 // (session.UnverifiedExpiry): that only orders tokens the client was given;
 // the server verifies everything.
 type TokenSource struct {
-	cur     atomic.Pointer[heldToken]
+	cur atomic.Pointer[heldToken]
+	// swap serializes replacements, so that onRenew sees them in the order
+	// they happened: an application persisting each one must end with the
+	// latest. Readers never take it.
+	swap    sync.Mutex
 	onRenew func(token string, expiresAt time.Time)
 }
 
@@ -40,7 +45,9 @@ type heldToken struct {
 type TokenSourceOption func(*TokenSource)
 
 // WithOnRenew calls f, synchronously, each time a renewed token replaces the
-// current one, so an application can persist it. f must not block.
+// current one, so an application can persist it. Calls never overlap and
+// come in the order of the swaps, so expiries only increase. f must not
+// block, nor call Offer.
 func WithOnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
 	return func(s *TokenSource) { s.onRenew = f }
 }
@@ -70,22 +77,21 @@ func (s *TokenSource) ExpiresAt() time.Time { return s.cur.Load().exp }
 // later, and reports whether it did. An unreadable token is ignored.
 func (s *TokenSource) Offer(token string) bool {
 	exp, err := session.UnverifiedExpiry(token)
-	if err != nil {
+	if err != nil || !exp.After(s.cur.Load().exp) {
 		return false
 	}
-	next := &heldToken{token: token, exp: exp}
-	for {
-		cur := s.cur.Load()
-		if !exp.After(cur.exp) {
-			return false
-		}
-		if s.cur.CompareAndSwap(cur, next) {
-			if s.onRenew != nil {
-				s.onRenew(token, exp)
-			}
-			return true
-		}
+	s.swap.Lock()
+	defer s.swap.Unlock()
+	// Rechecked under the lock: a later token may have won meanwhile. With
+	// onRenew inside the lock too, two swaps cannot report out of order.
+	if !exp.After(s.cur.Load().exp) {
+		return false
 	}
+	s.cur.Store(&heldToken{token: token, exp: exp})
+	if s.onRenew != nil {
+		s.onRenew(token, exp)
+	}
+	return true
 }
 
 // offerFrom offers the renewed token found in any of mds.
