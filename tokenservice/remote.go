@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
 	"github.com/tollgate/tollgate/session"
@@ -21,8 +22,9 @@ var ErrBadResponse = errors.New("tokenservice: issuer returned an unusable token
 // RemoteRenewer renews tokens by calling an issuer's TokenService. It
 // implements session.Renewer.
 type RemoteRenewer struct {
-	client  tokenv1.TokenServiceClient
-	timeout time.Duration
+	client   tokenv1.TokenServiceClient
+	verifier *session.Verifier
+	timeout  time.Duration
 }
 
 // RemoteOption configures a [RemoteRenewer].
@@ -31,13 +33,18 @@ type RemoteOption func(*RemoteRenewer)
 // WithTimeout bounds each remote call (default 2 s).
 func WithTimeout(d time.Duration) RemoteOption { return func(r *RemoteRenewer) { r.timeout = d } }
 
-// NewRemoteRenewer returns a renewer calling the TokenService on conn. Give
-// conn transport security in production: the token travels in the request.
-func NewRemoteRenewer(conn grpc.ClientConnInterface, opts ...RemoteOption) (*RemoteRenewer, error) {
+// NewRemoteRenewer returns a renewer calling the TokenService on conn and
+// checking every answer with v, the service's own verifier (the issuer's
+// public keys are enough). Give conn transport security in production: the
+// token travels in the request.
+func NewRemoteRenewer(conn grpc.ClientConnInterface, v *session.Verifier, opts ...RemoteOption) (*RemoteRenewer, error) {
 	if conn == nil {
 		return nil, errors.New("tokenservice: a connection is required")
 	}
-	r := &RemoteRenewer{client: tokenv1.NewTokenServiceClient(conn), timeout: DefaultRemoteTimeout}
+	if v == nil {
+		return nil, errors.New("tokenservice: a verifier is required to check the issuer's answers")
+	}
+	r := &RemoteRenewer{client: tokenv1.NewTokenServiceClient(conn), verifier: v, timeout: DefaultRemoteTimeout}
 	for _, o := range opts {
 		o(r)
 	}
@@ -47,22 +54,37 @@ func NewRemoteRenewer(conn grpc.ClientConnInterface, opts ...RemoteOption) (*Rem
 	return r, nil
 }
 
-// Renew asks the issuer for the successor of token. The answer must be a
-// token that expires later than sess; anything else is [ErrBadResponse].
-// Errors never contain a token.
+// Renew asks the issuer for the successor of token. The answer is handed to
+// callers only if it verifies with the service's own verifier, continues the
+// same session (sub, sid, azp, iss and auth_time unchanged) and expires later
+// than sess; anything else is [ErrBadResponse]. A compromised issuer or a
+// tampered connection therefore cannot hand a client someone else's token.
+// Errors carry the gRPC code of a failed call but never its message, so no
+// token can reach them.
 func (r *RemoteRenewer) Renew(ctx context.Context, token string, sess *session.Session) (session.Renewed, error) {
+	if sess == nil {
+		return session.Renewed{}, errors.New("tokenservice: a verified session is required")
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	resp, err := r.client.Renew(ctx, &tokenv1.RenewRequest{Token: token})
 	if err != nil {
-		return session.Renewed{}, fmt.Errorf("tokenservice: remote renewal failed: %w", err)
+		return session.Renewed{}, status.Error(status.Code(err), "tokenservice: remote renewal failed")
 	}
-	exp, err := session.UnverifiedExpiry(resp.GetToken())
-	if err != nil || resp.GetToken() == token {
+	next := resp.GetToken()
+	if next == "" || next == token {
 		return session.Renewed{}, ErrBadResponse
 	}
-	if sess != nil && !exp.After(sess.ExpiresAt()) {
-		return session.Renewed{}, ErrBadResponse
+	ns, err := r.verifier.Verify(ctx, next)
+	if err != nil {
+		return session.Renewed{}, fmt.Errorf("%w: it does not verify here", ErrBadResponse)
 	}
-	return session.Renewed{Token: resp.GetToken(), ExpiresAt: exp}, nil
+	if ns.Subject() != sess.Subject() || ns.SessionID() != sess.SessionID() || ns.AuthorizedParty() != sess.AuthorizedParty() ||
+		ns.Issuer() != sess.Issuer() || !ns.AuthTime().Equal(sess.AuthTime()) {
+		return session.Renewed{}, fmt.Errorf("%w: it does not continue the same session", ErrBadResponse)
+	}
+	if !ns.ExpiresAt().After(sess.ExpiresAt()) {
+		return session.Renewed{}, fmt.Errorf("%w: it does not expire later", ErrBadResponse)
+	}
+	return session.Renewed{Token: next, ExpiresAt: ns.ExpiresAt()}, nil
 }

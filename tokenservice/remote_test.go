@@ -47,9 +47,9 @@ func remoteService(t *testing.T, is *issuer) *session.Verifier {
 	return v
 }
 
-func newRemote(t *testing.T, conn grpc.ClientConnInterface, opts ...tokenservice.RemoteOption) *tokenservice.RemoteRenewer {
+func newRemote(t *testing.T, conn grpc.ClientConnInterface, v *session.Verifier, opts ...tokenservice.RemoteOption) *tokenservice.RemoteRenewer {
 	t.Helper()
-	r, err := tokenservice.NewRemoteRenewer(conn, opts...)
+	r, err := tokenservice.NewRemoteRenewer(conn, v, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func newRemote(t *testing.T, conn grpc.ClientConnInterface, opts ...tokenservice
 func TestRemoteRenewAsymmetric(t *testing.T) {
 	is := newIssuer(t)
 	svc := remoteService(t, is)
-	rr := newRemote(t, is.conn)
+	rr := newRemote(t, is.conn, svc)
 
 	tok := is.mint(t, claims(t0))
 	is.clock.Set(t0.Add(11 * time.Minute))
@@ -128,7 +128,7 @@ func TestRemoteIssuerDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		rr := newRemote(t, conn, tokenservice.WithTimeout(timeout))
+		rr := newRemote(t, conn, is.verifier, tokenservice.WithTimeout(timeout))
 		start := time.Now()
 		_, err = rr.Renew(context.Background(), tok, sess)
 		elapsed := time.Since(start)
@@ -145,7 +145,7 @@ func TestRemoteIssuerDown(t *testing.T) {
 	})
 
 	t.Run("issuer stopped", func(t *testing.T) {
-		rr := newRemote(t, is.conn, tokenservice.WithTimeout(timeout))
+		rr := newRemote(t, is.conn, is.verifier, tokenservice.WithTimeout(timeout))
 		if _, err := rr.Renew(context.Background(), tok, sess); err != nil {
 			t.Fatalf("Renew before the stop: %v", err)
 		}
@@ -223,12 +223,12 @@ func TestRemoteSlowIssuer(t *testing.T) {
 		return nil, ctx.Err()
 	}})
 	// Connect first, so the measurement is the call alone.
-	if _, err := newRemote(t, conn).Renew(context.Background(), "warm-up", nil); status.Code(err) != codes.Unavailable {
+	if _, err := newRemote(t, conn, is.verifier).Renew(context.Background(), "warm-up", sess); status.Code(err) != codes.Unavailable {
 		t.Fatalf("warm-up: %v", err)
 	}
 
 	const timeout = 100 * time.Millisecond
-	rr := newRemote(t, conn, tokenservice.WithTimeout(timeout))
+	rr := newRemote(t, conn, is.verifier, tokenservice.WithTimeout(timeout))
 	start := time.Now()
 	_, err = rr.Renew(context.Background(), tok, sess)
 	elapsed := time.Since(start)
@@ -249,7 +249,7 @@ func TestRemoteSlowIssuer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	_, err = newRemote(t, conn, tokenservice.WithTimeout(time.Minute)).Renew(ctx, tok, sess)
+	_, err = newRemote(t, conn, is.verifier, tokenservice.WithTimeout(time.Minute)).Renew(ctx, tok, sess)
 	if status.Code(err) != codes.DeadlineExceeded || time.Since(start) > time.Second {
 		t.Errorf("caller deadline 20ms: %v after %v", err, time.Since(start))
 	}
@@ -272,7 +272,33 @@ func TestRemoteBadAnswers(t *testing.T) {
 		return is.mint(t, c)
 	}
 	later := at(27 * time.Minute)
+	other := func(edit func(*session.Claims)) string {
+		c := claims(t0)
+		c.IssuedAt = t0.Add(12 * time.Minute)
+		c.ExpiresAt = t0.Add(27 * time.Minute)
+		edit(&c)
+		return is.mint(t, c)
+	}
+	foreignKey, err := session.NewHMACKey("", session.HS256, []byte(strings.Repeat("f", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignSigner, _ := session.NewSigner(foreignKey)
+	forged, err := foreignSigner.Sign(func() session.Claims {
+		c := claims(t0)
+		c.ExpiresAt = t0.Add(27 * time.Minute)
+		c.IssuedAt = t0.Add(12 * time.Minute)
+		return c
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
 	answers := map[string]string{
+		"another subject's token":   other(func(c *session.Claims) { c.Subject = "mallory" }),
+		"another session's token":   other(func(c *session.Claims) { c.SessionID = "sid-2" }),
+		"a reset auth_time":         other(func(c *session.Claims) { c.AuthTime = t0.Add(12 * time.Minute) }),
+		"another consumer's token":  other(func(c *session.Claims) { c.AuthorizedParty = "intruder" }),
+		"a token signed elsewhere":  forged,
 		"the same token":            tok,
 		"an earlier-expiring token": at(14 * time.Minute),
 		"a token expiring as late":  at(15 * time.Minute), // a new jti, same exp
@@ -284,7 +310,7 @@ func TestRemoteBadAnswers(t *testing.T) {
 	conn := serveFake(t, &fakeIssuer{answer: func(context.Context, *tokenv1.RenewRequest) (*tokenv1.RenewResponse, error) {
 		return &tokenv1.RenewResponse{Token: answer}, nil
 	}})
-	rr := newRemote(t, conn)
+	rr := newRemote(t, conn, is.verifier)
 	for name, a := range answers {
 		answer = a
 		got, err := rr.Renew(context.Background(), tok, sess)
@@ -306,7 +332,7 @@ func TestRemoteBadAnswers(t *testing.T) {
 }
 
 func TestNewRemoteRenewerRefuses(t *testing.T) {
-	if r, err := tokenservice.NewRemoteRenewer(nil); err == nil || r != nil {
+	if r, err := tokenservice.NewRemoteRenewer(nil, nil); err == nil || r != nil {
 		t.Errorf("NewRemoteRenewer(nil) = %v, %v", r, err)
 	}
 	conn, err := grpc.NewClient("passthrough:///127.0.0.1:1", grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -315,7 +341,10 @@ func TestNewRemoteRenewerRefuses(t *testing.T) {
 	}
 	defer conn.Close()
 	for _, d := range []time.Duration{0, -time.Second} {
-		if r, err := tokenservice.NewRemoteRenewer(conn, tokenservice.WithTimeout(d)); err == nil || r != nil {
+		if r, err := tokenservice.NewRemoteRenewer(conn, nil); err == nil || r != nil {
+			t.Errorf("no verifier: %v, %v; want an error", r, err)
+		}
+		if r, err := tokenservice.NewRemoteRenewer(conn, remoteService(t, newIssuer(t)), tokenservice.WithTimeout(d)); err == nil || r != nil {
 			t.Errorf("WithTimeout(%v) = %v, %v; want an error", d, r, err)
 		}
 	}
