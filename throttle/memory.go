@@ -166,8 +166,8 @@ func NewMemory(opts ...MemoryOption) *Memory {
 // The limit is not stored with the bucket: calls naming the same key should
 // pass the same limit. Passing a different one applies it to the tokens the
 // bucket holds at that instant, as if the bucket had always had that limit.
-func (m *Memory) Allow(_ context.Context, key Key, limit Limit, cost int) (Decision, error) {
-	if err := limit.Validate(); err != nil {
+func (m *Memory) Allow(_ context.Context, key Key, limit Limit, cost int) (d Decision, err error) {
+	if err = limit.Validate(); err != nil {
 		return Decision{}, err
 	}
 	now := m.now()
@@ -176,7 +176,9 @@ func (m *Memory) Allow(_ context.Context, key Key, limit Limit, cost int) (Decis
 
 	s.mu.Lock()
 	tat, held := s.tats[h]
-	d, tat := gcra(tat, now, limit, cost)
+	// Into the result: copying a Decision out of gcra costs more than
+	// deciding.
+	tat = gcraInto(&d, tat, now, limit, cost)
 	// A denied call takes nothing, so only an admitted one changes the
 	// bucket; and it always leaves the bucket short of full.
 	if d.Allowed {
