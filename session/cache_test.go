@@ -181,6 +181,18 @@ func TestCachePurgedOnSetKeys(t *testing.T) {
 			t.Fatal("entry of a kept key was dropped")
 		}
 	}
+	// Every hit also rechecks its key against the current set, so an entry
+	// that escaped the purge (put by a call that began before SetKeys) is
+	// not served either.
+	if s := f.v.cache.get(t2[0], fixedNow, keySet(t, k1)); s != nil {
+		t.Fatal("cache served an entry whose key is not in the given set")
+	}
+	if s := f.v.cache.get(t2[2], fixedNow, keySet(t, newHMAC(t, "k2", HS256))); s != nil {
+		t.Fatal("cache served an entry whose kid is in the set with other material")
+	}
+	if s := f.v.cache.get(t2[1], fixedNow, keySet(t, k2)); s != cached[t2[1]] {
+		t.Fatal("cache did not serve an entry whose key is in the set")
+	}
 }
 
 // A token that differs from a cached one only in its spelling (set

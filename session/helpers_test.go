@@ -359,6 +359,17 @@ func assertExpired(t testing.TB, v *Verifier, tok string) error {
 	return assertRejected(t, v, tok, ErrExpiredToken)
 }
 
+// assertCause fails unless err is the package's fixed error want: for the
+// few tests that must prove which check refused a token (such as "before
+// any decoding").
+func assertCause(t testing.TB, err, want error) {
+	t.Helper()
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Cause != want.(*VerifyError).Cause {
+		t.Fatalf("rejected for %v, want %v", err, want)
+	}
+}
+
 // flipTrailingBits returns seg with one of the unused low bits of its last
 // character set: another spelling of the same bytes to a lax decoder. It
 // reports false when seg has no unused bits (its length is a multiple of 4).

@@ -41,6 +41,9 @@ func TestRotation(t *testing.T) {
 	// that signed it is in the set.
 	noKID := signWith(t, oldKey, `{"alg":"HS256","typ":"at+jwt"}`, mustJSON(t, c))
 	assertInvalid(t, f.v, noKID)
+	if k := overlap.lookup(nil); k != nil {
+		t.Fatalf("a 2-key set resolves an empty kid to %v", k)
+	}
 
 	// Removal (or emergency revocation): the old token, cached a moment
 	// ago, is refused at once.

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,15 @@ func TestVerifyExp(t *testing.T) {
 		{name: "iat string", raw: rawClaims(t, c, "iat", `"`+itoa(sec(-time.Minute))+`"`), want: ErrInvalidToken},
 		{name: "iat null", raw: rawClaims(t, c, "iat", "null"), want: ErrInvalidToken},
 	})
+
+	// iat is required in its own right, not only through the lifetime
+	// bound: even a verifier that allows any lifetime refuses a token
+	// without iat.
+	unbounded := newFixtureFor(t, f.key, WithMaxLifetime(time.Duration(math.MaxInt64)))
+	noAuth := with(c, "auth_time", nil) // auth_time is checked against iat; keep it out
+	mustVerify(t, unbounded.v, token(t, f.key, noAuth))
+	assertInvalid(t, unbounded.v, token(t, f.key, with(noAuth, "iat", nil)))
+	assertInvalid(t, unbounded.v, token(t, f.key, with(noAuth, "exp", nil)))
 
 	// exp == now is expired when there is no leeway; one second later is not.
 	f0 := newFixtureFor(t, f.key, WithLeeway(0))
@@ -239,7 +249,10 @@ func TestVerifyAuthTime(t *testing.T) {
 		{name: "8h30s ago (leeway boundary)", claims: with(c, "auth_time", sec(-8*time.Hour-30*time.Second)), want: ErrExpiredToken},
 		{name: "9h ago", claims: with(c, "auth_time", sec(-9*time.Hour)), want: ErrExpiredToken},
 		{name: "a week ago", claims: with(c, "auth_time", sec(-7*24*time.Hour)), want: ErrExpiredToken},
-		{name: "in the future", claims: with(c, "auth_time", sec(time.Minute), "iat", sec(time.Minute-time.Second*31)), want: ErrInvalidToken},
+		// iat within the leeway, auth_time not after iat + leeway, but
+		// auth_time itself beyond now + leeway.
+		{name: "in the future", claims: with(c, "auth_time", sec(45*time.Second), "iat", sec(29*time.Second)), want: ErrInvalidToken},
+		{name: "in the future, after iat", claims: with(c, "auth_time", sec(time.Minute), "iat", sec(29*time.Second)), want: ErrInvalidToken},
 		{name: "in a day", claims: with(c, "auth_time", sec(24*time.Hour)), want: ErrInvalidToken},
 		{name: "after iat", claims: with(c, "auth_time", sec(0)), want: ErrInvalidToken},
 		{name: "string", raw: rawClaims(t, c, "auth_time", `"`+itoa(sec(-time.Hour))+`"`), want: ErrInvalidToken},

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -388,12 +387,15 @@ func TestVerifyRejectsCritZipEncAndJWE(t *testing.T) {
 	jweHeader := enc([]byte(`{"alg":"RSA-OAEP","enc":"A256GCM","kid":"k1","typ":"at+jwt"}`))
 	jwe := jweHeader + "." + enc(randBytes(t, 256)) + "." + enc(randBytes(t, 12)) + "." +
 		enc([]byte(claims)) + "." + enc(randBytes(t, 16))
-	t.Run("JWE 5 segments", func(t *testing.T) { assertInvalid(t, f.v, jwe) })
+	t.Run("JWE 5 segments", func(t *testing.T) {
+		// Refused by the shape check, before anything is decoded.
+		assertCause(t, assertInvalid(t, f.v, jwe), errShape)
+	})
 	// The first three segments of a validly signed token followed by two
 	// more: still not a JWS.
 	good := token(t, f.key, claimsAt(fixedNow))
-	t.Run("valid JWS plus two segments", func(t *testing.T) { assertInvalid(t, f.v, good+".AAAA.AAAA") })
-	t.Run("valid JWS plus a dot", func(t *testing.T) { assertInvalid(t, f.v, good+".") })
+	t.Run("valid JWS plus two segments", func(t *testing.T) { assertCause(t, assertInvalid(t, f.v, good+".AAAA.AAAA"), errShape) })
+	t.Run("valid JWS plus a dot", func(t *testing.T) { assertCause(t, assertInvalid(t, f.v, good+"."), errShape) })
 	t.Run("dir JWE header", func(t *testing.T) {
 		assertInvalid(t, f.v, signWith(t, f.key, `{"alg":"dir","enc":"A128GCM","kid":"k1","typ":"at+jwt"}`, claims))
 	})
@@ -515,6 +517,29 @@ func TestVerifyRejectsDuplicateClaims(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			assertInvalid(t, f.v, signWith(t, f.key, h, claims))
+		})
+	}
+
+	// A case variant of a registered claim that is otherwise absent: a
+	// case-insensitive decoder (encoding/json is one) would read "PERMS" as
+	// perms, "AZP" as azp. Refused, with or without WithScopeClaim.
+	scoped := newFixtureFor(t, f.key, WithScopeClaim())
+	noOptional := with(claimsAt(fixedNow), "perms", nil, "azp", nil, "sid", nil, "nbf", nil, "auth_time", nil)
+	mustVerify(t, f.v, token(t, f.key, noOptional))
+	for _, extra := range []string{
+		`"PERMS":["admin.*"]`,
+		`"Perms":["admin.*"]`,
+		`"AZP":"billing"`,
+		`"Sid":"other"`,
+		`"NBF":1`,
+		`"Auth_Time":1`,
+		`"SCOPE":"admin"`,
+		`"Perms":["admin.*"]`,
+	} {
+		t.Run("absent registered claim/"+extra, func(t *testing.T) {
+			tok := signWith(t, f.key, h, `{`+extra+`,`+mustJSON(t, noOptional)[1:])
+			assertInvalid(t, f.v, tok)
+			assertInvalid(t, scoped.v, tok)
 		})
 	}
 }
@@ -692,7 +717,14 @@ func TestVerifyRejectsOversizedTokens(t *testing.T) {
 		"8 KiB of dots":      strings.Repeat(".", DefaultMaxTokenSize),
 	} {
 		t.Run(name, func(t *testing.T) {
-			assertInvalid(t, f.v, tok)
+			err := assertInvalid(t, f.v, tok)
+			if len(tok) <= DefaultMaxTokenSize {
+				// Within the size cap: the shape check refuses it, at
+				// the third dot, before any decoding.
+				assertCause(t, err, errShape)
+			} else {
+				assertCause(t, err, errTooLarge)
+			}
 			allocs := testing.AllocsPerRun(20, func() {
 				if _, err := f.v.Verify(t.Context(), tok); err == nil {
 					panic("accepted")
@@ -729,10 +761,7 @@ func TestVerifyRejectsOversizedTokens(t *testing.T) {
 	mustVerify(t, small.v, at4096)
 	mustVerify(t, f.v, at4097) // valid under the default 8 KiB cap
 	err := assertInvalid(t, small.v, at4097)
-	var ve *VerifyError
-	if !errors.As(err, &ve) || ve.Cause != errTooLarge.(*VerifyError).Cause {
-		t.Fatalf("4097-byte token rejected for %q, want the size cap", ve.Cause)
-	}
+	assertCause(t, err, errTooLarge)
 	allocs := testing.AllocsPerRun(20, func() { _, _ = small.v.Verify(t.Context(), at4097) })
 	if allocs > 2 {
 		t.Fatalf("4097-byte rejection cost %v allocations, want <= 2", allocs)
