@@ -111,10 +111,31 @@ func (s *Session) Has(p string) bool {
 
 // Claim returns a claim that is not one of the registered ones (such as a
 // seller_id), as decoded from JSON: string, json.Number, bool, nil,
-// []any or map[string]any.
+// []any or map[string]any (a copy).
 func (s *Session) Claim(name string) (any, bool) {
 	v, ok := s.claims[name]
-	return v, ok
+	return cloneClaim(v), ok
+}
+
+// cloneClaim deep-copies arrays and objects: the cache shares a Session
+// between calls, so a caller must not be able to change what the next call
+// sees (or race with it).
+func cloneClaim(v any) any {
+	switch v := v.(type) {
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = cloneClaim(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = cloneClaim(e)
+		}
+		return out
+	}
+	return v
 }
 
 // ClaimString returns a custom claim in its canonical text form: a string as

@@ -132,6 +132,19 @@ func TestSessionCustomClaims(t *testing.T) {
 	if v, ok := s.Claim("meta"); !ok || mustJSON(t, v) != `{"k":"v"}` {
 		t.Errorf("Claim(meta) = %#v, %v", v, ok)
 	}
+	// Arrays and objects handed out are copies: the cache shares this
+	// session with every later call presenting the same token.
+	tags, _ := s.Claim("tags")
+	tags.([]any)[0] = "changed"
+	meta, _ := s.Claim("meta")
+	meta.(map[string]any)["k"] = "changed"
+	meta.(map[string]any)["new"] = true
+	if v, _ := s.Claim("tags"); mustJSON(t, v) != `["a","b"]` {
+		t.Errorf("mutating a returned array changed the session: %v", v)
+	}
+	if v, _ := s.Claim("meta"); mustJSON(t, v) != `{"k":"v"}` {
+		t.Errorf("mutating a returned object changed the session: %v", v)
+	}
 	want := []string{"esc_val", "escaped", "meta", "neg", "nothing", "off", "quota", "ratio", "seller_id", "tags", "vip"}
 	if got := s.ClaimNames(); !slices.Equal(got, want) {
 		t.Errorf("ClaimNames = %v, want %v", got, want)
