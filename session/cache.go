@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/json"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -181,10 +182,33 @@ func sessionSize(s *Session) int {
 		n += 2*len(p) + 48
 	}
 	for k, v := range s.claims {
-		n += len(k) + 48
-		if str, ok := v.(string); ok {
-			n += len(str)
-		}
+		n += len(k) + 48 + claimSize(v)
 	}
 	return n
+}
+
+// claimSize estimates the bytes a decoded custom claim holds. Arrays and
+// objects count per element: a claim of a few thousand small numbers takes
+// tens of times the bytes it had in the token, and the byte bound must see
+// that.
+func claimSize(v any) int {
+	switch v := v.(type) {
+	case string:
+		return 16 + len(v)
+	case json.Number:
+		return 16 + len(v)
+	case []any:
+		n := 24
+		for _, e := range v {
+			n += 16 + claimSize(e)
+		}
+		return n
+	case map[string]any:
+		n := 48
+		for k, e := range v {
+			n += 48 + len(k) + claimSize(e)
+		}
+		return n
+	}
+	return 0
 }

@@ -271,3 +271,27 @@ func TestCacheHitAllocations(t *testing.T) {
 		t.Fatalf("cache hit costs %v allocations, want <= 3", allocs)
 	}
 }
+
+// The byte bound sees what a session really holds: an array claim of many
+// small numbers decodes to far more memory than its token text, and is
+// accounted as such.
+func TestCacheAccountsCompositeClaims(t *testing.T) {
+	f := newFixture(t)
+	const n = 1500
+	nums := make([]int, n)
+	obj := make(map[string]int, 100)
+	for i := range 100 {
+		obj[fmt.Sprintf("k%d", i)] = i
+	}
+	tok := token(t, f.key, with(claimsAt(fixedNow), "nums", nums, "obj", obj))
+	s := mustVerify(t, f.v, tok)
+	// Each element is at least an interface (16 bytes) holding a
+	// json.Number (a 16-byte string header and its byte); each object
+	// member at least a key and a value in a map.
+	if floor := n*(16+16+1) + 100*(16+16+16+1); sessionSize(s) < floor {
+		t.Fatalf("sessionSize = %d, below the %d bytes the claims hold at least", sessionSize(s), floor)
+	}
+	if _, b := f.v.cache.len(); b < len(tok)+sessionSize(s) {
+		t.Fatalf("cache accounts %d bytes for an entry of %d", b, len(tok)+sessionSize(s))
+	}
+}
