@@ -35,7 +35,7 @@ func TestCacheHitAndExpiry(t *testing.T) {
 	if nc.v.cache != nil {
 		t.Fatal("WithCache(0, 0) kept a cache")
 	}
-	if mustVerify(t, nc.v, tok) == mustVerify(t, nc.v, tok) {
+	if first, second := mustVerify(t, nc.v, tok), mustVerify(t, nc.v, tok); first == second {
 		t.Fatal("uncached verifier returned the same session twice")
 	}
 
