@@ -95,7 +95,9 @@ func (s *Session) Permissions() []string { return slices.Clone(s.perms) }
 // wildcard grant "prefix.*" that covers every permission starting with
 // "prefix.". A bare "*" grants nothing: there is no grant of everything.
 func (s *Session) Has(p string) bool {
-	if p == "" {
+	// A permission asked for is never a pattern: "*" or "prices.*" would
+	// otherwise match a token that literally carries that string.
+	if p == "" || strings.IndexByte(p, '*') >= 0 {
 		return false
 	}
 	if _, ok := s.exact[p]; ok {

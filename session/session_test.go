@@ -188,6 +188,13 @@ func TestSessionHas(t *testing.T) {
 			t.Errorf(`perms ["*"] grants %q`, p)
 		}
 	}
+	// A pattern asked for is never granted, not even by the same literal
+	// string in the token: Require(ctx, "*") must not pass.
+	for _, p := range []string{"*", "prices.*", "*.*", ".*"} {
+		if s.Has(p) || star.Has(p) {
+			t.Errorf("Has(%q) = true; a permission asked for is never a pattern", p)
+		}
+	}
 
 	// perms of the wrong type are refused outright.
 	for name, perms := range map[string]string{
