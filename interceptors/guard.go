@@ -82,7 +82,9 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		if err := o.authFailureLimit.Validate(); err != nil {
 			return nil, fmt.Errorf("interceptors: auth failure limit: %w", err)
 		}
-		g.preauth = throttle.NewMemory(throttle.WithMaxKeys(100_000))
+		// On the verifier's clock, the guard's one notion of time (renewal
+		// uses it too), so that a fake clock drives the budget's refill.
+		g.preauth = throttle.NewMemory(throttle.WithMaxKeys(100_000), throttle.WithClock(v.Now))
 	}
 	if o.renewer != nil {
 		if err := o.renewalPolicy.Validate(); err != nil {
