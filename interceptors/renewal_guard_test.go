@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -754,6 +755,11 @@ func TestRenewalFailureNeverFailsTheCall(t *testing.T) {
 			return ctx.Err()
 		}}
 		h := newRenewalHarness(t, r, withGuardOptions(WithRenewalTimeout(100*time.Millisecond), WithRenewalGrace(10*time.Second), WithLogger(slog.New(&logs))))
+		// Connect first, so that only the renewal's goroutines are new.
+		if renewed, err := h.getRenewed(t, h.token(t)); err != nil || renewed != "" {
+			t.Fatalf("call outside the window: %v", err)
+		}
+		running := goleak.IgnoreCurrent()
 		start := time.Now()
 		renewed, err := h.getRenewed(t, h.token(t, inWindow))
 		elapsed := time.Since(start)
@@ -768,6 +774,8 @@ func TestRenewalFailureNeverFailsTheCall(t *testing.T) {
 		if n := logs.cause("timed out"); n != 1 {
 			t.Fatalf("%d timeouts logged, want 1", n)
 		}
+		// The hung renewer was abandoned at its timeout: nothing is left.
+		goleak.VerifyNone(t, running)
 	})
 
 	// The renewer is held until the call has returned: the call cannot
