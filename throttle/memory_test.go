@@ -495,6 +495,26 @@ func TestMemoryBoundedKeepsNewKey(t *testing.T) {
 	}
 }
 
+// shardWith returns a shard holding tats, at its share.
+func shardWith(tats map[uint64]int64) *shardState {
+	s := &shardState{max: len(tats)}
+	for h, tat := range tats {
+		s.insert(h, tat)
+	}
+	return s
+}
+
+// contents returns what t holds, found through find.
+func (t *bucketTable) contents(hashes []uint64) map[uint64]int64 {
+	got := map[uint64]int64{}
+	for _, h := range hashes {
+		if i, ok := t.find(h); ok {
+			got[h] = t.slots[i].tat
+		}
+	}
+	return got
+}
+
 func TestMakeRoom(t *testing.T) {
 	const now = 1000
 	tests := []struct {
@@ -508,14 +528,19 @@ func TestMakeRoom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := shardState{tats: tt.tats, max: len(tt.tats)}
-			s.makeRoom(now)
-			if len(s.tats) != len(tt.remaining) {
-				t.Fatalf("left %v, want keys %v", s.tats, tt.remaining)
+			s := shardWith(tt.tats)
+			s.makeRoom(now, 0xdeadbeef<<32)
+			var all []uint64
+			for h := range tt.tats {
+				all = append(all, h)
+			}
+			got := s.contents(all)
+			if len(got) != len(tt.remaining) || s.n != len(tt.remaining) {
+				t.Fatalf("left %v (n %d), want keys %v", got, s.n, tt.remaining)
 			}
 			for _, h := range tt.remaining {
-				if _, ok := s.tats[h]; !ok {
-					t.Fatalf("left %v, want keys %v", s.tats, tt.remaining)
+				if got[h] != tt.tats[h] {
+					t.Fatalf("left %v, want keys %v", got, tt.remaining)
 				}
 			}
 		})
@@ -524,13 +549,60 @@ func TestMakeRoom(t *testing.T) {
 
 // makeRoom looks at a bounded number of buckets however large the shard.
 func TestMakeRoomScansBounded(t *testing.T) {
-	s := shardState{tats: map[uint64]int64{}}
+	tats := map[uint64]int64{}
 	for h := range uint64(10_000) {
-		s.tats[h] = 1 // all full at now
+		tats[h*0x9e3779b97f4a7c15] = 1 // all full at now
 	}
-	s.makeRoom(2)
-	if freed := 10_000 - len(s.tats); freed < 1 || freed > evictScan {
-		t.Errorf("makeRoom freed %d buckets, want 1..%d", freed, evictScan)
+	s := shardWith(tats)
+	s.makeRoom(2, 12345<<32)
+	if freed := 10_000 - s.n; freed != evictScan {
+		t.Errorf("makeRoom freed %d buckets, want %d", freed, evictScan)
+	}
+}
+
+// The table against a Go map, through random insertions, updates and
+// deletions, with hashes crowded into few home slots so that probe runs
+// are long, wrap around the end and are cut by deletions.
+func TestBucketTable(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	for _, homes := range []uint64{1, 3, 16, 1 << 20} {
+		var tab bucketTable
+		ref := map[uint64]int64{}
+		var hashes []uint64
+		for i := range 20_000 {
+			// The low bits pick the home slot, counted down from the last slot
+			// so that runs wrap around; the rest make hashes distinct.
+			h := (1<<20-1-uint64(rng.Int63n(int64(homes))))&(1<<20-1) | uint64(rng.Intn(64))<<40
+			_, inRef := ref[h]
+			idx, found := tab.find(h)
+			if found != inRef {
+				t.Fatalf("homes %d, op %d: find(%#x) found=%v, map has it=%v", homes, i, h, found, inRef)
+			}
+			switch {
+			case found && rng.Intn(2) == 0:
+				tab.deleteAt(idx)
+				delete(ref, h)
+			case found:
+				tab.slots[idx].tat = int64(i + 1)
+				ref[h] = int64(i + 1)
+			case len(ref) < 48: // a small, full table: long runs
+				tab.insert(h, int64(i+1))
+				ref[h] = int64(i + 1)
+				hashes = append(hashes, h)
+			}
+			if tab.n != len(ref) {
+				t.Fatalf("homes %d, op %d: n = %d, map holds %d", homes, i, tab.n, len(ref))
+			}
+		}
+		got := tab.contents(hashes)
+		if len(got) != len(ref) {
+			t.Fatalf("homes %d: table holds %d, map %d", homes, len(got), len(ref))
+		}
+		for h, tat := range ref {
+			if got[h] != tat {
+				t.Fatalf("homes %d: %#x -> %d, map says %d", homes, h, got[h], tat)
+			}
+		}
 	}
 }
 
