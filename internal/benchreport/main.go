@@ -41,6 +41,16 @@ type absolute struct {
 	maxAllocs float64 // <0: no allocation target
 }
 
+// metricTarget is a target on a custom metric a benchmark reports with
+// b.ReportMetric (such as MB-held or roundtrips/decision).
+type metricTarget struct {
+	section string
+	what    string
+	name    string
+	unit    string
+	max     float64 // the metric must be at most this
+}
+
 var comparisons = []comparison{
 	{"Token verification (issue 2)", "HS256 uncached vs plain golang-jwt ParseWithClaims", "BenchmarkVerify/HS256/uncached", "BenchmarkVerify/HS256/golang-jwt", 1.3},
 	{"Token verification (issue 2)", "ES256 uncached vs plain golang-jwt ParseWithClaims", "BenchmarkVerify/ES256/uncached", "BenchmarkVerify/ES256/golang-jwt", 0},
@@ -49,21 +59,37 @@ var comparisons = []comparison{
 	{"Token verification (issue 2)", "ES256 cache hit vs plain golang-jwt", "BenchmarkVerify/ES256/cached", "BenchmarkVerify/ES256/golang-jwt", 0},
 	{"Token verification (issue 2)", "EdDSA cache hit vs plain golang-jwt", "BenchmarkVerify/EdDSA/cached", "BenchmarkVerify/EdDSA/golang-jwt", 0},
 	{"Guarded unary call (issue 2)", "unary call through the guard (HS256, cache hit, ownership) vs the same call with no interceptor, bufconn", "BenchmarkUnary/guard", "BenchmarkUnary/bare", 1.10},
+	{"Throttling (issue 3)", "memory limiter, existing key, vs x/time/rate limiters in a mutex-guarded map", "BenchmarkMemory/existing-key", "BenchmarkXTimeRate/existing-key", 0},
+	{"Throttling (issue 3)", "memory limiter, 2 cores in parallel, vs x/time/rate map in parallel", "BenchmarkMemory/existing-key-parallel", "BenchmarkXTimeRate/existing-key-parallel", 0},
+	{"Throttling (issue 3)", "memory limiter: parallel ns/op over single-threaded ns/op (≤ 0.625 means ≥ 1.6× throughput on 2 cores)", "BenchmarkMemory/existing-key-parallel", "BenchmarkMemory/existing-key", 0.625},
+	{"Throttling (issue 3)", "Redis limiter vs redis_rate v10, same redis-server, keys and concurrency (ns/op: ≤ 1.0 means ≥ as many decisions/s)", "BenchmarkRedis/tollgate", "BenchmarkRedis/redis_rate", 1.0},
+	{"Renewal (issue 4)", "HS256 unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewal/HS256/in-window", "BenchmarkRenewal/HS256/outside-window", 1.15},
+	{"Renewal (issue 4)", "EdDSA unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewal/EdDSA/in-window", "BenchmarkRenewal/EdDSA/outside-window", 1.15},
+}
+
+var metricTargets = []metricTarget{
+	{"Throttling (issue 3)", "1,000,000 distinct consumers: heap held", "BenchmarkMemory/million-consumers", "MB-held", 150},
+	{"Throttling (issue 3)", "bounded to 100,000 keys: keys held", "BenchmarkMemory/million-consumers-bounded", "keys", 100000},
+	{"Throttling (issue 3)", "Redis round trips per decision", "BenchmarkRedis/tollgate", "roundtrips/decision", 1},
 }
 
 var absolutes = []absolute{
 	{"Token verification (issue 2)", "HS256 cache hit", "BenchmarkVerify/HS256/cached", 300, 3},
 	{"Token verification (issue 2)", "ES256 cache hit", "BenchmarkVerify/ES256/cached", 300, 3},
 	{"Token verification (issue 2)", "EdDSA cache hit", "BenchmarkVerify/EdDSA/cached", 300, 3},
+	{"Throttling (issue 3)", "memory limiter, existing key, single-threaded", "BenchmarkMemory/existing-key", 60, 0},
 }
 
-type sample struct{ ns, bytes, allocs []float64 }
+type sample struct {
+	ns, bytes, allocs []float64
+	metrics           map[string][]float64
+}
 
 type stats struct{ ns, bytes, allocs float64 }
 
 var (
 	lineRE  = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
-	valueRE = regexp.MustCompile(`([0-9.]+)\s+(ns/op|B/op|allocs/op)`)
+	valueRE = regexp.MustCompile(`([0-9.]+(?:e[+-]?[0-9]+)?)\s+(\S+)`)
 )
 
 func parse(r io.Reader) (map[string]*sample, []string, []string, error) {
@@ -84,7 +110,7 @@ func parse(r io.Reader) (map[string]*sample, []string, []string, error) {
 		}
 		s := samples[m[1]]
 		if s == nil {
-			s = &sample{}
+			s = &sample{metrics: map[string][]float64{}}
 			samples[m[1]] = s
 			order = append(order, m[1])
 		}
@@ -100,6 +126,8 @@ func parse(r io.Reader) (map[string]*sample, []string, []string, error) {
 				s.bytes = append(s.bytes, f)
 			case "allocs/op":
 				s.allocs = append(s.allocs, f)
+			default:
+				s.metrics[v[2]] = append(s.metrics[v[2]], f)
 			}
 		}
 	}
@@ -183,6 +211,11 @@ func main() {
 			sections = append(sections, a.section)
 		}
 	}
+	for _, m := range metricTargets {
+		if !slices.Contains(sections, m.section) {
+			sections = append(sections, m.section)
+		}
+	}
 	for _, sec := range sections {
 		fmt.Fprintf(&b, "## %s\n\n", sec)
 		header := false
@@ -248,15 +281,44 @@ func main() {
 			}
 			fmt.Fprintf(&b, "| %s | %s, %s allocs, %s B | %s | %s |\n", a.what, fmtNs(s.ns), fmtNum(s.allocs), fmtNum(s.bytes), strings.Join(targets, ", "), verdict)
 		}
+		for _, m := range metricTargets {
+			if m.section != sec {
+				continue
+			}
+			if !header {
+				fmt.Fprintf(&b, "| target | measured | target | |\n|---|---|---|---|\n")
+				header = true
+			}
+			smp, ok := samples[m.name]
+			if !ok || len(smp.metrics[m.unit]) == 0 {
+				fmt.Fprintf(&b, "| %s | not measured | | |\n", m.what)
+				continue
+			}
+			v := median(smp.metrics[m.unit])
+			verdict := "met"
+			if v > m.max {
+				verdict, missed = "**missed**", missed+1
+			}
+			fmt.Fprintf(&b, "| %s | %s %s | ≤ %s | %s |\n", m.what, strconv.FormatFloat(v, 'f', 2, 64), m.unit, fmtNum(m.max), verdict)
+		}
 		if header {
 			b.WriteString("\n")
 		}
 	}
 
-	fmt.Fprintf(&b, "## Every benchmark\n\n| benchmark | time/op | B/op | allocs/op | runs |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "## Every benchmark\n\n| benchmark | time/op | B/op | allocs/op | other metrics | runs |\n|---|---|---|---|---|---|\n")
 	for _, name := range order {
 		s := st[name]
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", name, fmtNs(s.ns), fmtNum(s.bytes), fmtNum(s.allocs), len(samples[name].ns))
+		var extra []string
+		units := make([]string, 0, len(samples[name].metrics))
+		for u := range samples[name].metrics {
+			units = append(units, u)
+		}
+		slices.Sort(units)
+		for _, u := range units {
+			extra = append(extra, strconv.FormatFloat(median(samples[name].metrics[u]), 'f', 2, 64)+" "+u)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", name, fmtNs(s.ns), fmtNum(s.bytes), fmtNum(s.allocs), strings.Join(extra, ", "), len(samples[name].ns))
 	}
 	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
