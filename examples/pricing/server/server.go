@@ -3,8 +3,10 @@
 // builds a whole gRPC server with tollgate in front of it.
 //
 // The handlers hold business logic only. Who may call what (tokens,
-// permissions, ownership of seller_id) is declared in pricing.proto and
-// enforced by tollgate's guard before a handler runs. The one security
+// permissions, ownership of seller_id) and how often (throttles per consumer)
+// is declared in pricing.proto and enforced by tollgate's guard before a
+// handler runs; the guard also renews tokens near their expiry when
+// Config.Renewal asks it to. The one security
 // decision left to domain code, whether a SKU may move to another seller, uses
 // the same permission model through permissions.Require.
 package server
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,6 +30,7 @@ import (
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/permissions"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/throttle"
 )
 
 // PermAdmin lets its holder act for any seller: tollgate's ownership rule
@@ -186,7 +190,26 @@ type Config struct {
 	Verifier *session.Verifier
 	// Store holds the prices; nil means store.New(), the demo catalogue.
 	Store *store.Store
+	// Limiter enforces the throttles pricing.proto declares (reads 20 a
+	// second per consumer, the shared "writes" bucket, Ping per peer). Nil
+	// means a throttle.Memory of this server's own; pass a throttle.Redis
+	// wrapped in a throttle.Failover to share the budgets between replicas.
+	Limiter throttle.Limiter
+	// Renewal, when set, renews tokens inside the last Window of their
+	// lifetime: the successor is signed with the verifier's signing key
+	// (session.NewLocalRenewer, so the key must be able to sign: an HMAC
+	// secret or a private key) and travels back in the trailer
+	// "tollgate-renewed-token". Its TTL may not exceed the verifier's
+	// maximum lifetime, nor its MaxSession the verifier's maximum session.
+	Renewal *session.RenewalPolicy
+	// RenewalGrace is how long a call may wait, after its handler returns,
+	// for a renewal still under way (interceptors.WithRenewalGrace). With 0
+	// the renewed token goes to the first call that ends after the renewal
+	// has: usually the next call presenting the old token.
+	RenewalGrace time.Duration
 	// GuardOptions configure tollgate's guard (a logger, for instance).
+	// They are applied after the ones New derives from the fields above,
+	// so they win over them.
 	GuardOptions []interceptors.Option
 	// ServerOptions are added after the guard's, e.g. grpc.Creds for TLS.
 	// Interceptors added with grpc.ChainUnaryInterceptor or
@@ -196,12 +219,35 @@ type Config struct {
 	ServerOptions []grpc.ServerOption
 }
 
+// Server is the pricing gRPC server. Stop and GracefulStop also wait for the
+// token renewals still under way (each bounded by a timeout), so that none
+// outlives the server.
+type Server struct {
+	*grpc.Server
+	guard *interceptors.Guard
+}
+
+// Stop stops the server at once and waits for renewals under way.
+func (s *Server) Stop() {
+	s.Server.Stop()
+	s.guard.Close()
+}
+
+// GracefulStop lets in-flight calls finish, then waits for renewals under
+// way.
+func (s *Server) GracefulStop() {
+	s.Server.GracefulStop()
+	s.guard.Close()
+}
+
 // New builds the pricing gRPC server: tollgate's guard in front of
 // PriceService, gRPC health (SERVING) and reflection, with every rule
 // compiled. Health checks and reflection need no token (the guard's default
-// public services). It returns an error, never a half-built server, when
-// the configuration or a rule in pricing.proto is wrong.
-func New(cfg Config) (*grpc.Server, error) {
+// public services). Throttled methods answer with the rate-limit headers
+// "ratelimit-policy" and "ratelimit". It returns an error, never a
+// half-built server, when the configuration or a rule in pricing.proto is
+// wrong.
+func New(cfg Config) (*Server, error) {
 	if cfg.Verifier == nil {
 		return nil, errors.New("server: a session.Verifier is required (tollgate has no default key)")
 	}
@@ -209,7 +255,20 @@ func New(cfg Config) (*grpc.Server, error) {
 	if st == nil {
 		st = store.New()
 	}
-	guard, err := interceptors.NewGuard(cfg.Verifier, cfg.GuardOptions...)
+	gopts := []interceptors.Option{interceptors.WithRateLimitHeaders()}
+	if cfg.Limiter != nil {
+		gopts = append(gopts, interceptors.WithLimiter(cfg.Limiter))
+	}
+	if cfg.Renewal != nil {
+		r, err := session.NewLocalRenewer(cfg.Verifier, *cfg.Renewal)
+		if err != nil {
+			return nil, fmt.Errorf("server: renewal: %w", err)
+		}
+		gopts = append(gopts, interceptors.WithRenewal(r, *cfg.Renewal), interceptors.WithRenewalGrace(cfg.RenewalGrace))
+	} else if cfg.RenewalGrace != 0 {
+		return nil, errors.New("server: RenewalGrace without Renewal")
+	}
+	guard, err := interceptors.NewGuard(cfg.Verifier, append(gopts, cfg.GuardOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -225,5 +284,5 @@ func New(cfg Config) (*grpc.Server, error) {
 		srv.Stop()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	return srv, nil
+	return &Server{Server: srv, guard: guard}, nil
 }

@@ -36,11 +36,13 @@ const (
 
 // harness is one pricing server on a loopback TCP port and a client of it.
 type harness struct {
-	client pricingv1.PriceServiceClient
-	conn   *grpc.ClientConn
-	signer *session.Signer
-	store  *store.Store
-	log    *syncBuffer
+	client   pricingv1.PriceServiceClient
+	conn     *grpc.ClientConn
+	addr     string
+	signer   *session.Signer
+	verifier *session.Verifier
+	store    *store.Store
+	log      *syncBuffer
 }
 
 func newSecret(t *testing.T) []byte {
@@ -67,6 +69,13 @@ func newSigner(t *testing.T) *session.Signer {
 
 func start(t *testing.T) *harness {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith starts a server whose configuration edit may change (it may be
+// nil).
+func startWith(t *testing.T, edit func(*server.Config)) *harness {
+	t.Helper()
 	signer := newSigner(t)
 	ks, err := session.NewKeySet(signer.Key())
 	if err != nil {
@@ -76,12 +85,16 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{signer: signer, store: store.New(), log: &syncBuffer{}}
-	srv, err := server.New(server.Config{
+	h := &harness{signer: signer, verifier: v, store: store.New(), log: &syncBuffer{}}
+	cfg := server.Config{
 		Verifier:     v,
 		Store:        h.store,
 		GuardOptions: []interceptors.Option{interceptors.WithLogger(slog.New(slog.NewTextHandler(h.log, nil)))},
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -103,6 +116,7 @@ func start(t *testing.T) *harness {
 		}
 	})
 	h.conn = conn
+	h.addr = lis.Addr().String()
 	h.client = pricingv1.NewPriceServiceClient(conn)
 	return h
 }

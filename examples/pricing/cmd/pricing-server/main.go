@@ -130,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // build loads the key and TLS material and builds the guarded server.
-func build(c config, stderr io.Writer) (*grpc.Server, error) {
+func build(c config, stderr io.Writer) (*server.Server, error) {
 	key, err := loadKey(c.keyPath, c.alg)
 	if err != nil {
 		return nil, err
