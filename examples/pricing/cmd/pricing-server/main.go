@@ -5,11 +5,33 @@
 //
 //	pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg HS256]
 //	    [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
+//	    [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
 // secret) or else from the environment variable TOLLGATE_KEY, in the text
 // form session.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
 // There is no default key: without one the server refuses to start.
+//
+// # Throttling
+//
+// pricing.proto declares how often each consumer (the token's azp) may call:
+// reads 20 a second, the four writing methods 5 a second from one shared
+// bucket, Ping 50 a second per peer address. The buckets live in this
+// process, so each replica has budgets of its own. Throttled calls answer
+// with the rate-limit headers "ratelimit-policy" and "ratelimit"; refusals
+// are ResourceExhausted with a RetryInfo saying when to try again.
+//
+// # Renewal
+//
+// The server holds the signing key (an HMAC secret is both), so it renews
+// tokens itself: a token inside the last third of its lifetime gets a
+// successor, valid for -token-ttl, in the trailer "tollgate-renewed-token"
+// (the pricing-client picks it up). A session ends -max-session after its
+// auth_time however often it is renewed: successors never expire later than
+// that, and tokens past it are refused as expired. -renew-grace is how long
+// a call may wait for its renewal after its handler has returned; with 0 a
+// renewal that is not ready in time goes to the next call presenting the same
+// token. With a public key, which cannot sign, renewal is off (logged once).
 //
 // Once the listener is bound the server prints exactly one line,
 // "listening on HOST:PORT", on standard output, so -listen 127.0.0.1:0
@@ -49,9 +71,16 @@ const keyEnv = "TOLLGATE_KEY"
 // streams in particular) before they are cut.
 const stopGrace = 5 * time.Second
 
+// renewalWindow is the part of a token's lifetime, at its end, in which it
+// is renewed.
+const renewalWindow = 1.0 / 3
+
 const usage = `usage: pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg HS256]
     [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
+    [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
 The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
+Tokens in the last third of their lifetime are renewed for -token-ttl, never past
+auth_time + -max-session; -renew-grace is how long a call may wait for its renewal.
 `
 
 func main() {
@@ -63,6 +92,8 @@ func main() {
 
 type config struct {
 	listen, keyPath, alg, issuer, audience, tlsCert, tlsKey string
+
+	tokenTTL, maxSession, renewGrace time.Duration
 }
 
 // run is the whole command; it serves until ctx is done.
@@ -81,6 +112,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.audience, "audience", "pricing", "audience tokens must name")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM), with -tls-key")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM), with -tls-cert")
+	fs.DurationVar(&c.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of renewed tokens")
+	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
+	fs.DurationVar(&c.renewGrace, "renew-grace", 0, "how long a call may wait for its token's renewal after its handler returns")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -93,6 +127,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return fail(2, errors.New("-tls-cert and -tls-key go together: give both or neither"))
+	}
+	if err := c.check(); err != nil {
+		return fail(2, err)
 	}
 
 	srv, err := build(c, stderr)
@@ -129,8 +166,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// check validates the flags that need more than parsing; its errors are
+// usage errors.
+func (c *config) check() error {
+	switch {
+	case c.tokenTTL <= 0:
+		return fmt.Errorf("-token-ttl %v: must be positive", c.tokenTTL)
+	case c.maxSession <= 0:
+		return fmt.Errorf("-max-session %v: must be positive", c.maxSession)
+	case c.renewGrace < 0:
+		return fmt.Errorf("-renew-grace %v: must not be negative", c.renewGrace)
+	}
+	return nil
+}
+
 // build loads the key and TLS material and builds the guarded server.
 func build(c config, stderr io.Writer) (*server.Server, error) {
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	key, err := loadKey(c.keyPath, c.alg)
 	if err != nil {
 		return nil, err
@@ -140,14 +192,24 @@ func build(c config, stderr io.Writer) (*server.Server, error) {
 		return nil, err
 	}
 	// QuotePrices takes tokens in its body, up to 64 KiB; metadata tokens
-	// stay capped at 8 KiB by the guard.
-	v, err := session.NewVerifier(ks, c.issuer, c.audience, session.WithMaxTokenSize(64<<10))
+	// stay capped at 8 KiB by the guard. Renewed tokens live -token-ttl, so
+	// the verifier must accept that lifetime (and the default hour besides).
+	v, err := session.NewVerifier(ks, c.issuer, c.audience,
+		session.WithMaxTokenSize(64<<10),
+		session.WithMaxSession(c.maxSession),
+		session.WithMaxLifetime(max(c.tokenTTL, time.Hour)))
 	if err != nil {
 		return nil, err
 	}
 	cfg := server.Config{
 		Verifier:     v,
-		GuardOptions: []interceptors.Option{interceptors.WithLogger(slog.New(slog.NewTextHandler(stderr, nil)))},
+		GuardOptions: []interceptors.Option{interceptors.WithLogger(logger)},
+	}
+	if _, ok := ks.SigningKey(); ok {
+		cfg.Renewal = &session.RenewalPolicy{Window: renewalWindow, TTL: c.tokenTTL, MaxSession: c.maxSession}
+		cfg.RenewalGrace = c.renewGrace
+	} else {
+		logger.Warn("token renewal is off: the key cannot sign (a public key); tokens must be renewed by their issuer")
 	}
 	if c.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)

@@ -1,0 +1,205 @@
+package throttle
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a [Limiter] whose buckets live in Redis, so that every replica of
+// a service shares them: a consumer gets Burst tokens across all replicas, not
+// Burst per replica.
+//
+// Each decision is one round trip: a Lua script (sent with EVALSHA, and once
+// more with EVAL after the server loses its script cache) reads the bucket,
+// applies the arithmetic of the package documentation and writes the bucket
+// back, atomically. The time is the Redis server's (TIME), so replicas whose
+// clocks disagree still agree on every bucket.
+//
+// # Precision
+//
+// Decisions are exact: the script computes in integer nanoseconds, as the
+// memory limiter does, with times taken relative to the server's now so that
+// they stay within the 2^53 integers a Lua number holds exactly. The server's
+// clock has a resolution of one microsecond, so now is always a whole
+// microsecond. For that arithmetic to be exact the bucket's span,
+// Burst × Per/Rate, may be at most 100 days ([MaxRedisSpan]); a longer one is
+// an invalid limit here.
+//
+// # Keys
+//
+// A bucket is the string key "PREFIX:{CONSUMER}:BUCKET" (prefix "tollgate"
+// by default, see [WithKeyPrefix]), holding the instant the bucket is full
+// again in nanoseconds since the Unix epoch, and expiring at that instant
+// (rounded up to a millisecond): a full bucket takes no memory. The braces
+// make the consumer the key's Redis Cluster hash tag, so one consumer's
+// buckets share a slot; each decision touches a single key anyway. Because
+// braces would move the hash tag, the consumer is escaped: "%", "{" and "}"
+// become "%25", "%7B" and "%7D", which keeps distinct (consumer, bucket) pairs
+// on distinct keys. An empty consumer makes an empty hash tag, which Redis
+// Cluster ignores (the whole key is hashed).
+//
+// # Client
+//
+// Any go-redis [redis.UniversalClient] works: a single node, Sentinel, or
+// Cluster. Redis 5 or later is needed (scripts that call TIME before writing
+// are replicated by their effects). The client must honour context deadlines
+// (ContextTimeoutEnabled in its options), or neither the caller's deadline
+// nor a [Failover]'s timeout would bound a decision when Redis hangs;
+// [NewRedis] checks it for the go-redis client types.
+//
+// A Redis is safe for concurrent use.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+// MaxRedisSpan is the longest bucket span, Burst × Per/Rate, the [Redis]
+// limiter accepts: its script keeps nanoseconds relative to now exact below
+// 2^53 (about 104 days).
+const MaxRedisSpan = 100 * 24 * time.Hour
+
+// sourceRedis is Decision.Source for decisions of a Redis.
+const sourceRedis = "redis"
+
+// gcraLua is the decision script; see the comments in it.
+//
+//go:embed redis.lua
+var gcraLua string
+
+// gcraScript is gcraLua with its SHA-1, for EVALSHA.
+var gcraScript = redis.NewScript(gcraLua)
+
+// consumerEscaper escapes the characters of a consumer that would move the
+// hash tag of its keys, and the escape character itself.
+var consumerEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+
+// RedisOption configures [NewRedis].
+type RedisOption func(*redisOptions)
+
+type redisOptions struct {
+	prefix string
+}
+
+// WithKeyPrefix sets the prefix of the limiter's keys (default "tollgate"),
+// for services that share a Redis and must not share buckets. It must not be
+// empty nor contain "{" or "}".
+func WithKeyPrefix(p string) RedisOption {
+	return func(o *redisOptions) { o.prefix = p }
+}
+
+// NewRedis returns a limiter that keeps its buckets in the Redis behind
+// client. It does not contact Redis. It returns an error for a nil client, a
+// client that ignores context deadlines, or an invalid key prefix.
+func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error) {
+	if err := checkClient(client); err != nil {
+		return nil, err
+	}
+	o := redisOptions{prefix: "tollgate"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.prefix == "" || strings.ContainsAny(o.prefix, "{}") {
+		return nil, fmt.Errorf("throttle: key prefix %q must be non-empty and free of braces", o.prefix)
+	}
+	return &Redis{client: client, prefix: o.prefix}, nil
+}
+
+// checkClient rejects a nil client, and a go-redis client that does not
+// bound its socket I/O by the context's deadline. Clients of other types are
+// assumed to honour deadlines.
+func checkClient(c redis.UniversalClient) error {
+	var nilClient, honours bool
+	switch c := c.(type) {
+	case nil:
+		nilClient = true
+	case *redis.Client:
+		nilClient = c == nil
+		honours = !nilClient && c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		nilClient = c == nil
+		honours = !nilClient && c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		nilClient = c == nil
+		honours = !nilClient && c.Options().ContextTimeoutEnabled
+	default:
+		honours = true
+	}
+	switch {
+	case nilClient:
+		return errors.New("throttle: NewRedis needs a Redis client, got nil")
+	case !honours:
+		return errors.New("throttle: the Redis client ignores context deadlines, so a hung Redis would stall every call; set ContextTimeoutEnabled: true in its options")
+	}
+	return nil
+}
+
+// Allow takes cost tokens from the bucket key under limit if it holds them
+// now, in one round trip to Redis, and reports the decision with Source
+// "redis".
+//
+// A cost of 0 or less counts as 1. A cost above limit.Burst is never
+// admitted (RetryAfter is -1). An invalid limit, or one whose span exceeds
+// [MaxRedisSpan], returns an error wrapping [ErrInvalidLimit] without
+// contacting Redis. Any other error comes from Redis or the context, and the
+// decision is then meaningless.
+//
+// As with the memory limiter, the limit is not stored with the bucket: calls
+// naming the same key should pass the same limit.
+func (r *Redis) Allow(ctx context.Context, key Key, limit Limit, cost int) (Decision, error) {
+	if err := validateRedisLimit(limit); err != nil {
+		return Decision{}, err
+	}
+	if cost <= 0 {
+		cost = 1
+	}
+	interval := int64(limit.Interval())
+	need := int64(-1)
+	if cost <= limit.Burst {
+		need = int64(cost) * interval
+	}
+	res, err := gcraScript.Run(ctx, r.client, []string{r.key(key)},
+		interval, interval*int64(limit.Burst), need).Int64Slice()
+	if err != nil {
+		return Decision{}, fmt.Errorf("throttle: redis: %w", err)
+	}
+	if len(res) != 4 {
+		return Decision{}, fmt.Errorf("throttle: redis: script returned %d values, want 4", len(res))
+	}
+	return Decision{
+		Allowed:    res[0] == 1,
+		Limit:      limit,
+		Remaining:  int(res[1]),
+		RetryAfter: time.Duration(res[2]),
+		ResetAfter: time.Duration(res[3]),
+		Source:     sourceRedis,
+	}, nil
+}
+
+// key returns the Redis key of a bucket: PREFIX:{CONSUMER}:BUCKET, with the
+// consumer escaped.
+func (r *Redis) key(k Key) string {
+	c := k.Consumer
+	if strings.ContainsAny(c, "%{}") {
+		c = consumerEscaper.Replace(c)
+	}
+	return r.prefix + ":{" + c + "}:" + k.Bucket
+}
+
+// validateRedisLimit is [Limit.Validate] plus the bound on the span that
+// keeps the script's arithmetic exact.
+func validateRedisLimit(l Limit) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if int64(l.Burst) > int64(MaxRedisSpan/l.Interval()) {
+		return fmt.Errorf("%w: burst %d at one token every %v spans more than the Redis limiter's %v",
+			ErrInvalidLimit, l.Burst, l.Interval(), MaxRedisSpan)
+	}
+	return nil
+}
