@@ -2,7 +2,8 @@
 //
 // Usage:
 //
-//	pricing-client [-addr HOST:PORT] [-token TOKEN] [-body-token] COMMAND ARGS
+//	pricing-client [-addr HOST:PORT[,HOST:PORT...]] [-token TOKEN | -token-file PATH]
+//	    [-body-token] [-repeat N] COMMAND ARGS
 //
 // Commands:
 //
@@ -15,21 +16,46 @@
 //	sync SELLER SKU=AMOUNT...          SyncPrices (bidi stream, USD)
 //	quote SKU...                       QuotePrices
 //
-// The token comes from -token or else from the environment variable
-// TOLLGATE_TOKEN (prefer the variable: command lines are visible to other
-// users). It travels as "authorization: Bearer <token>" metadata, except
-// for quote, whose request carries it in its access_token field and sends
-// no metadata (-body-token says so explicitly; other requests have no token
-// field). The connection is plaintext, so a token is only ever sent to a
-// loopback address.
+// # Tokens
+//
+// The token comes from -token, from the file -token-file names, or else from
+// the environment variable TOLLGATE_TOKEN (prefer the file or the variable:
+// command lines are visible to other users). tollgate's client interceptors
+// (interceptors.NewTokenSource, UnaryClientInterceptor,
+// StreamClientInterceptor) attach it as "authorization: Bearer <token>"
+// metadata to every call except ping, which needs none, and quote: quote's
+// request carries the token in its access_token field, the field meant for
+// tokens too large for metadata, so the token travels in the body only and
+// no metadata is attached (-body-token says so explicitly; other requests
+// have no token field). The connection is plaintext, so a token is only ever
+// sent to a loopback address.
+//
+// When the server renews the token (it does in the last third of the
+// token's lifetime), the interceptors pick the successor up from the call's
+// trailers and use it for the calls that follow. At the end of the run the
+// client prints one line on standard error, "renewed token (expires
+// <RFC3339>)", and with -token-file writes the new token back to that file
+// (mode 0600, replaced atomically): that is how a consumer keeps its renewed
+// token across runs. Without -token-file the renewed token serves only the
+// rest of the run.
+//
+// # Repeating
+//
+// -repeat N runs the command N times in a row, as fast as it can, printing
+// none of the results. It ends with the first throttled refusal and the
+// first other failure, if any, each on a line of the form below, and a
+// summary line "ok=X throttled=Y other=Z", where throttled counts calls
+// refused with ResourceExhausted. With several -addr addresses, the calls
+// go to them in turn, one connection each: a consumer spread over the
+// replicas of a service.
 //
 // Output: one line of JSON per result on standard output. A refused or
 // failed call prints one line
 //
-//	error: <code>: <message> [<ErrorInfo reason> <key=value>...]
+//	error: <code>: <message> [<ErrorInfo reason> <key=value>...] [retry_delay=<duration>]
 //
-// on standard output and exits 1; bad usage exits 2. The token is never
-// printed.
+// on standard output and exits 1 (as does -repeat when any call failed); bad
+// usage or an unreadable token exits 2. The token is never printed.
 package main
 
 import (
@@ -43,27 +69,36 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
+	"github.com/tollgate/tollgate/interceptors"
 )
 
 const tokenEnv = "TOLLGATE_TOKEN"
 
+// callTimeout bounds one command (one call, or one stream).
 const callTimeout = 10 * time.Second
 
-const usage = `usage: pricing-client [-addr HOST:PORT] [-token TOKEN | env TOLLGATE_TOKEN] [-body-token] COMMAND ARGS
+// maxTokenFile caps what -token-file reads: tollgate accepts tokens of 64
+// KiB at most.
+const maxTokenFile = 64<<10 + 1
+
+const usage = `usage: pricing-client [-addr HOST:PORT[,HOST:PORT...]] [-token TOKEN | -token-file PATH | env TOLLGATE_TOKEN]
+    [-body-token] [-repeat N] COMMAND ARGS
 commands:
   ping
   get SKU
@@ -73,13 +108,15 @@ commands:
   import SELLER SKU=AMOUNT...
   sync SELLER SKU=AMOUNT...
   quote SKU...
+-token-file: the token is read from PATH, and a renewed token written back to it.
+-repeat N: run the command N times, print "ok=X throttled=Y other=Z".
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// errUsage marks errors of the command line.
+// errUsage marks errors of the command line and of its input.
 type errUsage struct{ msg string }
 
 func (e errUsage) Error() string { return e.msg }
@@ -89,18 +126,40 @@ func usageErr(format string, a ...any) error { return errUsage{fmt.Sprintf(forma
 // client is one invocation: where to call, with which token, and where to
 // print.
 type client struct {
-	api       pricingv1.PriceServiceClient
-	token     string
+	apis      []pricingv1.PriceServiceClient // one per address, used in turn
+	next      int
+	src       *interceptors.TokenSource // nil without a token
 	bodyToken bool
-	out       *bufio.Writer
+	out       io.Writer
+}
+
+// renewal records the latest token the server handed back.
+type renewal struct {
+	mu    sync.Mutex
+	token string
+	exp   time.Time
+}
+
+func (r *renewal) set(token string, exp time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.token, r.exp = token, exp
+}
+
+func (r *renewal) get() (string, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.token, r.exp
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pricing-client", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	addr := fs.String("addr", "127.0.0.1:8443", "server address")
+	addrList := fs.String("addr", "127.0.0.1:8443", "server address; several, comma-separated, are called in turn")
 	token := fs.String("token", "", "access token (default: $"+tokenEnv+")")
+	tokenFile := fs.String("token-file", "", "file holding the access token; a renewed token is written back to it")
 	bodyToken := fs.Bool("body-token", false, "send the token in the request body (quote only)")
+	repeat := fs.Int("repeat", 0, "run the command this many times and print a summary")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -113,37 +172,213 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	tok := *token
-	if tok == "" {
-		tok = os.Getenv(tokenEnv)
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "pricing-client: %s\n", redact(err.Error(), args))
+		return code
 	}
-	if tok != "" && !isLoopback(*addr) {
-		fmt.Fprintf(stderr, "pricing-client: refusing to send a token in plaintext to %s: only loopback addresses\n", *addr)
-		return 2
+	if isSet(fs, "repeat") && *repeat < 1 {
+		return fail(2, errors.New("-repeat: want a count of at least 1"))
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	addrs := strings.Split(*addrList, ",")
+	tok, err := loadToken(*token, *tokenFile)
 	if err != nil {
-		fmt.Fprintf(stderr, "pricing-client: %v\n", err)
-		return 2
+		return fail(2, err)
 	}
-	defer conn.Close()
+	for _, a := range addrs {
+		if tok != "" && !isLoopback(a) {
+			return fail(2, fmt.Errorf("refusing to send a token in plaintext to %s: only loopback addresses", a))
+		}
+	}
+
+	var renewed renewal
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	var src *interceptors.TokenSource
+	if tok != "" {
+		src, err = interceptors.NewTokenSource(tok, interceptors.WithOnRenew(renewed.set))
+		if err != nil {
+			return fail(2, errors.New("the token is not a JWT with a readable exp"))
+		}
+		dialOpts = append(dialOpts,
+			grpc.WithChainUnaryInterceptor(unaryInterceptor(src)),
+			grpc.WithChainStreamInterceptor(interceptors.StreamClientInterceptor(src)))
+	}
+	c := &client{src: src, bodyToken: *bodyToken}
+	for _, a := range addrs {
+		conn, err := grpc.NewClient(a, dialOpts...)
+		if err != nil {
+			return fail(2, err)
+		}
+		defer conn.Close()
+		c.apis = append(c.apis, pricingv1.NewPriceServiceClient(conn))
+	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
-	c := &client{api: pricingv1.NewPriceServiceClient(conn), token: tok, bodyToken: *bodyToken, out: out}
+	c.out = out
 
+	var code int
+	if isSet(fs, "repeat") {
+		code, err = c.repeat(*repeat, fs.Arg(0), fs.Args()[1:])
+	} else {
+		code, err = c.once(fs.Arg(0), fs.Args()[1:])
+	}
+	if err != nil { // bad usage: no call was made
+		return fail(2, err)
+	}
+	if newTok, exp := renewed.get(); newTok != "" {
+		if *tokenFile != "" {
+			if err := saveToken(*tokenFile, newTok); err != nil {
+				out.Flush()
+				return fail(1, fmt.Errorf("saving the renewed token: %w", err))
+			}
+		}
+		fmt.Fprintf(stderr, "renewed token (expires %s)\n", exp.UTC().Format(time.RFC3339))
+	}
+	return code
+}
+
+// isSet reports whether the flag name was given.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// loadToken returns the token of -token, of -token-file, or of
+// $TOLLGATE_TOKEN, in that order; "" when there is none.
+func loadToken(flagToken, path string) (string, error) {
+	switch {
+	case flagToken != "" && path != "":
+		return "", errors.New("-token and -token-file: give one, not both")
+	case flagToken != "":
+		return flagToken, nil
+	case path == "":
+		return os.Getenv(tokenEnv), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("-token-file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile))
+	if err != nil {
+		return "", fmt.Errorf("-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case len(b) == maxTokenFile:
+		return "", fmt.Errorf("-token-file %s: larger than any token tollgate accepts", path)
+	case tok == "":
+		return "", fmt.Errorf("-token-file %s: empty", path)
+	case strings.ContainsAny(tok, " \t\r\n"):
+		return "", fmt.Errorf("-token-file %s: holds more than one line", path)
+	}
+	return tok, nil
+}
+
+// saveToken replaces the file at path with tok, mode 0600: written to a
+// temporary file beside it and renamed over it, so the file holds the old
+// token or the new one, never a mix.
+func saveToken(path, tok string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.WriteString(tok + "\n")
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// unaryInterceptor is tollgate's client interceptor, per method: ping gets
+// no token (it is public), quote gets none in metadata (its token travels in
+// the request body) but still has its renewed token picked up; every other
+// call gets the token attached.
+func unaryInterceptor(src *interceptors.TokenSource) grpc.UnaryClientInterceptor {
+	attach := interceptors.UnaryClientInterceptor(src)
+	pickUp := interceptors.UnaryClientInterceptor(src, interceptors.PickUpOnly())
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		switch method {
+		case pricingv1.PriceService_Ping_FullMethodName:
+			return invoker(ctx, method, req, reply, cc, opts...)
+		case pricingv1.PriceService_QuotePrices_FullMethodName:
+			return pickUp(ctx, method, req, reply, cc, invoker, opts...)
+		}
+		return attach(ctx, method, req, reply, cc, invoker, opts...)
+	}
+}
+
+// once runs the command and prints its results, or the error that ended
+// it. It returns the exit status, or an error for bad usage.
+func (c *client) once(cmd string, args []string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	err = c.do(ctx, fs.Arg(0), fs.Args()[1:])
+	err := c.do(ctx, cmd, args)
 	var ue errUsage
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "pricing-client: %s\n", ue.msg)
-		return 2
+		return 2, ue
 	case err != nil:
-		fmt.Fprintln(out, describe(err))
-		return 1
+		fmt.Fprintln(c.out, describe(err))
+		return 1, nil
 	}
-	return 0
+	return 0, nil
+}
+
+// repeat runs the command n times without printing its results, then the
+// first throttled refusal and first other failure, and the summary line.
+// It returns 0 when every call succeeded, else 1, or an error for bad usage.
+func (c *client) repeat(n int, cmd string, args []string) (int, error) {
+	out := c.out
+	c.out = io.Discard
+	defer func() { c.out = out }()
+	var ok, throttled, other int
+	var firstThrottled, firstOther string
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		err := c.do(ctx, cmd, args)
+		cancel()
+		var ue errUsage
+		switch {
+		case errors.As(err, &ue):
+			return 2, ue
+		case err == nil:
+			ok++
+		case status.Code(err) == codes.ResourceExhausted:
+			throttled++
+			if firstThrottled == "" {
+				firstThrottled = describe(err)
+			}
+		default:
+			other++
+			if firstOther == "" {
+				firstOther = describe(err)
+			}
+		}
+	}
+	for _, line := range []string{firstThrottled, firstOther} {
+		if line != "" {
+			fmt.Fprintln(out, line)
+		}
+	}
+	fmt.Fprintf(out, "ok=%d throttled=%d other=%d\n", ok, throttled, other)
+	if ok != n {
+		return 1, nil
+	}
+	return 0, nil
 }
 
 // redact cuts out of msg every argument that could be a token (the flag
@@ -190,19 +425,19 @@ func (c *client) do(ctx context.Context, cmd string, args []string) error {
 		if err := nargs(0, "ping"); err != nil {
 			return err
 		}
-		resp, err := c.api.Ping(ctx, &pricingv1.PingRequest{})
+		resp, err := c.api().Ping(ctx, &pricingv1.PingRequest{})
 		return c.print(resp, err)
 	case "get":
 		if err := nargs(1, "get SKU"); err != nil {
 			return err
 		}
-		resp, err := c.api.GetPrice(c.auth(ctx), &pricingv1.GetPriceRequest{Sku: args[0]})
+		resp, err := c.api().GetPrice(ctx, &pricingv1.GetPriceRequest{Sku: args[0]})
 		return c.print(resp, err)
 	case "list":
 		if err := nargs(1, "list SELLER"); err != nil {
 			return err
 		}
-		stream, err := c.api.ListPrices(c.auth(ctx), &pricingv1.ListPricesRequest{SellerId: args[0]})
+		stream, err := c.api().ListPrices(ctx, &pricingv1.ListPricesRequest{SellerId: args[0]})
 		if err != nil {
 			return err
 		}
@@ -215,13 +450,13 @@ func (c *client) do(ctx context.Context, cmd string, args []string) error {
 		if err != nil {
 			return usageErr("set: AMOUNT_CENTS %q is not an integer", args[2])
 		}
-		resp, err := c.api.SetPrice(c.auth(ctx), &pricingv1.SetPriceRequest{Sku: args[0], SellerId: args[1], AmountCents: amount, Currency: args[3]})
+		resp, err := c.api().SetPrice(ctx, &pricingv1.SetPriceRequest{Sku: args[0], SellerId: args[1], AmountCents: amount, Currency: args[3]})
 		return c.print(resp, err)
 	case "delete":
 		if err := nargs(2, "delete SKU SELLER"); err != nil {
 			return err
 		}
-		resp, err := c.api.DeletePrice(c.auth(ctx), &pricingv1.DeletePriceRequest{Sku: args[0], SellerId: args[1]})
+		resp, err := c.api().DeletePrice(ctx, &pricingv1.DeletePriceRequest{Sku: args[0], SellerId: args[1]})
 		return c.print(resp, err)
 	case "import", "sync":
 		if len(args) < 2 {
@@ -239,19 +474,27 @@ func (c *client) do(ctx context.Context, cmd string, args []string) error {
 		if len(args) == 0 {
 			return usageErr("usage: quote SKU...")
 		}
-		// The token goes in the body and nowhere else: no metadata.
-		resp, err := c.api.QuotePrices(ctx, &pricingv1.QuotePricesRequest{AccessToken: c.token, Skus: args})
+		// The token goes in the body and nowhere else: the interceptor
+		// attaches no metadata to quote (see unaryInterceptor).
+		resp, err := c.api().QuotePrices(ctx, &pricingv1.QuotePricesRequest{AccessToken: c.token(), Skus: args})
 		return c.print(resp, err)
 	}
 	return usageErr("unknown command %q (see pricing-client -h)", cmd)
 }
 
-// auth attaches the token as Bearer metadata, when there is one.
-func (c *client) auth(ctx context.Context) context.Context {
-	if c.token == "" {
-		return ctx
+// api returns the client of the next address in turn.
+func (c *client) api() pricingv1.PriceServiceClient {
+	a := c.apis[c.next%len(c.apis)]
+	c.next++
+	return a
+}
+
+// token returns the current token, renewed or not; "" without one.
+func (c *client) token() string {
+	if c.src == nil {
+		return ""
 	}
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
+	return c.src.Token()
 }
 
 // setRequests parses SKU=AMOUNT pairs of one seller, in USD.
@@ -271,7 +514,7 @@ func setRequests(seller string, pairs []string) ([]*pricingv1.SetPriceRequest, e
 // importPrices sends every request on one client stream and prints the
 // count; a refusal mid-way ends the call with the server's status.
 func (c *client) importPrices(ctx context.Context, reqs []*pricingv1.SetPriceRequest) error {
-	stream, err := c.api.ImportPrices(c.auth(ctx))
+	stream, err := c.api().ImportPrices(ctx)
 	if err != nil {
 		return err
 	}
@@ -290,7 +533,7 @@ func (c *client) importPrices(ctx context.Context, reqs []*pricingv1.SetPriceReq
 // syncPrices sends each request and prints its echo before sending the
 // next, so the output shows how far the stream got.
 func (c *client) syncPrices(ctx context.Context, reqs []*pricingv1.SetPriceRequest) error {
-	stream, err := c.api.SyncPrices(c.auth(ctx))
+	stream, err := c.api().SyncPrices(ctx)
 	if err != nil {
 		return err
 	}
@@ -347,26 +590,29 @@ func (c *client) print(m proto.Message, err error) error {
 }
 
 // describe renders an error as "error: <code>: <message> [<reason>
-// <key=value>...]". A gRPC message never holds the token (tollgate's are
-// fixed phrases), and nothing else of the token is in the error.
+// <key=value>...] [retry_delay=<duration>]". A gRPC message never holds the
+// token (tollgate's are fixed phrases), and nothing else of the token is in
+// the error.
 func describe(err error) string {
 	st := status.Convert(err)
 	s := "error: " + st.Code().String() + ": " + st.Message()
+	var retry string
 	for _, d := range st.Details() {
-		info, ok := d.(*errdetails.ErrorInfo)
-		if !ok {
-			continue
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			parts := []string{d.GetReason()}
+			keys := make([]string, 0, len(d.GetMetadata()))
+			for k := range d.GetMetadata() {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				parts = append(parts, k+"="+d.GetMetadata()[k])
+			}
+			s += " [" + strings.Join(parts, " ") + "]"
+		case *errdetails.RetryInfo:
+			retry = " [retry_delay=" + d.GetRetryDelay().AsDuration().Round(time.Millisecond).String() + "]"
 		}
-		parts := []string{info.GetReason()}
-		keys := make([]string, 0, len(info.GetMetadata()))
-		for k := range info.GetMetadata() {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			parts = append(parts, k+"="+info.GetMetadata()[k])
-		}
-		s += " [" + strings.Join(parts, " ") + "]"
 	}
-	return s
+	return s + retry
 }

@@ -16,6 +16,23 @@ import (
 // address and a function minting tokens for it.
 func startServer(t *testing.T) (addr string, mint func(seller string, perms ...string) string) {
 	t.Helper()
+	addr, signer := startServerWith(t, nil)
+	return addr, func(seller string, perms ...string) string {
+		now := time.Now()
+		tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
+			IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Permissions: perms,
+			Extra: map[string]any{"seller_id": seller}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+}
+
+// startServerWith serves the pricing service, configured by edit (may be
+// nil), on loopback and returns its address and a signer of tokens for it.
+func startServerWith(t *testing.T, edit func(*server.Config)) (string, *session.Signer) {
+	t.Helper()
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
@@ -32,7 +49,11 @@ func startServer(t *testing.T) (addr string, mint func(seller string, perms ...s
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Verifier: v})
+	cfg := server.Config{Verifier: v}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,16 +71,7 @@ func startServer(t *testing.T) (addr string, mint func(seller string, perms ...s
 	if err != nil {
 		t.Fatal(err)
 	}
-	return lis.Addr().String(), func(seller string, perms ...string) string {
-		now := time.Now()
-		tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
-			IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Permissions: perms,
-			Extra: map[string]any{"seller_id": seller}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	return lis.Addr().String(), signer
 }
 
 func TestCommands(t *testing.T) {
