@@ -4,7 +4,14 @@
 # per rule of pricing.proto. Every step checks its outcome, so this script is
 # also a test: it exits non-zero when any step does not behave as stated.
 #
-# Run from anywhere: bash examples/pricing/demo.sh (or make demo).
+#   steps 1-12   the rules: permissions, ownership, public and body-token
+#                methods, graceful stop, a denial log without tokens
+#   steps 13-19  throttling per consumer, and renewal of tokens near their
+#                expiry, up to the absolute end of a session
+#
+# Everything runs on embedded defaults: in-memory throttling, a key
+# generated for this run, loopback only. Run from anywhere:
+# bash examples/pricing/demo.sh (or make demo).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -15,32 +22,76 @@ go build -o bin/pricing-server ./examples/pricing/cmd/pricing-server
 go build -o bin/pricing-client ./examples/pricing/cmd/pricing-client
 
 TMP=$(mktemp -d)
-SERVER_PID=""
+PIDS=() # every process this script started and has not reaped yet
+NFIFOS=0
 cleanup() {
-	if [[ -n "$SERVER_PID" ]]; then
-		kill "$SERVER_PID" 2>/dev/null || true
-		wait "$SERVER_PID" 2>/dev/null || true
-	fi
+	local pid
+	for pid in ${PIDS[@]+"${PIDS[@]}"}; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in ${PIDS[@]+"${PIDS[@]}"}; do
+		wait "$pid" 2>/dev/null || true
+	done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 
+# forget PID: the process has been reaped.
+forget() {
+	local keep=() pid
+	for pid in ${PIDS[@]+"${PIDS[@]}"}; do
+		[[ $pid == "$1" ]] || keep+=("$pid")
+	done
+	PIDS=(${keep[@]+"${keep[@]}"})
+}
+
+# stop PID: SIGTERM, at most 15 s to exit (SIGKILL after that); sets
+# STOP_RC to its exit status (137 when it had to be killed).
+stop() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "   pid $pid did not stop within 15 s; killing it" >&2
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	STOP_RC=0
+	wait "$pid" || STOP_RC=$?
+	forget "$pid"
+}
+
 bin/tollgate keygen -alg HS256 -out "$TMP/key" >/dev/null
 echo "generated a fresh HS256 key (mode 0600, in a temporary directory)"
 
-# The server's stdout goes through a FIFO so its one "listening on" line can
-# be read with a timeout; its stderr (the denial log) goes to a file.
-mkfifo "$TMP/server.out"
-bin/pricing-server -listen 127.0.0.1:0 -key "$TMP/key" >"$TMP/server.out" 2>"$TMP/server.log" &
-SERVER_PID=$!
-exec 3<"$TMP/server.out"
-line=""
-if ! read -r -t 30 line <&3 || [[ "$line" != "listening on "* ]]; then
-	echo "FAIL: pricing-server did not report its address (got: '$line')" >&2
-	cat "$TMP/server.log" >&2
-	exit 1
-fi
-ADDR=${line#listening on }
+# start_server NAME ARGS...: starts pricing-server with ARGS and waits (30 s
+# at most) for its one "listening on" line. Its stdout goes through a FIFO so
+# that line can be read with a timeout; its stderr (the denial log) goes to
+# $TMP/NAME.log. Sets SERVER_PID and SERVER_ADDR.
+start_server() {
+	local name=$1 line="" fd=$((3 + NFIFOS))
+	shift
+	NFIFOS=$((NFIFOS + 1))
+	mkfifo "$TMP/$name.out"
+	bin/pricing-server -listen 127.0.0.1:0 -key "$TMP/key" "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	# One descriptor per server (3, 4, ...), kept open so that its stdout
+	# never breaks.
+	eval "exec $fd<\"\$TMP/\$name.out\""
+	if ! read -r -t 30 line <&"$fd" || [[ "$line" != "listening on "* ]]; then
+		echo "FAIL: pricing-server ($name) did not report its address (got: '$line')" >&2
+		cat "$TMP/$name.log" >&2
+		exit 1
+	fi
+	SERVER_ADDR=${line#listening on }
+}
+
+start_server main
+SERVER_A=$SERVER_PID
+ADDR=$SERVER_ADDR
 echo "pricing-server is listening on $ADDR"
 
 mint() {
@@ -55,6 +106,22 @@ echo "prices.write), admin (prices.read, prices.write, prices.admin)"
 failures=0
 step=0
 
+begin() {
+	step=$((step + 1))
+	echo
+	echo "== $step. $1"
+}
+
+# check OK_STATUS MESSAGE: counts a failure unless OK_STATUS is 0.
+check() {
+	if [[ $1 -eq 0 ]]; then
+		echo "   ok"
+	else
+		echo "   FAIL: $2" >&2
+		failures=$((failures + 1))
+	fi
+}
+
 # call HEADING TOKEN_NAME WANT_EXIT WANT_OUTPUT -- CLIENT_ARGS...
 # runs pricing-client with the token (none for "-") and checks its exit status
 # and that its output contains WANT_OUTPUT.
@@ -66,12 +133,11 @@ call() {
 	reader) token=$READER ;;
 	seller) token=$SELLER ;;
 	admin) token=$ADMIN ;;
+	looper) token=$LOOPER ;;
 	-) ;;
 	*) echo "demo.sh: unknown token $who" >&2; exit 2 ;;
 	esac
-	step=$((step + 1))
-	echo
-	echo "== $step. $heading"
+	begin "$heading"
 	echo "   \$ pricing-client $* (token: ${who/-/none})"
 	local out rc=0
 	out=$(TOLLGATE_TOKEN=$token bin/pricing-client -addr "$ADDR" "$@") || rc=$?
@@ -83,6 +149,43 @@ call() {
 		echo "   ok"
 	fi
 }
+
+# client ARGS...: runs pricing-client, shows and keeps its stdout (OUT),
+# stderr (ERR) and exit status (RC).
+client() {
+	RC=0
+	OUT=$(bin/pricing-client "$@" 2>"$TMP/client.err") || RC=$?
+	ERR=$(cat "$TMP/client.err")
+	echo "   \$ pricing-client $*"
+	[[ -z $OUT ]] || printf '%s\n' "$OUT" | sed 's/^/   /'
+	[[ -z $ERR ]] || printf '%s\n' "$ERR" | sed 's/^/   (stderr) /'
+}
+
+# summary: parses the "ok=X throttled=Y other=Z" line of OUT into N_OK,
+# N_THROTTLED and N_OTHER; false when there is none.
+summary() {
+	local re='(^|'$'\n'')ok=([0-9]+) throttled=([0-9]+) other=([0-9]+)$'
+	[[ $OUT =~ $re ]] || return 1
+	N_OK=${BASH_REMATCH[2]} N_THROTTLED=${BASH_REMATCH[3]} N_OTHER=${BASH_REMATCH[4]}
+}
+
+# claim FILE NAME: the numeric claim NAME of the token in FILE (read without
+# verification: the server verifies, this only shows).
+claim() {
+	{ bin/tollgate token inspect - <"$1" || true; } | sed -n 's/^ *"'"$2"'": \([0-9][0-9]*\),\{0,1\}$/\1/p'
+}
+
+# now_ms: the time in milliseconds (whole seconds on a bash without
+# EPOCHREALTIME).
+now_ms() {
+	if [[ -n ${EPOCHREALTIME:-} ]]; then
+		local t=${EPOCHREALTIME/[.,]/}
+		echo $((10#$t / 1000))
+	else
+		echo $(($(date +%s) * 1000))
+	fi
+}
+
 
 call "allowed read: get sku-1 with prices.read -> the price of sku-1" \
 	reader 0 '{"sku":"sku-1","seller_id":"s-1","amount_cents":"100","currency":"USD"}' -- get sku-1
@@ -105,37 +208,129 @@ call "read back: list seller s-1's prices -> sku-2 now costs 250" \
 call "body token: quote with the token in access_token, no metadata -> the known prices, in order" \
 	reader 0 '{"prices":[{"sku":"sku-11","seller_id":"s-2","amount_cents":"1050","currency":"USD"},{"sku":"sku-2","seller_id":"s-1","amount_cents":"250","currency":"USD"}]}' -- -body-token quote sku-11 sku-404 sku-2
 
-step=$((step + 1))
-echo
-echo "== $step. graceful stop: SIGTERM -> pricing-server exits 0"
-kill -TERM "$SERVER_PID"
-rc=0
-wait "$SERVER_PID" || rc=$?
-SERVER_PID=""
-if [[ $rc -ne 0 ]]; then
-	echo "   FAIL: pricing-server exited with status $rc" >&2
-	failures=$((failures + 1))
-else
-	echo "   ok"
-fi
+begin "graceful stop: SIGTERM -> pricing-server exits 0"
+stop "$SERVER_A"
+check "$STOP_RC" "pricing-server exited with status $STOP_RC"
 
-step=$((step + 1))
-echo
-echo "== $step. the server's denial log names reasons, never tokens"
-sed 's/^/   /' "$TMP/server.log"
-denials=$(grep -c 'call denied' "$TMP/server.log" || true)
+begin "the server's denial log names reasons, never tokens"
+sed 's/^/   /' "$TMP/main.log"
+denials=$(grep -c 'call denied' "$TMP/main.log" || true)
 leaked=0
 for tok in "$READER" "$SELLER" "$ADMIN"; do
-	if grep -qF -- "${tok##*.}" "$TMP/server.log"; then
+	if grep -qF -- "${tok##*.}" "$TMP/main.log"; then
 		leaked=1
 	fi
 done
-if [[ $denials -ne 3 || $leaked -ne 0 ]]; then
-	echo "   FAIL: expected 3 denials and no token in the log (got $denials denials, token leaked: $leaked)" >&2
-	failures=$((failures + 1))
-else
-	echo "   ok"
+ok=1
+if [[ $denials -eq 3 && $leaked -eq 0 ]]; then ok=0; fi
+check $ok "expected 3 denials and no token in the log (got $denials denials, token leaked: $leaked)"
+
+# --- Throttling and renewal ------------------------------------------------
+#
+# A second server, in-memory throttling as before. -renew-grace 250ms lets a
+# call wait that long for the renewal it started, so the very call that
+# presents a token near its expiry takes the successor home; with the default
+# of 0 the successor would go to the next call with the same token.
+echo
+echo "--- throttling and renewal: a second pricing-server, started with -renew-grace 250ms"
+start_server renewal -renew-grace 250ms
+SERVER_B=$SERVER_PID
+ADDR=$SERVER_ADDR
+echo "pricing-server is listening on $ADDR"
+LOOPER=$(mint -sub bot -azp looper -perms prices.read)
+
+begin "a consumer stuck in a loop: 60 rapid gets from azp looper, GetPrice allows 20 at once and 20 a second -> throttled, ResourceExhausted RATE_LIMITED with a retry delay"
+start_ms=$(now_ms)
+TOLLGATE_TOKEN=$LOOPER client -addr "$ADDR" -repeat 60 get sku-1
+elapsed_ms=$(($(now_ms) - start_ms))
+ok=1
+if summary; then
+	echo "   ($N_OK admitted: the burst of 20, and what refilled in the ${elapsed_ms} ms the run took, start-up included)"
+	if grep -qE '^error: ResourceExhausted: rate limit exceeded \[RATE_LIMITED bucket=/pricing.v1.PriceService/GetPrice\] \[retry_delay=[0-9.]+m?s\]$' <<<"$OUT" &&
+		[[ $RC -eq 1 && $N_THROTTLED -gt 0 && $N_OK -ge 20 && $N_OTHER -eq 0 ]]; then
+		ok=0
+	fi
 fi
+check $ok "expected a RATE_LIMITED line and a summary with ok >= 20, throttled > 0, other=0 (exit status $RC)"
+
+call "right after, another consumer (azp storefront) is unaffected: its own bucket -> the price of sku-1" \
+	reader 0 '{"sku":"sku-1","seller_id":"s-1","amount_cents":"100","currency":"USD"}' -- get sku-1
+
+begin "renewal: a 15-minute token issued 11 minutes ago (inside its last third) in a token file -> the call succeeds, the server renews the token, the client writes the successor back"
+mint -sub dave -azp price-widget -perms prices.read -ttl 15m -iat -11m >"$TMP/widget.token"
+chmod 600 "$TMP/widget.token"
+cp "$TMP/widget.token" "$TMP/widget.token.orig"
+client -addr "$ADDR" -token-file "$TMP/widget.token" get sku-1
+old_exp=$(claim "$TMP/widget.token.orig" exp)
+new_exp=$(claim "$TMP/widget.token" exp)
+old_auth=$(claim "$TMP/widget.token.orig" auth_time)
+new_auth=$(claim "$TMP/widget.token" auth_time)
+now=$(date +%s)
+echo "   old token: exp in $((old_exp - now)) s, auth_time $old_auth"
+echo "   new token: exp in $((new_exp - now)) s, auth_time $new_auth"
+mode=$(ls -l "$TMP/widget.token" | cut -c1-10)
+echo "   token file mode: $mode"
+ok=1
+if [[ $RC -eq 0 && $OUT == *'"sku":"sku-1"'* && $ERR =~ ^renewed\ token\ \(expires\ [0-9T:-]+Z\)$ ]] &&
+	! cmp -s "$TMP/widget.token" "$TMP/widget.token.orig" &&
+	((new_exp > old_exp && new_exp - now >= 840 && new_exp - now <= 960)) &&
+	[[ $new_auth == "$old_auth" && $mode == -rw------- ]]; then
+	ok=0
+fi
+check $ok "expected the price, 'renewed token (expires ...)' on stderr, and a new token in the file (mode 600) expiring in 15 min (+-60 s) with the same auth_time"
+
+begin "the next call uses the renewed token from the file -> the price, and nothing to renew (the token is fresh)"
+client -addr "$ADDR" -token-file "$TMP/widget.token" get sku-2
+ok=1
+if [[ $RC -eq 0 && $OUT == *'"sku":"sku-2"'* && -z $ERR ]]; then ok=0; fi
+check $ok "expected the price of sku-2 and nothing on stderr (exit status $RC)"
+
+begin "a session near its absolute limit: auth_time 7h55m ago, the 8 h maximum session ends in 5 min -> renewed, but the successor expires at auth_time + 8h (in 5 min), not in 15"
+mint -sub erin -azp price-widget -perms prices.read -ttl 15m -iat -11m -auth-time -7h55m >"$TMP/late.token"
+chmod 600 "$TMP/late.token"
+late_auth=$(claim "$TMP/late.token" auth_time)
+client -addr "$ADDR" -token-file "$TMP/late.token" get sku-1
+new_exp=$(claim "$TMP/late.token" exp)
+now=$(date +%s)
+echo "   new token: exp in $((new_exp - now)) s; auth_time + 8h is in $((late_auth + 8 * 3600 - now)) s"
+ok=1
+if [[ $RC -eq 0 && $ERR == "renewed token (expires "* ]] &&
+	((new_exp == late_auth + 8 * 3600 && new_exp - now >= 240 && new_exp - now <= 360)); then
+	ok=0
+fi
+check $ok "expected a renewal whose exp is auth_time + 8h, about 300 s from now (exit status $RC)"
+
+begin "a session past its absolute limit: auth_time 8h05m ago -> Unauthenticated TOKEN_EXPIRED, nothing renewed"
+mint -sub frank -azp price-widget -perms prices.read -ttl 15m -iat -11m -auth-time -8h05m >"$TMP/over.token"
+chmod 600 "$TMP/over.token"
+cp "$TMP/over.token" "$TMP/over.token.orig"
+client -addr "$ADDR" -token-file "$TMP/over.token" get sku-1
+ok=1
+if [[ $RC -eq 1 && $OUT == 'error: Unauthenticated: access token expired [TOKEN_EXPIRED]' && -z $ERR ]] &&
+	cmp -s "$TMP/over.token" "$TMP/over.token.orig"; then
+	ok=0
+fi
+check $ok "expected TOKEN_EXPIRED, no renewal and the token file untouched (exit status $RC)"
+
+begin "graceful stop; the log counts the refusals by reason and holds none of the tokens, old or renewed"
+stop "$SERVER_B"
+grep -o 'reason=[A-Z_]*' "$TMP/renewal.log" | sort | uniq -c | sed 's/^ */   /'
+leaked=0
+for f in "$TMP"/widget.token "$TMP"/widget.token.orig "$TMP"/late.token "$TMP"/over.token; do
+	tok=$(cat "$f")
+	if grep -qF -- "${tok##*.}" "$TMP/renewal.log"; then
+		leaked=1
+	fi
+done
+if grep -qF -- "${LOOPER##*.}" "$TMP/renewal.log"; then
+	leaked=1
+fi
+ok=1
+if [[ $STOP_RC -eq 0 && $leaked -eq 0 ]] &&
+	grep -q 'reason=RATE_LIMITED' "$TMP/renewal.log" && grep -q 'reason=TOKEN_EXPIRED' "$TMP/renewal.log"; then
+	ok=0
+fi
+check $ok "expected exit status 0 (got $STOP_RC), RATE_LIMITED and TOKEN_EXPIRED in the log, and no token in it (leaked: $leaked)"
 
 echo
 if [[ $failures -ne 0 ]]; then
