@@ -8,8 +8,12 @@
 #                methods, graceful stop, a denial log without tokens
 #   steps 13-19  throttling per consumer, and renewal of tokens near their
 #                expiry, up to the absolute end of a session
+#   steps 20-22  OPTIONAL, only when redis-server is on PATH: two replicas
+#                sharing one budget through Redis, and what each fail policy
+#                does once Redis is gone (TOLLGATE_REQUIRE_REDIS=1 makes a
+#                missing redis-server a failure instead of a skip)
 #
-# Everything runs on embedded defaults: in-memory throttling, a key
+# Everything else runs on embedded defaults: in-memory throttling, a key
 # generated for this run, loopback only. Run from anywhere:
 # bash examples/pricing/demo.sh (or make demo).
 set -euo pipefail
@@ -331,6 +335,90 @@ if [[ $STOP_RC -eq 0 && $leaked -eq 0 ]] &&
 	ok=0
 fi
 check $ok "expected exit status 0 (got $STOP_RC), RATE_LIMITED and TOKEN_EXPIRED in the log, and no token in it (leaked: $leaked)"
+
+# --- Optional: Redis, budgets shared by replicas ----------------------------
+
+# start_redis: a redis-server of this script's own on a free loopback port,
+# no persistence, files in $TMP/redis. Sets REDIS_PID and REDIS_PORT.
+start_redis() {
+	local attempt i port
+	mkdir -p "$TMP/redis"
+	for ((attempt = 0; attempt < 5; attempt++)); do
+		port=$((20000 + RANDOM % 40000))
+		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+			--dir "$TMP/redis" >"$TMP/redis/log" 2>&1 &
+		REDIS_PID=$!
+		PIDS+=("$REDIS_PID")
+		for ((i = 0; i < 100; i++)); do
+			if grep -q 'Ready to accept connections' "$TMP/redis/log"; then
+				REDIS_PORT=$port
+				return 0
+			fi
+			kill -0 "$REDIS_PID" 2>/dev/null || break # e.g. the port was taken
+			sleep 0.1
+		done
+		stop "$REDIS_PID"
+	done
+	echo "FAIL: could not start redis-server; its last log:" >&2
+	cat "$TMP/redis/log" >&2
+	return 1
+}
+
+echo
+if ! command -v redis-server >/dev/null; then
+	if [[ ${TOLLGATE_REQUIRE_REDIS:-} == 1 ]]; then
+		begin "TOLLGATE_REQUIRE_REDIS=1: the Redis steps must run -> redis-server on PATH"
+		check 1 "redis-server is not on PATH"
+	else
+		echo "--- OPTIONAL Redis steps SKIPPED: redis-server is not on PATH (install it, e.g. apt-get install redis-server, to see replicas share one budget)"
+	fi
+else
+	echo "--- OPTIONAL Redis steps: redis-server found, so two replicas share their budgets through a Redis of this script's own"
+	start_redis
+	echo "redis-server is listening on 127.0.0.1:$REDIS_PORT"
+	start_server closed -redis "127.0.0.1:$REDIS_PORT" -throttle-fail closed
+	SERVER_C=$SERVER_PID
+	ADDR_C=$SERVER_ADDR
+	start_server local -redis "127.0.0.1:$REDIS_PORT" -throttle-fail local
+	SERVER_D=$SERVER_PID
+	ADDR_D=$SERVER_ADDR
+	echo "replica 1 (-throttle-fail closed) is listening on $ADDR_C, replica 2 (-throttle-fail local) on $ADDR_D"
+	SPREAD=$(mint -sub bot2 -azp spread-looper -perms prices.read)
+
+	begin "one budget across replicas: 60 rapid gets from azp spread-looper, alternating between the two replicas -> about 20 admitted in all (in-memory buckets would admit 20 per replica: 40)"
+	start_ms=$(now_ms)
+	TOLLGATE_TOKEN=$SPREAD client -addr "$ADDR_C,$ADDR_D" -repeat 60 get sku-1
+	elapsed_ms=$(($(now_ms) - start_ms))
+	ok=1
+	refill=$((elapsed_ms / 50 + 2)) # one token per 50 ms, and rounding
+	if summary; then
+		echo "   ($N_OK admitted: the shared burst of 20, and what refilled in the ${elapsed_ms} ms the run took, at most $refill)"
+		if ((N_OK >= 20 && N_OK <= 20 + refill && N_OK < 40 && N_OTHER == 0)); then ok=0; fi
+	fi
+	check $ok "expected between 20 and $((20 + refill)) (and fewer than 40) calls admitted in all, none failing otherwise"
+
+	begin "Redis goes away: the fail-closed replica refuses -> Unavailable"
+	stop "$REDIS_PID"
+	echo "   (redis-server stopped)"
+	TOLLGATE_TOKEN=$READER client -addr "$ADDR_C" get sku-1
+	ok=1
+	if [[ $RC -eq 1 && $OUT == 'error: Unavailable: rate limiter unavailable' ]]; then ok=0; fi
+	check $ok "expected Unavailable from the fail-closed replica (exit status $RC)"
+
+	begin "... while the fail-local replica keeps serving from buckets of its own -> the price of sku-1"
+	TOLLGATE_TOKEN=$READER client -addr "$ADDR_D" get sku-1
+	ok=1
+	if [[ $RC -eq 0 && $OUT == *'"sku":"sku-1"'* ]]; then ok=0; fi
+	check $ok "expected the price from the fail-local replica (exit status $RC)"
+
+	for pid in "$SERVER_C" "$SERVER_D"; do
+		stop "$pid"
+		if [[ $STOP_RC -ne 0 ]]; then
+			echo "   FAIL: replica $pid exited with status $STOP_RC" >&2
+			failures=$((failures + 1))
+		fi
+	done
+fi
 
 echo
 if [[ $failures -ne 0 ]]; then

@@ -7,7 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,6 +26,10 @@ import (
 	"github.com/tollgate/tollgate/session"
 )
 
+// requireRedisEnv turns a missing redis-server from a skip into a failure,
+// as in the rest of tollgate's suite.
+const requireRedisEnv = "TOLLGATE_REQUIRE_REDIS"
+
 func TestBadFlagsExitTwo(t *testing.T) {
 	key, _ := writeKey(t, 32)
 	cases := []struct {
@@ -31,6 +37,9 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		args     []string
 		mentions string
 	}{
+		{"unknown fail policy", []string{"-throttle-fail", "bogus"}, "-throttle-fail"},
+		{"unknown fail policy with -redis", []string{"-redis", "127.0.0.1:6379", "-throttle-fail", "sometimes"}, "-throttle-fail"},
+		{"redis address without a port", []string{"-redis", "localhost"}, "-redis"},
 		{"zero token TTL", []string{"-token-ttl", "0"}, "-token-ttl"},
 		{"negative max session", []string{"-max-session", "-1h"}, "-max-session"},
 		{"negative renewal grace", []string{"-renew-grace", "-1s"}, "-renew-grace"},
@@ -187,6 +196,155 @@ func TestRenewalFlags(t *testing.T) {
 	})
 	_, err = get(t, api, tok)
 	wantCode(t, err, codes.Unauthenticated)
+}
+
+// -throttle-fail needs no -redis: without one it is accepted and ignored,
+// and the buckets live in memory.
+func TestThrottleFailWithoutRedisIsIgnored(t *testing.T) {
+	keyPath, secret := writeKey(t, 32)
+	_, addr := startServer(t, envWithout(keyEnv), "-listen", "127.0.0.1:0", "-key", keyPath, "-throttle-fail", "closed")
+	api := dial(t, addr)
+	tok := mint(t, secret, "prices.read")
+	var ok, throttled int
+	for range 30 {
+		_, err := get(t, api, tok)
+		switch status.Code(err) {
+		case codes.OK:
+			ok++
+		case codes.ResourceExhausted:
+			throttled++
+		default:
+			t.Fatalf("GetPrice: %v", err)
+		}
+	}
+	if ok < 20 || throttled == 0 {
+		t.Errorf("30 rapid calls: %d admitted, %d throttled; want the in-memory burst of 20, then refusals", ok, throttled)
+	}
+}
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
+}
+
+// With -redis pointing at nothing, the server still starts (warning on
+// stderr) and each -throttle-fail policy decides: local and open serve,
+// closed refuses with Unavailable. No redis-server needed.
+func TestThrottleFailPolicies(t *testing.T) {
+	keyPath, secret := writeKey(t, 32)
+	tok := mint(t, secret, "prices.read")
+	for policy, want := range map[string]codes.Code{"local": codes.OK, "open": codes.OK, "closed": codes.Unavailable} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			p, addr := startServer(t, envWithout(keyEnv), "-listen", "127.0.0.1:0", "-key", keyPath,
+				"-redis", deadAddr(t), "-throttle-fail", policy)
+			api := dial(t, addr)
+			for range 5 { // the breaker opens on the way: the policy still decides
+				_, err := get(t, api, tok)
+				wantCode(t, err, want)
+			}
+			if log := p.stderr.String(); !strings.Contains(log, "Redis is not answering") {
+				t.Errorf("stderr does not warn that Redis is down:\n%s", log)
+			}
+		})
+	}
+}
+
+// startRedis runs a redis-server of the test's own on a free loopback port
+// and returns its address and a function that stops it (also run at the
+// end of the test). Without redis-server the test is skipped, or fails when
+// TOLLGATE_REQUIRE_REDIS=1. (Examples may not import tollgate's internal
+// redistest, so this is a small copy of it.)
+func startRedis(t *testing.T) (addr string, stop func()) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv(requireRedisEnv) == "1" {
+			t.Fatal("redis-server not found, and " + requireRedisEnv + "=1 makes that a failure")
+		}
+		t.Skip("redis-server not found: install it (apt-get install -y redis-server) — Redis test SKIPPED")
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		_, port, _ := net.SplitHostPort(deadAddr(t))
+		out := &syncBuffer{}
+		cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		stop := func() {
+			cmd.Process.Kill()
+			<-done
+		}
+		t.Cleanup(stop)
+		deadline := time.Now().Add(waitLimit)
+		for time.Now().Before(deadline) {
+			if strings.Contains(out.String(), "Ready to accept connections") {
+				return net.JoinHostPort("127.0.0.1", port), stop
+			}
+			select {
+			case <-done: // the port was taken meanwhile, most likely
+				deadline = time.Time{}
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		stop()
+		t.Logf("redis-server on port %s did not start:\n%s", port, out)
+	}
+	t.Fatal("could not start redis-server")
+	return "", nil
+}
+
+// Two replicas on one Redis share one budget: a consumer alternating
+// between them gets the burst of 20 once, not once per replica. When Redis
+// goes away, the fail-closed replica refuses and the fail-local one serves.
+func TestReplicasShareABudgetThroughRedis(t *testing.T) {
+	redisAddr, stopRedis := startRedis(t)
+	keyPath, secret := writeKey(t, 32)
+	_, closedAddr := startServer(t, envWithout(keyEnv), "-listen", "127.0.0.1:0", "-key", keyPath, "-redis", redisAddr, "-throttle-fail", "closed")
+	_, localAddr := startServer(t, envWithout(keyEnv), "-listen", "127.0.0.1:0", "-key", keyPath, "-redis", redisAddr, "-throttle-fail", "local")
+	replicas := []pricingv1.PriceServiceClient{dial(t, closedAddr), dial(t, localAddr)}
+	tok := mint(t, secret, "prices.read")
+	for _, api := range replicas { // connect first, so that the loop below is fast
+		if _, err := api.Ping(context.Background(), &pricingv1.PingRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	start := time.Now()
+	var ok, throttled int
+	for i := range 60 {
+		_, err := get(t, replicas[i%2], tok)
+		switch status.Code(err) {
+		case codes.OK:
+			ok++
+		case codes.ResourceExhausted:
+			throttled++
+		default:
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	refill := int(time.Since(start)/(50*time.Millisecond)) + 1
+	if ok < 20 || ok > 20+refill || ok >= 40 {
+		t.Errorf("60 calls over two replicas: %d admitted; want the one shared burst of 20 (+ at most %d refilled)", ok, refill)
+	}
+
+	stopRedis()
+	other := mint(t, secret, "prices.read") // same consumer, but the local buckets are fresh anyway
+	_, err := get(t, replicas[0], other)
+	wantCode(t, err, codes.Unavailable)
+	if _, err := get(t, replicas[1], other); err != nil {
+		t.Fatalf("the fail-local replica without Redis: %v", err)
+	}
 }
 
 // A server given a public key verifies tokens but cannot sign successors:

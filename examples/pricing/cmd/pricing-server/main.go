@@ -5,6 +5,7 @@
 //
 //	pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg HS256]
 //	    [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
+//	    [-redis HOST:PORT [-throttle-fail local|open|closed]]
 //	    [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
@@ -16,10 +17,21 @@
 //
 // pricing.proto declares how often each consumer (the token's azp) may call:
 // reads 20 a second, the four writing methods 5 a second from one shared
-// bucket, Ping 50 a second per peer address. The buckets live in this
-// process, so each replica has budgets of its own. Throttled calls answer
-// with the rate-limit headers "ratelimit-policy" and "ratelimit"; refusals
-// are ResourceExhausted with a RetryInfo saying when to try again.
+// bucket, Ping 50 a second per peer address. Without -redis the buckets live
+// in this process, so each replica has budgets of its own. With -redis they
+// live in that Redis, shared by every replica pointing at it; when Redis
+// cannot answer within 50 ms, -throttle-fail decides: "local" (the default)
+// falls back to this process's own buckets, "open" admits the call, "closed"
+// refuses it with Unavailable. A circuit breaker stops asking a dead Redis
+// for a second at a time. -throttle-fail is accepted without -redis, and
+// then ignored: there is no store that could fail. -redis takes a plain
+// HOST:PORT, without password or TLS, as befits an example: a real service
+// builds its redis.UniversalClient (single, Sentinel or Cluster) from its
+// own configuration and hands it to throttle.NewRedis the same way.
+//
+// Throttled calls answer with the rate-limit headers "ratelimit-policy" and
+// "ratelimit"; refusals are ResourceExhausted with a RetryInfo saying when
+// to try again.
 //
 // # Renewal
 //
@@ -56,12 +68,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/throttle"
 )
 
 // keyEnv names the environment variable the key is read from without -key.
@@ -71,14 +85,21 @@ const keyEnv = "TOLLGATE_KEY"
 // streams in particular) before they are cut.
 const stopGrace = 5 * time.Second
 
+// redisTimeout bounds one throttling decision in Redis; past it the
+// -throttle-fail policy decides.
+const redisTimeout = 50 * time.Millisecond
+
 // renewalWindow is the part of a token's lifetime, at its end, in which it
 // is renewed.
 const renewalWindow = 1.0 / 3
 
 const usage = `usage: pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg HS256]
     [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
+    [-redis HOST:PORT [-throttle-fail local|open|closed]]
     [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
 The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
+Throttle buckets live in memory, or in the Redis at -redis, shared by every replica;
+-throttle-fail says what happens when that Redis does not answer (ignored without -redis).
 Tokens in the last third of their lifetime are renewed for -token-ttl, never past
 auth_time + -max-session; -renew-grace is how long a call may wait for its renewal.
 `
@@ -92,6 +113,10 @@ func main() {
 
 type config struct {
 	listen, keyPath, alg, issuer, audience, tlsCert, tlsKey string
+
+	redisAddr    string
+	throttleFail string
+	failPolicy   throttle.Policy // parsed from throttleFail
 
 	tokenTTL, maxSession, renewGrace time.Duration
 }
@@ -112,6 +137,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.audience, "audience", "pricing", "audience tokens must name")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM), with -tls-key")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM), with -tls-cert")
+	fs.StringVar(&c.redisAddr, "redis", "", "Redis HOST:PORT holding the throttle buckets, shared by all replicas (default: in memory)")
+	fs.StringVar(&c.throttleFail, "throttle-fail", "local", "when Redis does not answer: local, open or closed (ignored without -redis)")
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of renewed tokens")
 	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
 	fs.DurationVar(&c.renewGrace, "renew-grace", 0, "how long a call may wait for its token's renewal after its handler returns")
@@ -132,10 +159,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(2, err)
 	}
 
-	srv, err := build(c, stderr)
+	srv, closeLimiter, err := build(c, stderr)
 	if err != nil {
 		return fail(1, err)
 	}
+	defer closeLimiter()
 	lis, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fail(1, err)
@@ -169,6 +197,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // check validates the flags that need more than parsing; its errors are
 // usage errors.
 func (c *config) check() error {
+	p, err := throttle.ParsePolicy(c.throttleFail)
+	if err != nil {
+		return fmt.Errorf("-throttle-fail %q: want local, open or closed", c.throttleFail)
+	}
+	c.failPolicy = p
+	if c.redisAddr != "" {
+		if _, _, err := net.SplitHostPort(c.redisAddr); err != nil {
+			return fmt.Errorf("-redis %q: want HOST:PORT", c.redisAddr)
+		}
+	}
 	switch {
 	case c.tokenTTL <= 0:
 		return fmt.Errorf("-token-ttl %v: must be positive", c.tokenTTL)
@@ -180,16 +218,18 @@ func (c *config) check() error {
 	return nil
 }
 
-// build loads the key and TLS material and builds the guarded server.
-func build(c config, stderr io.Writer) (*server.Server, error) {
+// build loads the key and TLS material and builds the guarded server. The
+// returned function releases the limiter's Redis client; call it once the
+// server has stopped.
+func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	key, err := loadKey(c.keyPath, c.alg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ks, err := session.NewKeySet(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// QuotePrices takes tokens in its body, up to 64 KiB; metadata tokens
 	// stay capped at 8 KiB by the guard. Renewed tokens live -token-ttl, so
@@ -199,7 +239,7 @@ func build(c config, stderr io.Writer) (*server.Server, error) {
 		session.WithMaxSession(c.maxSession),
 		session.WithMaxLifetime(max(c.tokenTTL, time.Hour)))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := server.Config{
 		Verifier:     v,
@@ -214,12 +254,73 @@ func build(c config, stderr io.Writer) (*server.Server, error) {
 	if c.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
 		if err != nil {
-			return nil, fmt.Errorf("TLS: %w", err)
+			return nil, nil, fmt.Errorf("TLS: %w", err)
 		}
 		creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		cfg.ServerOptions = append(cfg.ServerOptions, grpc.Creds(creds))
 	}
-	return server.New(cfg)
+	closeLimiter := func() {}
+	if c.redisAddr != "" {
+		lim, client, err := redisLimiter(c.redisAddr, c.failPolicy, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Limiter = lim
+		closeLimiter = func() { client.Close() }
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		closeLimiter()
+		return nil, nil, err
+	}
+	return srv, closeLimiter, nil
+}
+
+// redisLimiter returns the throttle.Redis at addr wrapped in a Failover
+// applying policy, and its client. Redis need not be up: until it answers,
+// the policy decides (a warning says so).
+func redisLimiter(addr string, policy throttle.Policy, logger *slog.Logger) (throttle.Limiter, *redis.Client, error) {
+	// go-redis logs every failed dial on its own; the breaker's state
+	// changes below say the same once, so its lines go to debug level.
+	redis.SetLogger(redisLog{logger})
+	client := redis.NewClient(&redis.Options{
+		Addr: addr,
+		// Deadlines bound every command, so a hung Redis costs a call at
+		// most the Failover's timeout; NewRedis insists on it.
+		ContextTimeoutEnabled: true,
+		DisableIdentity:       true,
+	})
+	primary, err := throttle.NewRedis(client)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	lim, err := throttle.NewFailover(primary, policy,
+		throttle.WithTimeout(redisTimeout),
+		throttle.WithOnStateChange(func(open bool) {
+			if open {
+				logger.Warn("throttle: Redis is not answering; its breaker is open and -throttle-fail applies", "redis", addr, "policy", policy.String())
+			} else {
+				logger.Info("throttle: Redis answers again; its breaker is closed", "redis", addr)
+			}
+		}))
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		logger.Warn("throttle: Redis is not answering at start; -throttle-fail applies until it does", "redis", addr, "policy", policy.String(), "error", err.Error())
+	}
+	return lim, client, nil
+}
+
+// redisLog sends go-redis's own log lines to logger at debug level.
+type redisLog struct{ logger *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
 // loadKey reads the key from path or, without one, from $TOLLGATE_KEY. The
