@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -23,7 +24,8 @@ import (
 // [NewGuard], pass [Guard.ServerOptions] to grpc.NewServer, register the
 // services, then call [Guard.Init] before serving: Init compiles the rules of
 // every registered service, once. Until Init succeeds every call fails with
-// Internal; nothing is ever let through by default.
+// Internal; nothing is ever let through by default. With renewal on, call
+// [Guard.Close] after the server stops, so no renewal outlives it.
 type Guard struct {
 	verifier *session.Verifier
 	opts     options
@@ -31,6 +33,9 @@ type Guard struct {
 	limiter  throttle.Limiter
 	preauth  *throttle.Memory // per-peer failed authentications; nil when disabled
 	renew    *renewals        // nil when renewal is off
+
+	logBudget     *throttle.Memory // per-reason budget of log lines; nil: unlimited
+	logSuppressed sync.Map         // reason -> *atomic.Int64 lines suppressed
 }
 
 // ServiceInfoProvider is what [Guard.Init] reads the registered services
@@ -53,6 +58,7 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		types:            protoregistry.GlobalTypes,
 		authFailureLimit: DefaultAuthFailureLimit,
 		renewalTimeout:   DefaultRenewalTimeout,
+		logLimit:         DefaultLogLimit,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -85,6 +91,12 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		// On the verifier's clock, the guard's one notion of time (renewal
 		// uses it too), so that a fake clock drives the budget's refill.
 		g.preauth = throttle.NewMemory(throttle.WithMaxKeys(100_000), throttle.WithClock(v.Now))
+	}
+	if o.logger != nil && o.logLimit != (throttle.Limit{}) {
+		if err := o.logLimit.Validate(); err != nil {
+			return nil, fmt.Errorf("interceptors: log limit: %w", err)
+		}
+		g.logBudget = throttle.NewMemory(throttle.WithMaxKeys(64))
 	}
 	if o.renewer != nil {
 		if err := o.renewalPolicy.Validate(); err != nil {
@@ -343,13 +355,26 @@ func causeOf(err error) string {
 }
 
 // log records a denial. It never receives a token: only fixed causes,
-// names from the .proto and a fingerprint of the jti.
+// names from the .proto and a fingerprint of the jti. Each reason has its own
+// budget of log lines (see [WithLogLimit]), so a consumer stuck in a loop or a
+// flood of forged tokens cannot flood the log; the next line of that reason
+// says how many were suppressed.
 func (g *Guard) log(ctx context.Context, method, reason string, sess *session.Session, cause string) {
 	l := g.opts.logger
 	if l == nil {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 6)
+	var suppressed int64
+	if g.logBudget != nil {
+		counter, _ := g.logSuppressed.LoadOrStore(reason, new(atomic.Int64))
+		c := counter.(*atomic.Int64)
+		if d, err := g.logBudget.Allow(ctx, throttle.Key{Consumer: reason, Bucket: "log"}, g.opts.logLimit, 1); err == nil && !d.Allowed {
+			c.Add(1)
+			return
+		}
+		suppressed = c.Swap(0)
+	}
+	attrs := make([]slog.Attr, 0, 7)
 	attrs = append(attrs, slog.String("reason", reason), slog.String("method", method))
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
@@ -358,5 +383,8 @@ func (g *Guard) log(ctx context.Context, method, reason string, sess *session.Se
 		attrs = append(attrs, slog.String("consumer", sess.Consumer()), slog.String("jti_fp", session.Fingerprint(sess.ID())))
 	}
 	attrs = append(attrs, slog.String("cause", cause))
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int64("suppressed", suppressed))
+	}
 	l.LogAttrs(ctx, slog.LevelWarn, "tollgate: call denied", attrs...)
 }

@@ -26,6 +26,10 @@ const (
 	DefaultRenewalTimeout = 2 * time.Second
 )
 
+// DefaultLogLimit is each denial reason's budget of log lines: 20 a second,
+// 50 at once.
+var DefaultLogLimit = throttle.Limit{Rate: 20, Per: time.Second, Burst: 50}
+
 // DefaultAuthFailureLimit is each peer's budget of failed authentications:
 // 10 a second, 20 at once. Past it the peer's calls are refused with
 // ResourceExhausted before any signature is checked.
@@ -62,6 +66,8 @@ type options struct {
 	renewalGrace   time.Duration
 	renewalTimeout time.Duration
 	renewalHeader  bool
+
+	logLimit throttle.Limit
 }
 
 // Option configures a [Guard].
@@ -113,6 +119,14 @@ func WithPublicMethods(fullMethods ...string) Option {
 // up (default protoregistry.GlobalFiles and GlobalTypes).
 func WithRegistry(files *protoregistry.Files, types *protoregistry.Types) Option {
 	return func(o *options) { o.files, o.types = files, types }
+}
+
+// WithLogLimit sets each denial reason's budget of log lines (default
+// [DefaultLogLimit]); lines past it are counted and the count is reported as
+// "suppressed" on the next line of that reason. A zero Limit logs every
+// denial.
+func WithLogLimit(l throttle.Limit) Option {
+	return func(o *options) { o.logLimit = l }
 }
 
 // WithLogger logs every denial at Warn level: reason, method, peer,
@@ -172,7 +186,10 @@ func WithRenewal(r session.Renewer, p session.RenewalPolicy) Option {
 }
 
 // WithRenewalGrace lets a call wait up to d after its handler returns for a
-// renewal still under way (default 0: never wait).
+// renewal still under way (default 0: never wait). With no grace, the call
+// that starts a renewal seldom carries its result; the next call with the
+// same token gets it at once from the guard's memory. A few milliseconds
+// suit clients that make one call at a time.
 func WithRenewalGrace(d time.Duration) Option {
 	return func(o *options) { o.renewalGrace = d }
 }
