@@ -151,6 +151,11 @@ func checkClient(c redis.UniversalClient) error {
 //
 // As with the memory limiter, the limit is not stored with the bucket: calls
 // naming the same key should pass the same limit.
+//
+// A decision whose answer is lost (its context ends first, or the connection
+// breaks) may still have run on the server and taken its tokens, and one
+// that go-redis retries after a network error may run twice: errors make
+// the limiter stricter, never more lenient.
 func (r *Redis) Allow(ctx context.Context, key Key, limit Limit, cost int) (Decision, error) {
 	if err := validateRedisLimit(limit); err != nil {
 		return Decision{}, err
