@@ -379,7 +379,8 @@ func (c *reasonCounter) cause(cause string) int {
 func TestCase28AuthFailureBudget(t *testing.T) {
 	budget := throttle.Limit{Rate: 1, Per: time.Minute, Burst: 5}
 	var logs reasonCounter
-	h := newHarness(t, withGuardOptions(WithAuthFailureLimit(budget), WithLogger(slog.New(&logs))))
+	// Every denial logged: the log lines count the verifications.
+	h := newHarness(t, withGuardOptions(WithAuthFailureLimit(budget), WithLogger(slog.New(&logs)), WithLogLimit(throttle.Limit{})))
 	forged := newTestKey(t, testKID).sign(t, claims(h.clock.Now())) // same kid, other secret
 	valid := h.token(t)
 
@@ -704,7 +705,7 @@ func TestShadowLimiterAdmitsAndReports(t *testing.T) {
 		mu.Unlock()
 	})
 	var logs reasonCounter
-	h := newHarness(t, withGuardOptions(WithLimiter(shadow), WithDefaultThrottle(lim), WithLogger(slog.New(&logs))))
+	h := newHarness(t, withGuardOptions(WithLimiter(shadow), WithDefaultThrottle(lim), WithLogger(slog.New(&logs)), WithLogLimit(throttle.Limit{})))
 	lc.c.Store(h.clock)
 	tok := h.token(t, azp("a"))
 	for i := range 5 {
