@@ -427,7 +427,11 @@ func TestFailoverTimeout(t *testing.T) {
 			if err != nil || d.Source != "fail-open" {
 				t.Fatalf("Allow = %+v, %v; want fail-open", d, err)
 			}
-			if got := time.Duration(seen.Load()); got < tc.want || got > tc.want+5*time.Millisecond {
+			// The caller's deadline is passed on as it is; the timeout
+			// starts a moment after the start, by however long this
+			// busy machine takes to get there.
+			got := time.Duration(seen.Load())
+			if tc.deadline > 0 && tc.deadline < timeout && got != tc.want || got < tc.want || got >= 2*tc.want {
 				t.Fatalf("primary's deadline %v after the start, want %v", got, tc.want)
 			}
 			if elapsed < tc.want || elapsed > tc.want+200*time.Millisecond {
