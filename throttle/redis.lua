@@ -28,10 +28,14 @@ if tat then
 	end
 end
 
--- The whole tokens left when the bucket is full again in r ns, truncated
--- toward zero as Go's integer division; fmod keeps the quotient exact.
+-- The whole tokens left when the bucket is full again in r ns; none when r
+-- exceeds the span (the server's clock stepped back). fmod keeps the
+-- quotient exact.
 local function remaining(r)
 	local x = span - r
+	if x <= 0 then
+		return 0
+	end
 	return (x - math.fmod(x, interval)) / interval
 end
 

@@ -218,23 +218,27 @@ func TestRedisMatchesGCRA(t *testing.T) {
 
 // TestRedisStoredTat decides on buckets whose tat is set by hand: in the
 // past (a bucket refilled, kept by the rounding of its expiry or by anyone
-// writing the key), and partly refilled.
+// writing the key), partly refilled, and beyond a full span ahead (the
+// server's clock stepped back after the bucket was written).
 func TestRedisStoredTat(t *testing.T) {
 	ctx := t.Context()
 	s := redistest.Start(t)
 	r := newRedis(t, s.Client())
 	admin := s.Client()
 	interval := redisHourly.Interval()
+	span := interval * time.Duration(redisHourly.Burst)
 	for _, tc := range []struct {
 		name          string
 		tat           time.Duration // relative to the server's now
+		wantAllowed   bool
 		wantRemaining int
 		full          bool // a full bucket: the decision takes one interval exactly
 	}{
-		{"refilled long ago", -24 * time.Hour, 9, true},
-		{"refilled just now", -time.Microsecond, 9, true},
-		{"three tokens short", 3 * interval, 6, false},
-		{"one token short, nearly refilled", interval/2 + time.Microsecond, 8, false},
+		{"refilled long ago", -24 * time.Hour, true, 9, true},
+		{"refilled just now", -time.Microsecond, true, 9, true},
+		{"three tokens short", 3 * interval, true, 6, false},
+		{"one token short, nearly refilled", interval/2 + time.Microsecond, true, 8, false},
+		{"clock stepped back", span + 5*interval, false, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := Key{"c", tc.name}
@@ -244,8 +248,8 @@ func TestRedisStoredTat(t *testing.T) {
 			}
 			admin.Set(ctx, r.key(key), now.Add(tc.tat).UnixNano(), 0)
 			d, err := r.Allow(ctx, key, redisHourly, 1)
-			if err != nil || !d.Allowed || d.Remaining != tc.wantRemaining {
-				t.Fatalf("Allow: %+v, %v; want allowed with %d remaining", d, err, tc.wantRemaining)
+			if err != nil || d.Allowed != tc.wantAllowed || d.Remaining != tc.wantRemaining {
+				t.Fatalf("Allow: %+v, %v; want allowed %v with %d remaining", d, err, tc.wantAllowed, tc.wantRemaining)
 			}
 			if tc.full && d.ResetAfter != interval {
 				t.Fatalf("ResetAfter %v, want one interval, %v: a refilled bucket holds no debt", d.ResetAfter, interval)
