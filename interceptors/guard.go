@@ -96,7 +96,7 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		if err := o.logLimit.Validate(); err != nil {
 			return nil, fmt.Errorf("interceptors: log limit: %w", err)
 		}
-		g.logBudget = throttle.NewMemory(throttle.WithMaxKeys(64))
+		g.logBudget = throttle.NewMemory(throttle.WithMaxKeys(64), throttle.WithClock(v.Now))
 	}
 	if o.renewer != nil {
 		if err := o.renewalPolicy.Validate(); err != nil {
@@ -296,7 +296,7 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		r := pl.rule
 		hdr := unaryHeaders(ctx)
 		if r.Public() {
-			if err := g.admit(ctx, pl, peerKey(ctx), nil, hdr); err != nil {
+			if err := g.admit(ctx, pl, g.peerKey(ctx), nil, hdr); err != nil {
 				return nil, err
 			}
 			return handler(ctx, req)

@@ -117,9 +117,19 @@ func sfString(s string) string {
 	return b.String()
 }
 
-// peerKey names the caller's network peer: its IP without the port, which
+// peerKey names the caller's network peer for per-peer budgets: the
+// configured WithPeerKey function, or else its IP without the port, which
 // changes with every connection.
-func peerKey(ctx context.Context) string {
+func (g *Guard) peerKey(ctx context.Context) string {
+	if g.opts.peerKey != nil {
+		if k := g.opts.peerKey(ctx); k != "" {
+			return "peer:" + k
+		}
+	}
+	return peerAddrKey(ctx)
+}
+
+func peerAddrKey(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return "peer:unknown"
@@ -168,8 +178,9 @@ func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *sessi
 		if d.Allowed {
 			_ = h.set(md)
 		} else {
-			// Sent now, as headers of their own: set with a refused call's
-			// status they would travel in its trailers.
+			// Sent now, explicitly as headers ahead of the refusal, rather
+			// than left to how the transport folds pending headers into a
+			// trailers-only error response.
 			_ = h.send(md)
 		}
 	}
@@ -217,7 +228,7 @@ func (g *Guard) authFailuresExhausted(ctx context.Context, method string) (strin
 	if g.preauth == nil {
 		return "", nil
 	}
-	pk := peerKey(ctx)
+	pk := g.peerKey(ctx)
 	d, err := g.preauth.Peek(throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
 	if err != nil || d.Allowed {
 		return pk, nil
@@ -232,7 +243,7 @@ func (g *Guard) chargeAuthFailure(ctx context.Context, pk string) {
 		return
 	}
 	if pk == "" {
-		pk = peerKey(ctx)
+		pk = g.peerKey(ctx)
 	}
 	_, _ = g.preauth.Allow(ctx, throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
 }

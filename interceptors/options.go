@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"time"
@@ -68,6 +69,7 @@ type options struct {
 	renewalHeader  bool
 
 	logLimit throttle.Limit
+	peerKey  func(context.Context) string
 }
 
 // Option configures a [Guard].
@@ -119,6 +121,16 @@ func WithPublicMethods(fullMethods ...string) Option {
 // up (default protoregistry.GlobalFiles and GlobalTypes).
 func WithRegistry(files *protoregistry.Files, types *protoregistry.Types) Option {
 	return func(o *options) { o.files, o.types = files, types }
+}
+
+// WithPeerKey names the caller for the per-peer budgets (public methods and
+// failed authentications) with f instead of the connection's IP address:
+// behind a proxy, sidecar or NAT every caller shares one address, and with
+// IPv6 one caller may hold a whole /64. f might return the client address a
+// trusted proxy forwards, or a /64 prefix. An empty result falls back to the
+// IP address.
+func WithPeerKey(f func(ctx context.Context) string) Option {
+	return func(o *options) { o.peerKey = f }
 }
 
 // WithLogLimit sets each denial reason's budget of log lines (default

@@ -33,7 +33,7 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		hdr := headerFuncs{set: ss.SetHeader, send: ss.SendHeader}
 		if r.Public() {
 			// A stream takes one token when it opens.
-			if err := g.admit(ctx, pl, peerKey(ctx), nil, hdr); err != nil {
+			if err := g.admit(ctx, pl, g.peerKey(ctx), nil, hdr); err != nil {
 				return err
 			}
 			return handler(srv, ss)

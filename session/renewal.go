@@ -58,14 +58,25 @@ func (p RenewalPolicy) Validate() error {
 }
 
 // Due reports whether sess should be renewed at now: it is not expired, has
-// an auth_time whose maximum session has not ended, and is inside the
-// renewal window. Expired means past exp with no leeway: a token accepted
+// an auth_time whose maximum session has not ended, is inside the renewal
+// window, and its successor would expire later than it does. Expired means past exp with no leeway: a token accepted
 // only thanks to the leeway is never renewed.
 func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
 	if sess == nil || sess.authTime.IsZero() || sess.issuedAt.IsZero() {
 		return false
 	}
-	if !now.Before(sess.expiresAt) || !now.Before(sess.authTime.Add(p.MaxSession)) {
+	end := sess.authTime.Add(p.MaxSession)
+	if !now.Before(sess.expiresAt) || !now.Before(end) {
+		return false
+	}
+	// A token whose successor would not outlive it (it already ends at the
+	// session's end, or it has more left than the TTL) is not due: renewing
+	// it is refused, and it would be retried on every call.
+	next := now.Truncate(time.Second).Add(p.TTL)
+	if end.Before(next) {
+		next = end
+	}
+	if !next.Truncate(time.Second).After(sess.expiresAt) {
 		return false
 	}
 	life := sess.expiresAt.Sub(sess.issuedAt)

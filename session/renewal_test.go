@@ -230,31 +230,50 @@ func TestNoRenewalAfterMaxSession(t *testing.T) {
 	r := newRenRig(t) // verifier: 8 h maximum session
 	p := session.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: time.Hour}
 	lr := r.renewer(t, p)
-	// Authenticated at T0, this token was issued at T0+47m and expires at
-	// T0+62m: its window opens at T0+57m, its session ends at T0+60m.
-	c := renClaims(renT0.Add(47 * time.Minute))
-	c.AuthTime = renT0
-	tok := r.mint(t, c)
-	for _, tc := range []struct {
+	check := func(tok string, cases []struct {
 		at   time.Duration
 		want bool
-	}{
-		{59 * time.Minute, true},
-		{60*time.Minute - time.Nanosecond, true},
-		{60 * time.Minute, false},
-		{61 * time.Minute, false},
-	} {
-		r.clock.Set(renT0.Add(tc.at))
-		sess := r.verify(t, tok)
-		if got := lr.Due(sess); got != tc.want {
-			t.Errorf("at T0+%v: Due = %v, want %v", tc.at, got, tc.want)
-		}
-		if !tc.want {
-			if _, err := lr.Renew(context.Background(), tok, sess); !errors.Is(err, session.ErrNotRenewable) {
-				t.Errorf("at T0+%v: Renew err = %v, want ErrNotRenewable", tc.at, err)
+	}) {
+		t.Helper()
+		for _, tc := range cases {
+			r.clock.Set(renT0.Add(tc.at))
+			sess := r.verify(t, tok)
+			if got := lr.Due(sess); got != tc.want {
+				t.Errorf("at T0+%v: Due = %v, want %v", tc.at, got, tc.want)
+			}
+			if !tc.want {
+				if _, err := lr.Renew(context.Background(), tok, sess); !errors.Is(err, session.ErrNotRenewable) {
+					t.Errorf("at T0+%v: Renew err = %v, want ErrNotRenewable", tc.at, err)
+				}
 			}
 		}
 	}
+	// Authenticated at T0, issued at T0+43m, expiring at T0+58m: its window
+	// opens at T0+53m and its successor is capped at the session's end,
+	// T0+60m, which is still later than its own expiry.
+	c := renClaims(renT0.Add(43 * time.Minute))
+	c.AuthTime = renT0
+	check(r.mint(t, c), []struct {
+		at   time.Duration
+		want bool
+	}{
+		{53 * time.Minute, true},
+		{58*time.Minute - time.Second, true},
+	})
+	// Issued at T0+47m, expiring at T0+62m, past the policy's session end
+	// (the verifier's 8 h still accept it): no successor can outlive it,
+	// so it is never due, before, at or after the session's end.
+	c = renClaims(renT0.Add(47 * time.Minute))
+	c.AuthTime = renT0
+	check(r.mint(t, c), []struct {
+		at   time.Duration
+		want bool
+	}{
+		{59 * time.Minute, false},
+		{60*time.Minute - time.Nanosecond, false},
+		{60 * time.Minute, false},
+		{61 * time.Minute, false},
+	})
 }
 
 // TestSuccessorClaims pins what the successor keeps and what it changes
@@ -386,6 +405,9 @@ func TestSuccessorMustOutliveCurrent(t *testing.T) {
 	if _, err := p.Successor(sess, r.clock.Now()); !errors.Is(err, session.ErrNotRenewable) {
 		t.Errorf("successor of a token at the cap: err = %v, want ErrNotRenewable", err)
 	}
+	if p.Due(sess, r.clock.Now()) {
+		t.Errorf("a token at the cap must not be due: its renewal would be refused on every call")
+	}
 
 	// A long token (1 h) in its window whose remaining time exceeds the TTL
 	// (15 min): now + TTL comes before its exp.
@@ -394,14 +416,17 @@ func TestSuccessorMustOutliveCurrent(t *testing.T) {
 	long := r.mint(t, c)
 	r.clock.Set(renT0.Add(41 * time.Minute)) // 19 min left, window 20 min
 	sess = r.verify(t, long)
-	if !p.Due(sess, r.clock.Now()) {
-		t.Fatal("fixture: long token not due")
+	if p.Due(sess, r.clock.Now()) {
+		t.Error("a token with more left than the TTL must not be due: its successor would expire earlier")
 	}
 	if _, err := p.Successor(sess, r.clock.Now()); !errors.Is(err, session.ErrNotRenewable) {
 		t.Errorf("successor expiring before the current token: err = %v, want ErrNotRenewable", err)
 	}
 	r.clock.Set(renT0.Add(46 * time.Minute)) // 14 min left: now + TTL is later
 	sess = r.verify(t, long)
+	if !p.Due(sess, r.clock.Now()) {
+		t.Error("with 14 min left the successor outlives the token: due")
+	}
 	sc, err := p.Successor(sess, r.clock.Now())
 	if err != nil || !sc.ExpiresAt.After(sess.ExpiresAt()) {
 		t.Errorf("successor with 14 min left: exp %v, err %v; want later than %v", sc.ExpiresAt, err, sess.ExpiresAt())
