@@ -9,19 +9,32 @@
 //     compiled by [Guard.Init]. A method without a rule is denied
 //     (PermissionDenied): the default is deny, also for unknown methods
 //     reaching an UnknownServiceHandler.
-//  2. A public method goes straight to its handler, with no session.
-//  3. The token comes from exactly one `authorization: Bearer <token>`
+//  2. A public method is throttled by peer address (when its rule declares a
+//     throttle) and goes to its handler with no session.
+//  3. A peer that has spent its budget of failed authentications is refused
+//     (ResourceExhausted) before its token is verified.
+//  4. The token comes from exactly one `authorization: Bearer <token>`
 //     value (scheme case-insensitive, one space), from a configured header
 //     such as `x-prc-token`, or from the request field marked
 //     `(tollgate.v1.field) = {token: true}` (unary calls and the first message
 //     of a stream). When several are present they must be identical. Size and
 //     alphabet are checked before any decoding.
-//  4. The token is verified by the [session.Verifier] (cached when seen
-//     before).
-//  5. The rule is evaluated: all-of and any-of permissions, then ownership,
+//  5. The token is verified by the [session.Verifier] (cached when seen
+//     before); a failure is charged to the peer.
+//  6. The rule is evaluated: all-of and any-of permissions, then ownership,
 //     on the unary request or on every message a stream receives.
-//  6. The handler runs with [session.NewContext]; streams whose token
+//  7. The consumer's token bucket for the method is charged (a stream takes
+//     one token when it opens).
+//  8. Inside its renewal window, the token's renewal starts beside the
+//     handler.
+//  9. The handler runs with [session.NewContext]; streams whose token
 //     expires mid-way end with Unauthenticated on their next message.
+//  10. A renewed token ready in time goes out in the trailer
+//     "tollgate-renewed-token".
+//
+// The client side ([TokenSource], [UnaryClientInterceptor],
+// [StreamClientInterceptor], [PerRPCCredentials]) attaches the token and
+// keeps whichever token expires later.
 //
 // # Errors a caller sees
 //
@@ -29,7 +42,9 @@
 // "tollgate" domain and one fixed message per reason: Unauthenticated with
 // TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED; PermissionDenied with
 // PERMISSION_DENIED (metadata "permission") or NOT_OWNER (metadata
-// "field"). No message ever contains a token or says which check failed
+// "field"); ResourceExhausted with RATE_LIMITED plus RetryInfo and
+// QuotaFailure; Unavailable when the limiter's store is down and the policy
+// is fail-closed. No message ever contains a token or says which check failed
 // beyond these reasons; the optional slog logger gets the detail, with a
 // fingerprint of the token's jti, never the token.
 //
