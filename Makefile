@@ -58,7 +58,7 @@ lint:
 # (each inserts a million keys). The Redis benchmarks start their own
 # redis-server and are reported as not measured where there is none.
 bench:
-	$(GO) test -run='^$$' -bench=. -skip='million' -benchmem -count=$(BENCHCOUNT) -timeout 30m \
+	$(GO) test -run='^$$' -bench=. -skip='Memory/million' -benchmem -count=$(BENCHCOUNT) -timeout 30m \
 		./session ./permissions ./throttle ./interceptors | tee bench.out
 	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle | tee -a bench.out
 	$(GO) run ./internal/benchreport -in bench.out -out docs/performance.md
