@@ -54,11 +54,12 @@ lint:
 	$(BUF) lint
 
 # Candidates and baselines run in one go test invocation per package, so they
-# share the machine's load; the million-consumer memory benchmarks run once
+# share the machine's load; -p 1 runs the packages one after another, since
+# two benchmark binaries at once on 2 cores would halve the parallel ones; the million-consumer memory benchmarks run once
 # (each inserts a million keys). The Redis benchmarks start their own
 # redis-server and are reported as not measured where there is none.
 bench:
-	$(GO) test -run='^$$' -bench=. -skip='Memory/million' -benchmem -count=$(BENCHCOUNT) -timeout 30m \
+	$(GO) test -p 1 -run='^$$' -bench=. -skip='Memory/million' -benchmem -count=$(BENCHCOUNT) -timeout 30m \
 		./session ./permissions ./throttle ./interceptors | tee bench.out
 	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle | tee -a bench.out
 	$(GO) run ./internal/benchreport -in bench.out -out docs/performance.md
