@@ -147,6 +147,23 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// pairedRatio is the median of the run-by-run ratios candidate[i] /
+// baseline[i] when both ran the same number of times. With -count, go test
+// runs a top-level benchmark's sub-benchmarks one after the other in every
+// round, so run i of each sat side by side in time: a burst of load from
+// another tenant of the machine hits both, where a ratio of medians would
+// compare runs seconds apart. Otherwise it is the ratio of the medians.
+func pairedRatio(candidate, baseline []float64) float64 {
+	if len(candidate) == 0 || len(candidate) != len(baseline) {
+		return median(candidate) / median(baseline)
+	}
+	r := make([]float64, len(candidate))
+	for i := range candidate {
+		r[i] = candidate[i] / baseline[i]
+	}
+	return median(r)
+}
+
 func fmtNs(ns float64) string {
 	switch {
 	case ns < 0:
@@ -199,7 +216,9 @@ func main() {
 	fmt.Fprintf(&b, "Each number is the median of the benchmark's runs (`-count`, up to %d; the last column of the\n", runs)
 	fmt.Fprintf(&b, "full table below gives each one's). Candidates and their baselines ran in the\n")
 	fmt.Fprintf(&b, "same `go test` invocation on the same machine, so the **ratios** are the claims; absolute\n")
-	fmt.Fprintf(&b, "times move with the load on these shared 2-core machines.\n\n")
+	fmt.Fprintf(&b, "times move with the load on these shared 2-core machines. A ratio is the median of the\n")
+	fmt.Fprintf(&b, "run-by-run ratios (run i of the candidate over run i of its baseline, which ran next to it\n")
+	fmt.Fprintf(&b, "in the same round), so a burst of load from a neighbour hits both sides of a pair.\n\n")
 
 	missed := 0
 	sections := []string{}
@@ -235,7 +254,7 @@ func main() {
 				fmt.Fprintf(&b, "| %s | not measured | | | | |\n", c.what)
 				continue
 			}
-			ratio := cs.ns / bs.ns
+			ratio := pairedRatio(samples[c.candidate].ns, samples[c.baseline].ns)
 			target, verdict := "reported", ""
 			if c.maxRatio > 0 {
 				target = fmt.Sprintf("≤ %.2f×", c.maxRatio)

@@ -55,3 +55,17 @@ func TestParseCustomMetrics(t *testing.T) {
 		t.Errorf("memory metrics %+v", m.metrics)
 	}
 }
+
+func TestPairedRatio(t *testing.T) {
+	// Round 2 ran under load on both sides: the pairs still say 1.1.
+	c := []float64{110, 220, 110}
+	b := []float64{100, 200, 100}
+	if got := pairedRatio(c, b); got < 1.0999 || got > 1.1001 {
+		t.Errorf("paired ratio %v, want 1.1", got)
+	}
+	// A ratio of medians would pair 110 with 100 here too, but unequal
+	// counts fall back to it.
+	if got := pairedRatio([]float64{110, 120}, []float64{100}); got != 115.0/100 {
+		t.Errorf("fallback %v", got)
+	}
+}
