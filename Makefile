@@ -53,14 +53,19 @@ lint:
 	$(STATICCHECK) ./...
 	$(BUF) lint
 
-# Candidates and baselines run in one go test invocation per package, so they
-# share the machine's load; -p 1 runs the packages one after another, since
-# two benchmark binaries at once on 2 cores would halve the parallel ones; the million-consumer memory benchmarks run once
-# (each inserts a million keys). The Redis benchmarks start their own
-# redis-server and are reported as not measured where there is none.
+# Each round runs every benchmark once, packages one after another (-p 1: two
+# benchmark binaries at once on 2 cores would halve the parallel ones), so run
+# i of a candidate sits next to run i of its baseline in time; the report
+# takes the median of those paired ratios. The million-consumer memory
+# benchmarks run once (each inserts a million keys). The Redis benchmarks
+# start their own redis-server and are reported as not measured without one.
 bench:
-	$(GO) test -p 1 -run='^$$' -bench=. -skip='Memory/million' -benchmem -count=$(BENCHCOUNT) -timeout 30m \
-		./session ./permissions ./throttle ./interceptors | tee bench.out
+	@rm -f bench.out
+	@for i in $$(seq $(BENCHCOUNT)); do \
+		echo "== round $$i of $(BENCHCOUNT)"; \
+		$(GO) test -p 1 -run='^$$' -bench=. -skip='Memory/million' -benchmem -count=1 -timeout 30m \
+			./session ./permissions ./throttle ./interceptors >> bench.out || exit 1; \
+	done
 	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle | tee -a bench.out
 	$(GO) run ./internal/benchreport -in bench.out -out docs/performance.md
 	@rm -f bench.out

@@ -148,11 +148,11 @@ func median(xs []float64) float64 {
 }
 
 // pairedRatio is the median of the run-by-run ratios candidate[i] /
-// baseline[i] when both ran the same number of times. With -count, go test
-// runs a top-level benchmark's sub-benchmarks one after the other in every
-// round, so run i of each sat side by side in time: a burst of load from
-// another tenant of the machine hits both, where a ratio of medians would
-// compare runs seconds apart. Otherwise it is the ratio of the medians.
+// baseline[i] when both ran the same number of times. make bench runs every
+// benchmark once per round, so run i of a candidate and of its baseline sat
+// side by side in time: a burst of load from another tenant of the machine
+// hits both, where a ratio of medians would compare runs minutes apart.
+// Otherwise it is the ratio of the medians.
 func pairedRatio(candidate, baseline []float64) float64 {
 	if len(candidate) == 0 || len(candidate) != len(baseline) {
 		return median(candidate) / median(baseline)
@@ -218,7 +218,7 @@ func main() {
 	fmt.Fprintf(&b, "same `go test` invocation on the same machine, so the **ratios** are the claims; absolute\n")
 	fmt.Fprintf(&b, "times move with the load on these shared 2-core machines. A ratio is the median of the\n")
 	fmt.Fprintf(&b, "run-by-run ratios (run i of the candidate over run i of its baseline, which ran next to it\n")
-	fmt.Fprintf(&b, "in the same round), so a burst of load from a neighbour hits both sides of a pair.\n\n")
+	fmt.Fprintf(&b, "in round i of `make bench`), so a burst of load from a neighbour hits both sides of a pair.\n\n")
 
 	missed := 0
 	sections := []string{}
