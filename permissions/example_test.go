@@ -1,0 +1,47 @@
+package permissions_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/tollgate/tollgate/permissions"
+	"github.com/tollgate/tollgate/session"
+)
+
+// Domain code and background workers enforce the same permissions an RPC
+// declares, from the session in their context.
+func ExampleRequire() {
+	now := time.Unix(1_800_000_000, 0)
+	key, err := session.NewHMACKey("", session.HS256, []byte("example secret of at least 32 bytes!"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	keys, _ := session.NewKeySet(key)
+	signer, _ := session.NewSigner(key)
+	verifier, _ := session.NewVerifier(keys, "tollgate-demo", "pricing", session.WithClock(func() time.Time { return now }))
+	tok, err := signer.Sign(session.Claims{
+		Issuer: "tollgate-demo", Subject: "seller-portal", Audience: []string{"pricing"},
+		IssuedAt: now, ExpiresAt: now.Add(15 * time.Minute),
+		Permissions: []string{"prices.*"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	sess, err := verifier.Verify(context.Background(), tok)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := session.NewContext(context.Background(), sess)
+
+	fmt.Println(permissions.Require(ctx, "prices.write"))
+	err = permissions.Require(ctx, "orders.read")
+	fmt.Println(err, errors.Is(err, permissions.ErrDenied))
+	fmt.Println(permissions.Require(context.Background(), "prices.read"))
+	// Output:
+	// <nil>
+	// permission denied: needs orders.read true
+	// permissions: no session in context
+}
