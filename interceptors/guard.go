@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
@@ -120,6 +121,19 @@ func (g *Guard) Close() {
 	}
 }
 
+// transportSecure reports whether the call's connection provides privacy and
+// integrity (TLS, ALTS, local credentials over a Unix socket).
+func transportSecure(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		return false
+	}
+	ci, ok := p.AuthInfo.(interface {
+		GetCommonAuthInfo() credentials.CommonAuthInfo
+	})
+	return ok && ci.GetCommonAuthInfo().SecurityLevel >= credentials.PrivacyAndIntegrity
+}
+
 func renewalCause(err error) string {
 	switch {
 	case errors.Is(err, session.ErrNotRenewable):
@@ -226,6 +240,10 @@ func (g *Guard) plan(ctx context.Context, method string) (*plan, error) {
 // has spent its budget of failed authentications is refused first, before
 // any signature check; each failure is charged to the peer's address.
 func (g *Guard) authenticate(ctx context.Context, method string, r *permissions.Rule, tok string, p *tokenProblem) (*session.Session, error) {
+	if g.opts.requireTransportSecurity && !transportSecure(ctx) {
+		g.log(ctx, method, ReasonTransportInsecure, nil, "call without transport security")
+		return nil, errInsecure
+	}
 	pk, err := g.authFailuresExhausted(ctx, method)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,8 @@ type options struct {
 
 	logLimit throttle.Limit
 	peerKey  func(context.Context) string
+
+	requireTransportSecurity bool
 }
 
 // Option configures a [Guard].
@@ -121,6 +123,16 @@ func WithPublicMethods(fullMethods ...string) Option {
 // up (default protoregistry.GlobalFiles and GlobalTypes).
 func WithRegistry(files *protoregistry.Files, types *protoregistry.Types) Option {
 	return func(o *options) { o.files, o.types = files, types }
+}
+
+// WithRequireTransportSecurity refuses every non-public call that arrives on
+// a connection without privacy and integrity (plaintext gRPC), with
+// Unauthenticated and the ErrorInfo reason TRANSPORT_INSECURE, before its
+// token is read. A bearer token sent in the clear must be assumed stolen;
+// refusing it makes the misconfigured client fail at once instead of
+// working insecurely.
+func WithRequireTransportSecurity() Option {
+	return func(o *options) { o.requireTransportSecurity = true }
 }
 
 // WithPeerKey names the caller for the per-peer budgets (public methods and

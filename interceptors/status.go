@@ -20,6 +20,9 @@ const (
 	ReasonTokenMissing = "TOKEN_MISSING"
 	ReasonTokenInvalid = "TOKEN_INVALID"
 	ReasonTokenExpired = "TOKEN_EXPIRED"
+	// ReasonTransportInsecure: the guard requires transport security and the
+	// call came in plaintext.
+	ReasonTransportInsecure = "TRANSPORT_INSECURE"
 )
 
 // One fixed message per reason: a caller learns the reason, never which check
@@ -48,6 +51,7 @@ var (
 	errTokenExpired = newStatus(codes.Unauthenticated, msgTokenExpired, ReasonTokenExpired, nil)
 	errNoRule       = newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, nil)
 	errNotReady     = status.Error(codes.Internal, msgNotReady)
+	errInsecure     = newStatus(codes.Unauthenticated, "transport security required", ReasonTransportInsecure, nil)
 )
 
 // verifyStatus maps a verifier error to its reason and status.
