@@ -312,9 +312,8 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			return nil, err
 		}
 		r := pl.rule
-		hdr := unaryHeaders(ctx)
 		if r.Public() {
-			if err := g.admit(ctx, pl, g.peerKey(ctx), nil, hdr); err != nil {
+			if err := g.admit(ctx, pl, "", nil, nil); err != nil {
 				return nil, err
 			}
 			return handler(ctx, req)
@@ -331,7 +330,7 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err := g.checkMessage(ctx, info.FullMethod, r, sess, req); err != nil {
 			return nil, err
 		}
-		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, hdr); err != nil {
+		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, nil); err != nil {
 			return nil, err
 		}
 		// Only a call that passed authentication, authorization and
@@ -345,13 +344,6 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			}
 		}
 		return resp, err
-	}
-}
-
-func unaryHeaders(ctx context.Context) headerFuncs {
-	return headerFuncs{
-		set:  func(md metadata.MD) error { return grpc.SetHeader(ctx, md) },
-		send: func(md metadata.MD) error { return grpc.SendHeader(ctx, md) },
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -153,17 +154,33 @@ func (g *Guard) consumerOf(sess *session.Session) string {
 	return sess.Consumer()
 }
 
-// headerFuncs sets (with the response) or sends (at once) response headers.
-type headerFuncs struct {
-	set  func(metadata.MD) error
-	send func(metadata.MD) error
+// setHeader sets response headers to go out with the response: on the
+// stream ss, or for a unary call (ss nil) through ctx.
+func setHeader(ctx context.Context, ss grpc.ServerStream, md metadata.MD) error {
+	if ss != nil {
+		return ss.SetHeader(md)
+	}
+	return grpc.SetHeader(ctx, md)
 }
 
-// admit takes the call's tokens from its bucket. It returns nil when the
-// call may go on, or the status to refuse it with.
-func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *session.Session, h headerFuncs) error {
+// sendHeader sends response headers at once.
+func sendHeader(ctx context.Context, ss grpc.ServerStream, md metadata.MD) error {
+	if ss != nil {
+		return ss.SendHeader(md)
+	}
+	return grpc.SendHeader(ctx, md)
+}
+
+// admit takes the call's tokens from its bucket; ss is the stream, nil for
+// a unary call. consumer names whose bucket it is; when empty, the caller's
+// peer. It returns nil when the call may go on, or the status to refuse it
+// with.
+func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *session.Session, ss grpc.ServerStream) error {
 	if !p.limited {
 		return nil
+	}
+	if consumer == "" {
+		consumer = g.peerKey(ctx)
 	}
 	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: consumer, Bucket: p.bucket}, p.limit, p.cost)
 	if err != nil {
@@ -176,12 +193,12 @@ func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *sessi
 	if g.opts.rateLimitHeaders {
 		md := metadata.Pairs("ratelimit-policy", p.policy, "ratelimit", rateLimitHeader(p.bucket, d))
 		if d.Allowed {
-			_ = h.set(md)
+			_ = setHeader(ctx, ss, md)
 		} else {
 			// Sent now, explicitly as headers ahead of the refusal, rather
 			// than left to how the transport folds pending headers into a
 			// trailers-only error response.
-			_ = h.send(md)
+			_ = sendHeader(ctx, ss, md)
 		}
 	}
 	if d.Allowed {

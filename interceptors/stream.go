@@ -30,10 +30,9 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			return err
 		}
 		r := pl.rule
-		hdr := headerFuncs{set: ss.SetHeader, send: ss.SendHeader}
 		if r.Public() {
 			// A stream takes one token when it opens.
-			if err := g.admit(ctx, pl, g.peerKey(ctx), nil, hdr); err != nil {
+			if err := g.admit(ctx, pl, "", nil, ss); err != nil {
 				return err
 			}
 			return handler(srv, ss)
@@ -60,7 +59,7 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 				return err
 			}
 		}
-		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, hdr); err != nil {
+		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, ss); err != nil {
 			return err
 		}
 		gs := &guardedStream{
