@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/fakeclock"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
@@ -68,26 +70,9 @@ const (
 // t0 is where every fake clock starts.
 var t0 = time.Unix(1_800_000_000, 0).UTC()
 
-// fakeClock is an injectable clock for session.WithClock, safe for
-// concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = fakeclock.Clock
 
-func newFakeClock() *fakeClock { return &fakeClock{t: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeClock { return fakeclock.New(t0) }
 
 // randomSecret returns n random bytes: test secrets are never literals.
 func randomSecret(t testing.TB, n int) []byte {

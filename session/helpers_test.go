@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/fakeclock"
+
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -31,31 +33,9 @@ const (
 // fixedNow is the fake "now" every test starts from.
 var fixedNow = time.Unix(1_800_000_000, 0).UTC()
 
-// fakeClock is an injectable clock for WithClock; safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = fakeclock.Clock
 
-func newClock() *fakeClock { return &fakeClock{t: fixedNow} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeClock { return fakeclock.New(fixedNow) }
 
 // randBytes returns n random bytes (test secrets are never literals).
 func randBytes(t testing.TB, n int) []byte {

@@ -10,9 +10,10 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/fakeclock"
 
 	"github.com/tollgate/tollgate/session"
 )
@@ -30,27 +31,9 @@ const (
 // renT0 is where every fake clock starts; whole seconds, as tokens carry.
 var renT0 = time.Unix(1_800_000_000, 0).UTC()
 
-// renClock is a mutable fake clock for session.WithClock.
-type renClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *renClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *renClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // renRig is an HS256 key, a verifier on a fake clock and a signer for it.
 type renRig struct {
-	clock  *renClock
+	clock  *fakeclock.Clock
 	key    *session.Key
 	v      *session.Verifier
 	signer *session.Signer
@@ -76,7 +59,7 @@ func renHMAC(t testing.TB, kid string) *session.Key {
 
 func newRenRig(t testing.TB, opts ...session.VerifierOption) *renRig {
 	t.Helper()
-	r := &renRig{clock: &renClock{t: renT0}, key: renHMAC(t, "k1")}
+	r := &renRig{clock: fakeclock.New(renT0), key: renHMAC(t, "k1")}
 	ks, err := session.NewKeySet(r.key)
 	if err != nil {
 		t.Fatal(err)
@@ -681,7 +664,7 @@ func TestRenewAfterRotationToVerifyOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &renClock{t: renT0}
+	clock := fakeclock.New(renT0)
 	v, err := session.NewVerifier(ks, renIss, renAud, session.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/fakeclock"
+
 	"github.com/tollgate/tollgate/internal/redistest"
 	"go.uber.org/goleak"
 )
@@ -34,7 +36,7 @@ func testRedisFaults(t *testing.T) {
 	ca, sent := countedClient(s) // replica a's client
 	cb := s.Client()             // replica b's
 	ra, rb := newRedis(t, ca), newRedis(t, cb)
-	clock := &fakeClock{}
+	clock := fakeclock.New(clockBase)
 	log := &stateLog{}
 	newFailover := func(r *Redis, p Policy, opts ...FailoverOption) *Failover {
 		t.Helper()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/fakeclock"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -75,7 +77,7 @@ var failoverLimit = Limit{Rate: 1, Per: time.Hour, Burst: 3}
 // and its transitions logged.
 func newTestFailover(t *testing.T, policy Policy, opts ...FailoverOption) (*Failover, *stubPrimary, *fakeClock, *stateLog) {
 	t.Helper()
-	p, c, log := &stubPrimary{}, &fakeClock{}, &stateLog{}
+	p, c, log := &stubPrimary{}, fakeclock.New(clockBase), &stateLog{}
 	opts = append([]FailoverOption{WithFailoverClock(c.Now), WithOnStateChange(log.record)}, opts...)
 	f, err := NewFailover(p, policy, opts...)
 	if err != nil {
@@ -499,7 +501,7 @@ func TestFailoverLateFailure(t *testing.T) {
 		}
 		return Decision{}, errStoreDown
 	})
-	clock, log := &fakeClock{}, &stateLog{}
+	clock, log := fakeclock.New(clockBase), &stateLog{}
 	f, err := NewFailover(primary, FailOpen, WithBreaker(1, time.Minute), WithTimeout(time.Hour),
 		WithFailoverClock(clock.Now), WithOnStateChange(log.record))
 	if err != nil {

@@ -10,18 +10,17 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/fakeclock"
 )
 
 // fakeClock is a clock that moves only when told. Safe for concurrent use.
-type fakeClock struct{ offset atomic.Int64 }
+type fakeClock = fakeclock.Clock
 
 var clockBase = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func (c *fakeClock) Now() time.Time          { return clockBase.Add(time.Duration(c.offset.Load())) }
-func (c *fakeClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 func newTestMemory(opts ...MemoryOption) (*Memory, *fakeClock) {
-	c := &fakeClock{}
+	c := fakeclock.New(clockBase)
 	return NewMemory(append([]MemoryOption{WithClock(c.Now)}, opts...)...), c
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/fakeclock"
+
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -39,27 +41,9 @@ const (
 // t0 is where every fake clock starts.
 var t0 = time.Unix(1_800_000_000, 0).UTC()
 
-// fakeClock is a mutable clock for session.WithClock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // issuer is the TokenService behind the guard on loopback TCP.
 type issuer struct {
-	clock    *fakeClock
+	clock    *fakeclock.Clock
 	key      *session.Key // private: the issuer signs
 	verifier *session.Verifier
 	signer   *session.Signer
@@ -85,7 +69,7 @@ func newIssuer(t *testing.T) *issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is := &issuer{clock: &fakeClock{t: t0}, key: key}
+	is := &issuer{clock: fakeclock.New(t0), key: key}
 	if is.verifier, err = session.NewVerifier(ks, testIss, testAud, session.WithClock(is.clock.Now)); err != nil {
 		t.Fatal(err)
 	}
