@@ -62,21 +62,13 @@ func (p RenewalPolicy) Validate() error {
 // window, and its successor would expire later than it does. Expired means past exp with no leeway: a token accepted
 // only thanks to the leeway is never renewed.
 func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
-	if sess == nil || sess.authTime.IsZero() || sess.issuedAt.IsZero() {
-		return false
-	}
-	end := sess.authTime.Add(p.MaxSession)
-	if !now.Before(sess.expiresAt) || !now.Before(end) {
+	if sess == nil || sess.issuedAt.IsZero() {
 		return false
 	}
 	// A token whose successor would not outlive it (it already ends at the
 	// session's end, or it has more left than the TTL) is not due: renewing
 	// it is refused, and it would be retried on every call.
-	next := now.Truncate(time.Second).Add(p.TTL)
-	if end.Before(next) {
-		next = end
-	}
-	if !next.Truncate(time.Second).After(sess.expiresAt) {
+	if _, _, err := p.successorTimes(sess, now); err != nil {
 		return false
 	}
 	life := sess.expiresAt.Sub(sess.issuedAt)
@@ -84,32 +76,43 @@ func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
 	return float64(remaining) <= p.Window*float64(life)
 }
 
-// Successor returns the claims of the token that renews sess at now, or
-// ErrNotRenewable. It does not check the window: see [RenewalPolicy.Due].
-func (p RenewalPolicy) Successor(sess *Session, now time.Time) (Claims, error) {
+// successorTimes returns the iat and exp of the token that renews sess at
+// now, or why there is none. It is the one statement of those rules, shared
+// by Due and Successor so the two can never disagree.
+func (p RenewalPolicy) successorTimes(sess *Session, now time.Time) (iat, exp time.Time, err error) {
 	if sess == nil || sess.authTime.IsZero() {
-		return Claims{}, fmt.Errorf("%w: no auth_time", ErrNotRenewable)
+		return iat, exp, fmt.Errorf("%w: no auth_time", ErrNotRenewable)
 	}
 	if !now.Before(sess.expiresAt) {
-		return Claims{}, fmt.Errorf("%w: expired", ErrNotRenewable)
+		return iat, exp, fmt.Errorf("%w: expired", ErrNotRenewable)
 	}
 	end := sess.authTime.Add(p.MaxSession)
-	iat := now.Truncate(time.Second)
+	iat = now.Truncate(time.Second)
 	// From the truncated iat, so exp - iat never exceeds the TTL (and the
 	// verifier's maximum lifetime) by the truncated fraction.
-	exp := iat.Add(p.TTL)
+	exp = iat.Add(p.TTL)
 	if end.Before(exp) {
 		exp = end
 	}
 	exp = exp.Truncate(time.Second)
 	if !exp.After(iat) || !now.Before(end) {
-		return Claims{}, fmt.Errorf("%w: maximum session reached", ErrNotRenewable)
+		return iat, exp, fmt.Errorf("%w: maximum session reached", ErrNotRenewable)
 	}
 	// A successor that does not outlive the token it replaces renews
 	// nothing: clients and the remote renewer discard it. Refusing it ends a
 	// chain at its cap instead of minting one useless token per call there.
 	if !exp.After(sess.expiresAt) {
-		return Claims{}, fmt.Errorf("%w: the successor would not expire later", ErrNotRenewable)
+		return iat, exp, fmt.Errorf("%w: the successor would not expire later", ErrNotRenewable)
+	}
+	return iat, exp, nil
+}
+
+// Successor returns the claims of the token that renews sess at now, or
+// ErrNotRenewable. It does not check the window: see [RenewalPolicy.Due].
+func (p RenewalPolicy) Successor(sess *Session, now time.Time) (Claims, error) {
+	iat, exp, err := p.successorTimes(sess, now)
+	if err != nil {
+		return Claims{}, err
 	}
 	return Claims{
 		Issuer:          sess.issuer,
