@@ -59,8 +59,9 @@ func (p RenewalPolicy) Validate() error {
 
 // Due reports whether sess should be renewed at now: it is not expired, has
 // an auth_time whose maximum session has not ended, is inside the renewal
-// window, and its successor would expire later than it does. Expired means past exp with no leeway: a token accepted
-// only thanks to the leeway is never renewed.
+// window, and its successor would expire later than it does. Expired means
+// past exp with no leeway: a token accepted only thanks to the leeway is
+// never renewed.
 func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
 	if sess == nil || sess.issuedAt.IsZero() {
 		return false
