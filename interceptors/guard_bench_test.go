@@ -56,24 +56,8 @@ func benchUnary(b *testing.B, guarded bool) {
 			b.Fatal(err)
 		}
 	}
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = conn.Close()
-		srv.Stop()
-		<-served
-	}()
-	client := testpb.NewTestServiceClient(conn)
+	client, stop := serveBufconn(b, srv)
+	defer stop()
 
 	tok := key.sign(b, claims(now))
 	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
@@ -91,5 +75,28 @@ func benchUnary(b *testing.B, guarded bool) {
 	b.StopTimer()
 	if want := int64(b.N) + 1; ts.reached.Load() != want {
 		b.Fatalf("handler reached %d times, want %d", ts.reached.Load(), want)
+	}
+}
+
+// serveBufconn serves srv over an in-memory listener, as the benchmarks
+// measure the interceptors and not the network, and returns a client and
+// the function that closes the connection and stops the server.
+func serveBufconn(b *testing.B, srv *grpc.Server) (testpb.TestServiceClient, func()) {
+	lis := bufconn.Listen(1 << 20)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(lis)
+	}()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return testpb.NewTestServiceClient(conn), func() {
+		_ = conn.Close()
+		srv.Stop()
+		<-served
 	}
 }

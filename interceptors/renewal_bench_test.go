@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
@@ -130,25 +127,11 @@ func benchRenewal(b *testing.B, alg string, inWindow bool) {
 	if err := g.Init(srv); err != nil {
 		b.Fatal(err)
 	}
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	client, stop := serveBufconn(b, srv)
 	defer func() {
-		_ = conn.Close()
-		srv.Stop()
-		<-served
+		stop()
 		g.Close()
 	}()
-	client := testpb.NewTestServiceClient(conn)
 
 	tok, err := signer.Sign(benchClaims(now, inWindow))
 	if err != nil {
