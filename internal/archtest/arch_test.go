@@ -29,6 +29,13 @@ func TestImportRules(t *testing.T) {
 		{mod + "/permissions", []string{"google.golang.org/grpc"}},
 		{mod + "/proto/tollgate/v1", []string{"google.golang.org/grpc"}},
 		{mod + "/examples/...", []string{mod + "/internal/"}},
+		// interceptors may import session, permissions, throttle and proto;
+		// tokenservice session and proto; the CLI only public packages.
+		{mod + "/interceptors", []string{mod + "/tokenservice", mod + "/internal/", mod + "/cmd/", mod + "/examples/"}},
+		{mod + "/tokenservice", []string{mod + "/interceptors", mod + "/permissions", mod + "/throttle", mod + "/internal/"}},
+		{mod + "/cmd/...", []string{mod + "/internal/", mod + "/examples/"}},
+		{mod + "/session", []string{mod + "/permissions", mod + "/throttle", mod + "/interceptors", mod + "/tokenservice"}},
+		{mod + "/permissions", []string{mod + "/throttle", mod + "/interceptors", mod + "/tokenservice"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {
