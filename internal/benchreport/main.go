@@ -213,9 +213,9 @@ func main() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Performance\n\n")
 	fmt.Fprintf(&b, "Written by `make bench` on %s (%s, %s); do not edit by hand.\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), strings.Join(env, ", "))
-	fmt.Fprintf(&b, "Each number is the median of the benchmark's runs (`-count`, up to %d; the last column of the\n", runs)
-	fmt.Fprintf(&b, "full table below gives each one's). Candidates and their baselines ran in the\n")
-	fmt.Fprintf(&b, "same `go test` invocation on the same machine, so the **ratios** are the claims; absolute\n")
+	fmt.Fprintf(&b, "Each number is the median of the benchmark's runs: %d rounds, each running every benchmark\n", runs)
+	fmt.Fprintf(&b, "once (the last column of the full table gives each one's count). Candidates and their baselines\n")
+	fmt.Fprintf(&b, "ran in the same rounds on the same machine, so the **ratios** are the claims; absolute\n")
 	fmt.Fprintf(&b, "times move with the load on these shared 2-core machines. A ratio is the median of the\n")
 	fmt.Fprintf(&b, "run-by-run ratios (run i of the candidate over run i of its baseline, which ran next to it\n")
 	fmt.Fprintf(&b, "in round i of `make bench`), so a burst of load from a neighbour hits both sides of a pair.\n\n")
