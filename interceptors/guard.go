@@ -57,9 +57,9 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		publicServices:   defaultPublicServices,
 		files:            protoregistry.GlobalFiles,
 		types:            protoregistry.GlobalTypes,
-		authFailureLimit: DefaultAuthFailureLimit,
+		authFailureLimit: DefaultAuthFailureLimit(),
 		renewalTimeout:   DefaultRenewalTimeout,
-		logLimit:         DefaultLogLimit,
+		logLimit:         DefaultLogLimit(),
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -83,7 +83,11 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 	}
 	g := &Guard{verifier: v, opts: o, limiter: o.limiter}
 	if g.limiter == nil {
-		g.limiter = throttle.NewMemory()
+		m, err := throttle.NewMemory()
+		if err != nil {
+			return nil, fmt.Errorf("interceptors: %w", err)
+		}
+		g.limiter = m
 	}
 	if o.authFailureLimit != (throttle.Limit{}) {
 		if err := o.authFailureLimit.Validate(); err != nil {
@@ -91,13 +95,21 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		}
 		// On the verifier's clock, the guard's one notion of time (renewal
 		// uses it too), so that a fake clock drives the budget's refill.
-		g.preauth = throttle.NewMemory(throttle.WithMaxKeys(100_000), throttle.WithClock(v.Now))
+		m, err := throttle.NewMemory(throttle.WithMemoryMaxKeys(100_000), throttle.WithMemoryClock(v.Now))
+		if err != nil {
+			return nil, fmt.Errorf("interceptors: %w", err)
+		}
+		g.preauth = m
 	}
 	if o.logger != nil && o.logLimit != (throttle.Limit{}) {
 		if err := o.logLimit.Validate(); err != nil {
 			return nil, fmt.Errorf("interceptors: log limit: %w", err)
 		}
-		g.logBudget = throttle.NewMemory(throttle.WithMaxKeys(64), throttle.WithClock(v.Now))
+		m, err := throttle.NewMemory(throttle.WithMemoryMaxKeys(64), throttle.WithMemoryClock(v.Now))
+		if err != nil {
+			return nil, fmt.Errorf("interceptors: %w", err)
+		}
+		g.logBudget = m
 	}
 	if o.renewer != nil {
 		if err := o.renewalPolicy.Validate(); err != nil {
@@ -359,7 +371,7 @@ func (g *Guard) startRenewal(r *permissions.Rule, tok string, sess *session.Sess
 func causeOf(err error) string {
 	var ve *session.VerifyError
 	if errors.As(err, &ve) {
-		return ve.Cause
+		return ve.Cause()
 	}
 	return "verification failed"
 }

@@ -74,6 +74,16 @@ type fakeClock = fakeclock.Clock
 
 func newFakeClock() *fakeClock { return fakeclock.New(t0) }
 
+// mustMemory is throttle.NewMemory for options a test knows to be valid.
+func mustMemory(tb testing.TB, opts ...throttle.MemoryOption) *throttle.Memory {
+	tb.Helper()
+	m, err := throttle.NewMemory(opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
 // randomSecret returns n random bytes: test secrets are never literals.
 func randomSecret(t testing.TB, n int) []byte {
 	t.Helper()

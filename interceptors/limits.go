@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -66,7 +67,7 @@ func (g *Guard) compilePlans(t *permissions.Table) (*compiled, error) {
 			// its arithmetic can hold). The default throttle was checked by
 			// NewGuard.
 			if err := p.limit.Validate(); err != nil {
-				errs = append(errs, errors.New(m+": throttle: "+err.Error()))
+				errs = append(errs, fmt.Errorf("%s: throttle: %w", m, err))
 				continue
 			}
 		} else if g.opts.defaultThrottle != nil {

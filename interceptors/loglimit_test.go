@@ -20,7 +20,7 @@ func TestDenialLogIsLimitedPerReason(t *testing.T) {
 	g, _, _ := initGuard(t, WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))),
 		WithLogLimit(throttle.Limit{Rate: 1, Per: time.Minute, Burst: 3}))
 	now := time.Unix(1_800_000_000, 0)
-	g.logBudget = throttle.NewMemory(throttle.WithClock(func() time.Time { return now }))
+	g.logBudget = mustMemory(t, throttle.WithMemoryClock(func() time.Time { return now }))
 
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {

@@ -27,14 +27,18 @@ const (
 	DefaultRenewalTimeout = 2 * time.Second
 )
 
-// DefaultLogLimit is each denial reason's budget of log lines: 20 a second,
-// 50 at once.
-var DefaultLogLimit = throttle.Limit{Rate: 20, Per: time.Second, Burst: 50}
+// DefaultLogLimit returns each denial reason's budget of log lines: 20 a
+// second, 50 at once. A function, not a variable, so that no package can
+// change every guard's default.
+func DefaultLogLimit() throttle.Limit { return throttle.Limit{Rate: 20, Per: time.Second, Burst: 50} }
 
-// DefaultAuthFailureLimit is each peer's budget of failed authentications:
-// 10 a second, 20 at once. Past it the peer's calls are refused with
+// DefaultAuthFailureLimit returns each peer's budget of failed
+// authentications: 10 a second, 20 at once. Past it the peer's calls with a
+// token the verifier has not already accepted are refused with
 // ResourceExhausted before any signature is checked.
-var DefaultAuthFailureLimit = throttle.Limit{Rate: 10, Per: time.Second, Burst: 20}
+func DefaultAuthFailureLimit() throttle.Limit {
+	return throttle.Limit{Rate: 10, Per: time.Second, Burst: 20}
+}
 
 // defaultPublicServices are answered without a token unless their methods
 // carry rules of their own: health checks and reflection.

@@ -124,7 +124,7 @@ func TestRedisFailover(t *testing.T) {
 	t.Run("fail closed, stopped, then restarted", func(t *testing.T) {
 		srv := redistest.Start(t)
 		fc := newFakeClock()
-		opts := []throttle.FailoverOption{throttle.WithTimeout(timeout), throttle.WithFailoverClock(fc.Now)}
+		opts := []throttle.FailoverOption{throttle.WithFailoverTimeout(timeout), throttle.WithFailoverClock(fc.Now)}
 		h1, h2, tok := replicas(t,
 			newFailover(t, newRedisLimiter(t, srv), throttle.FailClosed, opts...),
 			newFailover(t, newRedisLimiter(t, srv), throttle.FailClosed, opts...))
@@ -185,7 +185,7 @@ func TestRedisFailover(t *testing.T) {
 
 	t.Run("fail closed, hung", func(t *testing.T) {
 		srv := redistest.Start(t)
-		f := newFailover(t, newRedisLimiter(t, srv), throttle.FailClosed, throttle.WithTimeout(timeout))
+		f := newFailover(t, newRedisLimiter(t, srv), throttle.FailClosed, throttle.WithFailoverTimeout(timeout))
 		key := newTestKey(t, testKID)
 		h := newHarness(t, withKeys(key.key), withGuardOptions(WithLimiter(f), WithDefaultThrottle(redisLimit)))
 		tok := key.sign(t, claims(t0))
@@ -207,8 +207,8 @@ func TestRedisFailover(t *testing.T) {
 	t.Run("fail open", func(t *testing.T) {
 		srv := redistest.Start(t)
 		h1, h2, tok := replicas(t,
-			newFailover(t, newRedisLimiter(t, srv), throttle.FailOpen, throttle.WithTimeout(timeout)),
-			newFailover(t, newRedisLimiter(t, srv), throttle.FailOpen, throttle.WithTimeout(timeout)))
+			newFailover(t, newRedisLimiter(t, srv), throttle.FailOpen, throttle.WithFailoverTimeout(timeout)),
+			newFailover(t, newRedisLimiter(t, srv), throttle.FailOpen, throttle.WithFailoverTimeout(timeout)))
 		srv.Stop()
 		for i := range 30 {
 			if err := []*harness{h1, h2}[i%2].get(t, tok); err != nil {
@@ -222,10 +222,10 @@ func TestRedisFailover(t *testing.T) {
 
 	t.Run("fail local", func(t *testing.T) {
 		srv := redistest.Start(t)
-		local := func() throttle.FailoverOption { return throttle.WithLocal(throttle.NewMemory()) }
+		local := func() throttle.FailoverOption { return throttle.WithFailoverLocal(mustMemory(t)) }
 		h1, h2, tok := replicas(t,
-			newFailover(t, newRedisLimiter(t, srv), throttle.FailLocal, throttle.WithTimeout(timeout), local()),
-			newFailover(t, newRedisLimiter(t, srv), throttle.FailLocal, throttle.WithTimeout(timeout), local()))
+			newFailover(t, newRedisLimiter(t, srv), throttle.FailLocal, throttle.WithFailoverTimeout(timeout), local()),
+			newFailover(t, newRedisLimiter(t, srv), throttle.FailLocal, throttle.WithFailoverTimeout(timeout), local()))
 		srv.Stop()
 		// Each replica enforces the limit on its own.
 		for _, h := range []*harness{h1, h2} {

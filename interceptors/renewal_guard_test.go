@@ -282,7 +282,7 @@ func TestCase34NoRenewalForBadCalls(t *testing.T) {
 		r := &testRenewer{}
 		lc := &lateClock{}
 		lim := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 1}
-		h := newRenewalHarness(t, r, withGuardOptions(WithLimiter(throttle.NewMemory(throttle.WithClock(lc.Now))), WithDefaultThrottle(lim)))
+		h := newRenewalHarness(t, r, withGuardOptions(WithLimiter(mustMemory(t, throttle.WithMemoryClock(lc.Now))), WithDefaultThrottle(lim)))
 		lc.c.Store(h.clock)
 		first, err := h.getRenewed(t, h.token(t, inWindow))
 		if err != nil || first == "" {

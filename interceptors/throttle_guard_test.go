@@ -64,7 +64,7 @@ func (l *lateClock) Now() time.Time {
 func newThrottleHarness(t *testing.T, lim throttle.Limit, opts ...Option) *harness {
 	t.Helper()
 	lc := &lateClock{}
-	mem := throttle.NewMemory(throttle.WithClock(lc.Now))
+	mem := mustMemory(t, throttle.WithMemoryClock(lc.Now))
 	h := newHarness(t, withGuardOptions(append([]Option{WithLimiter(mem), WithDefaultThrottle(lim)}, opts...)...))
 	lc.c.Store(h.clock)
 	return h
@@ -493,7 +493,7 @@ func TestCase29OnlyVerifiedAuthorizedCallsCharged(t *testing.T) {
 	lim := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 3}
 	newH := func(t *testing.T) (*harness, *countingLimiter) {
 		lc := &lateClock{}
-		cl := &countingLimiter{inner: throttle.NewMemory(throttle.WithClock(lc.Now))}
+		cl := &countingLimiter{inner: mustMemory(t, throttle.WithMemoryClock(lc.Now))}
 		h := newHarness(t, withGuardOptions(WithLimiter(cl), WithDefaultThrottle(lim)))
 		lc.c.Store(h.clock)
 		return h, cl
@@ -699,11 +699,14 @@ func TestShadowLimiterAdmitsAndReports(t *testing.T) {
 		reports []report
 	)
 	lc := &lateClock{}
-	shadow := throttle.Shadow(throttle.NewMemory(throttle.WithClock(lc.Now)), func(_ context.Context, k throttle.Key, d throttle.Decision) {
+	shadow, err := throttle.Shadow(mustMemory(t, throttle.WithMemoryClock(lc.Now)), func(_ context.Context, k throttle.Key, d throttle.Decision) {
 		mu.Lock()
 		reports = append(reports, report{k, d})
 		mu.Unlock()
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var logs reasonCounter
 	h := newHarness(t, withGuardOptions(WithLimiter(shadow), WithDefaultThrottle(lim), WithLogger(slog.New(&logs)), WithLogLimit(throttle.Limit{})))
 	lc.c.Store(h.clock)
@@ -911,7 +914,7 @@ func TestRuleThrottleBucketsAndCost(t *testing.T) {
 	gs := newGuardedServer(t, func(*session.Verifier) []Option {
 		return []Option{
 			WithRegistry(files, protoregistry.GlobalTypes),
-			WithLimiter(throttle.NewMemory(throttle.WithClock(lc.Now))),
+			WithLimiter(mustMemory(t, throttle.WithMemoryClock(lc.Now))),
 			WithDefaultThrottle(def),
 			WithRateLimitHeaders(),
 		}

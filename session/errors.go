@@ -14,20 +14,24 @@ var (
 	ErrExpiredToken = errors.New("token expired")
 )
 
-// VerifyError is why a token failed. Cause is one fixed phrase per check
-// (such as "signature invalid" or "unknown kid"): never any part of the
-// token, so it is safe to log.
+// VerifyError is why a token failed. Verify returns shared, preallocated
+// values (a flood of bad tokens allocates no errors), so a VerifyError has no
+// exported fields: no caller can change what the next one sees.
 type VerifyError struct {
 	expired bool
-	Cause   string
+	cause   string
 }
 
 func (e *VerifyError) Error() string {
 	if e.expired {
-		return "token expired: " + e.Cause
+		return "token expired: " + e.cause
 	}
-	return "invalid token: " + e.Cause
+	return "invalid token: " + e.cause
 }
+
+// Cause returns one fixed phrase per check (such as "signature invalid" or
+// "unknown kid"): never any part of the token, so it is safe to log.
+func (e *VerifyError) Cause() string { return e.cause }
 
 // Is makes errors.Is(err, ErrInvalidToken) and errors.Is(err,
 // ErrExpiredToken) work.
@@ -41,8 +45,8 @@ func (e *VerifyError) Is(target error) bool {
 // Expired reports whether the token failed only because it expired.
 func (e *VerifyError) Expired() bool { return e.expired }
 
-func invalid(cause string) error { return &VerifyError{Cause: cause} }
-func expired(cause string) error { return &VerifyError{expired: true, Cause: cause} }
+func invalid(cause string) error { return &VerifyError{cause: cause} }
+func expired(cause string) error { return &VerifyError{expired: true, cause: cause} }
 
 // Fixed causes, preallocated: a flood of bad tokens allocates no errors.
 var (

@@ -345,7 +345,7 @@ func assertExpired(t testing.TB, v *Verifier, tok string) error {
 func assertCause(t testing.TB, err, want error) {
 	t.Helper()
 	var ve *VerifyError
-	if !errors.As(err, &ve) || ve.Cause != want.(*VerifyError).Cause {
+	if !errors.As(err, &ve) || ve.Cause() != want.(*VerifyError).Cause() {
 		t.Fatalf("rejected for %v, want %v", err, want)
 	}
 }

@@ -13,7 +13,11 @@ import (
 // hand so that the output is exact; a service leaves it to time.Now.
 func ExampleMemory() {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := throttle.NewMemory(throttle.WithClock(func() time.Time { return now }))
+	l, err := throttle.NewMemory(throttle.WithMemoryClock(func() time.Time { return now }))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	limit := throttle.PerSecond(5, 3)
 	key := throttle.Key{Consumer: "billing", Bucket: "quotes"}
 
@@ -45,10 +49,18 @@ func ExampleMemory() {
 // ones the limit would reject are reported.
 func ExampleShadow() {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	mem := throttle.NewMemory(throttle.WithClock(func() time.Time { return now }))
-	l := throttle.Shadow(mem, func(_ context.Context, key throttle.Key, d throttle.Decision) {
+	mem, err := throttle.NewMemory(throttle.WithMemoryClock(func() time.Time { return now }))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := throttle.Shadow(mem, func(_ context.Context, key throttle.Key, d throttle.Decision) {
 		fmt.Printf("would deny %s/%s, retry after %v\n", key.Consumer, key.Bucket, d.RetryAfter)
 	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	limit := throttle.Limit{Rate: 2, Per: time.Minute, Burst: 2}
 	key := throttle.Key{Consumer: "search", Bucket: "export"}
 

@@ -118,23 +118,23 @@ type failoverOptions struct {
 	onStateChange func(open bool)
 }
 
-// WithTimeout bounds the time one decision may take on the primary (default
+// WithFailoverTimeout bounds the time one decision may take on the primary (default
 // 50 ms). The caller's context deadline applies too, whichever comes first.
 // The primary must return when its context is done; [Redis] does.
-func WithTimeout(d time.Duration) FailoverOption {
+func WithFailoverTimeout(d time.Duration) FailoverOption {
 	return func(o *failoverOptions) { o.timeout = d }
 }
 
-// WithLocal sets the limiter that decides under [FailLocal] (default a new
+// WithFailoverLocal sets the limiter that decides under [FailLocal] (default a new
 // [Memory]). Other policies do not use it.
-func WithLocal(l Limiter) FailoverOption {
+func WithFailoverLocal(l Limiter) FailoverOption {
 	return func(o *failoverOptions) { o.local, o.localSet = l, true }
 }
 
-// WithBreaker opens the circuit breaker after the given number of
+// WithFailoverBreaker opens the circuit breaker after the given number of
 // consecutive failures of the primary, for cooldown before a probe (default
 // 3 failures, 1 s).
-func WithBreaker(failures int, cooldown time.Duration) FailoverOption {
+func WithFailoverBreaker(failures int, cooldown time.Duration) FailoverOption {
 	return func(o *failoverOptions) { o.failures, o.cooldown = failures, cooldown }
 }
 
@@ -145,12 +145,12 @@ func WithFailoverClock(now func() time.Time) FailoverOption {
 	return func(o *failoverOptions) { o.now = now }
 }
 
-// WithOnStateChange calls fn with true when the breaker opens and with false
+// WithFailoverStateChange calls fn with true when the breaker opens and with false
 // when it closes again, for logs and metrics. A probe that fails leaves the
 // breaker open and calls nothing. fn runs while the breaker's lock is held,
 // so that calls come in order: it must be quick and must not call the
 // Failover.
-func WithOnStateChange(fn func(open bool)) FailoverOption {
+func WithFailoverStateChange(fn func(open bool)) FailoverOption {
 	return func(o *failoverOptions) { o.onStateChange = fn }
 }
 
@@ -183,7 +183,11 @@ func NewFailover(primary Limiter, policy Policy, opts ...FailoverOption) (*Failo
 		return nil, errors.New(badFailover + "local limiter is nil")
 	}
 	if policy == FailLocal && o.local == nil {
-		o.local = NewMemory()
+		m, err := NewMemory()
+		if err != nil {
+			return nil, err
+		}
+		o.local = m
 	}
 	if o.now == nil {
 		o.now = time.Now

@@ -40,7 +40,7 @@ func testRedisFaults(t *testing.T) {
 	log := &stateLog{}
 	newFailover := func(r *Redis, p Policy, opts ...FailoverOption) *Failover {
 		t.Helper()
-		opts = append([]FailoverOption{WithTimeout(timeout), WithFailoverClock(clock.Now)}, opts...)
+		opts = append([]FailoverOption{WithFailoverTimeout(timeout), WithFailoverClock(clock.Now)}, opts...)
 		f, err := NewFailover(r, p, opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -49,10 +49,10 @@ func testRedisFaults(t *testing.T) {
 	}
 	localA, _ := newTestMemory()
 	localB, _ := newTestMemory()
-	open := newFailover(ra, FailOpen, WithOnStateChange(log.record))
+	open := newFailover(ra, FailOpen, WithFailoverStateChange(log.record))
 	closed := newFailover(ra, FailClosed)
-	replicaA := newFailover(ra, FailLocal, WithLocal(localA))
-	replicaB := newFailover(rb, FailLocal, WithLocal(localB))
+	replicaA := newFailover(ra, FailLocal, WithFailoverLocal(localA))
+	replicaB := newFailover(rb, FailLocal, WithFailoverLocal(localB))
 	all := []*Failover{open, closed, replicaA, replicaB}
 	limit := Limit{Rate: 1, Per: time.Hour, Burst: 5}
 

@@ -78,7 +78,7 @@ var failoverLimit = Limit{Rate: 1, Per: time.Hour, Burst: 3}
 func newTestFailover(t *testing.T, policy Policy, opts ...FailoverOption) (*Failover, *stubPrimary, *fakeClock, *stateLog) {
 	t.Helper()
 	p, c, log := &stubPrimary{}, fakeclock.New(clockBase), &stateLog{}
-	opts = append([]FailoverOption{WithFailoverClock(c.Now), WithOnStateChange(log.record)}, opts...)
+	opts = append([]FailoverOption{WithFailoverClock(c.Now), WithFailoverStateChange(log.record)}, opts...)
 	f, err := NewFailover(p, policy, opts...)
 	if err != nil {
 		t.Fatalf("NewFailover: %v", err)
@@ -117,11 +117,11 @@ func TestNewFailoverRejects(t *testing.T) {
 		{"nil primary", nil, FailOpen, nil},
 		{"zero policy", p, 0, nil},
 		{"unknown policy", p, FailLocal + 1, nil},
-		{"zero timeout", p, FailOpen, []FailoverOption{WithTimeout(0)}},
-		{"negative timeout", p, FailOpen, []FailoverOption{WithTimeout(-time.Second)}},
-		{"zero failures", p, FailOpen, []FailoverOption{WithBreaker(0, time.Second)}},
-		{"zero cooldown", p, FailOpen, []FailoverOption{WithBreaker(3, 0)}},
-		{"nil local", p, FailLocal, []FailoverOption{WithLocal(nil)}},
+		{"zero timeout", p, FailOpen, []FailoverOption{WithFailoverTimeout(0)}},
+		{"negative timeout", p, FailOpen, []FailoverOption{WithFailoverTimeout(-time.Second)}},
+		{"zero failures", p, FailOpen, []FailoverOption{WithFailoverBreaker(0, time.Second)}},
+		{"zero cooldown", p, FailOpen, []FailoverOption{WithFailoverBreaker(3, 0)}},
+		{"nil local", p, FailLocal, []FailoverOption{WithFailoverLocal(nil)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if f, err := NewFailover(tc.primary, tc.policy, tc.opts...); err == nil || f != nil {
@@ -162,7 +162,7 @@ func TestFailoverPolicies(t *testing.T) {
 	} {
 		t.Run(tc.policy.String(), func(t *testing.T) {
 			local, _ := newTestMemory()
-			f, p, _, _ := newTestFailover(t, tc.policy, WithLocal(local))
+			f, p, _, _ := newTestFailover(t, tc.policy, WithFailoverLocal(local))
 			p.set(errStoreDown)
 			for i, want := range tc.allowed {
 				d, err := f.Allow(t.Context(), Key{"c", "b"}, failoverLimit, 1)
@@ -231,7 +231,7 @@ func TestFailoverInvalidLimit(t *testing.T) {
 // clock.
 func TestFailoverBreaker(t *testing.T) {
 	const cooldown = 10 * time.Second
-	f, p, clock, log := newTestFailover(t, FailOpen, WithBreaker(3, cooldown))
+	f, p, clock, log := newTestFailover(t, FailOpen, WithFailoverBreaker(3, cooldown))
 	allow := func() Decision {
 		t.Helper()
 		d, err := f.Allow(t.Context(), Key{"c", "b"}, failoverLimit, 1)
@@ -306,7 +306,7 @@ func TestFailoverBreaker(t *testing.T) {
 func TestFailoverSingleProbe(t *testing.T) {
 	for _, probeErr := range []error{nil, errStoreDown} {
 		t.Run(fmt.Sprint("probe error ", probeErr), func(t *testing.T) {
-			f, p, clock, log := newTestFailover(t, FailClosed, WithTimeout(time.Hour), WithBreaker(1, time.Second))
+			f, p, clock, log := newTestFailover(t, FailClosed, WithFailoverTimeout(time.Hour), WithFailoverBreaker(1, time.Second))
 			p.set(errStoreDown)
 			if _, err := f.Allow(t.Context(), Key{"c", "b"}, failoverLimit, 1); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("first failure: %v", err)
@@ -365,7 +365,7 @@ func TestFailoverSingleProbe(t *testing.T) {
 // the breaker opens once, and few calls reach the primary.
 func TestFailoverConcurrentFailures(t *testing.T) {
 	const goroutines = 8
-	f, p, _, log := newTestFailover(t, FailOpen, WithBreaker(3, time.Hour))
+	f, p, _, log := newTestFailover(t, FailOpen, WithFailoverBreaker(3, time.Hour))
 	p.set(errStoreDown)
 	var wg sync.WaitGroup
 	for range goroutines {
@@ -403,7 +403,7 @@ func TestFailoverTimeout(t *testing.T) {
 		<-ctx.Done() // an answer that never comes in time
 		return Decision{}, ctx.Err()
 	})
-	f, err := NewFailover(slow, FailOpen, WithTimeout(timeout))
+	f, err := NewFailover(slow, FailOpen, WithFailoverTimeout(timeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +458,7 @@ func TestFailoverCallerGaveUp(t *testing.T) {
 		return Decision{}, ctx.Err()
 	})
 	log := &stateLog{}
-	f, err := NewFailover(primary, FailClosed, WithOnStateChange(log.record))
+	f, err := NewFailover(primary, FailClosed, WithFailoverStateChange(log.record))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,8 +502,8 @@ func TestFailoverLateFailure(t *testing.T) {
 		return Decision{}, errStoreDown
 	})
 	clock, log := fakeclock.New(clockBase), &stateLog{}
-	f, err := NewFailover(primary, FailOpen, WithBreaker(1, time.Minute), WithTimeout(time.Hour),
-		WithFailoverClock(clock.Now), WithOnStateChange(log.record))
+	f, err := NewFailover(primary, FailOpen, WithFailoverBreaker(1, time.Minute), WithFailoverTimeout(time.Hour),
+		WithFailoverClock(clock.Now), WithFailoverStateChange(log.record))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,9 +537,9 @@ func ExampleNewFailover() {
 	// While Redis is away, each replica enforces the limit on its own
 	// traffic; three failures in a row stop it being asked for a second.
 	limiter, err := NewFailover(shared, FailLocal,
-		WithTimeout(50*time.Millisecond),
-		WithBreaker(3, time.Second),
-		WithOnStateChange(func(open bool) { fmt.Println("redis limiter breaker open:", open) }))
+		WithFailoverTimeout(50*time.Millisecond),
+		WithFailoverBreaker(3, time.Second),
+		WithFailoverStateChange(func(open bool) { fmt.Println("redis limiter breaker open:", open) }))
 	if err != nil {
 		panic(err)
 	}

@@ -2,6 +2,8 @@ package throttle
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -19,14 +21,14 @@ import (
 // limit that holds across the replicas of a service. A Memory suits a single
 // replica, per-replica limits, and the local fallback of a [Failover].
 //
-// Time comes from the clock given with [WithClock] (time.Now by default). It
+// Time comes from the clock given with [WithMemoryClock] (time.Now by default). It
 // is read as the duration since an instant taken at construction, so the
 // monotonic clock is used when the clock provides it and changes of the wall
 // clock do not move buckets. If the clock goes back, no tokens are created
 // (see the package documentation); readings earlier than one second before
 // construction count as that instant.
 //
-// Memory is bounded: it holds at most MaxKeys buckets ([WithMaxKeys]). A
+// Memory is bounded: it holds at most MaxKeys buckets ([WithMemoryMaxKeys]). A
 // bucket is held from the first call admitted on it; a full bucket is the
 // same as one never touched, so when room is needed Memory forgets full
 // buckets first. When more than MaxKeys buckets are not full, it forgets the
@@ -59,7 +61,7 @@ type Memory struct {
 // Defaults of [NewMemory].
 const (
 	// DefaultMaxKeys is the bound on buckets of a [Memory] built without
-	// [WithMaxKeys]. A million buckets take about 32 MB.
+	// [WithMemoryMaxKeys]. A million buckets take about 32 MB.
 	DefaultMaxKeys = 1_000_000
 
 	// maxShards is the number of independently locked shards of a Memory
@@ -96,36 +98,42 @@ type shard struct {
 type MemoryOption func(*memoryOptions)
 
 type memoryOptions struct {
-	clock   func() time.Time
-	maxKeys int
+	clock    func() time.Time
+	clockSet bool
+	maxKeys  int
 }
 
-// WithClock makes the limiter read the time from clock instead of
-// time.Now; tests use it to drive time by hand. A nil clock means time.Now.
-// The clock must be safe for concurrent use.
-func WithClock(clock func() time.Time) MemoryOption {
-	return func(o *memoryOptions) { o.clock = clock }
+// WithMemoryClock makes the limiter read the time from clock instead of
+// time.Now; tests use it to drive time by hand. The clock must be safe for
+// concurrent use; a nil clock is refused by [NewMemory].
+func WithMemoryClock(clock func() time.Time) MemoryOption {
+	return func(o *memoryOptions) { o.clock, o.clockSet = clock, true }
 }
 
-// WithMaxKeys bounds the number of buckets the limiter holds to n
+// WithMemoryMaxKeys bounds the number of buckets the limiter holds to n
 // (default [DefaultMaxKeys]). A bucket takes 16 bytes in tables kept 3/8 to
-// 3/4 full, 20 to 45 bytes all told. n of zero or less means the default.
-func WithMaxKeys(n int) MemoryOption {
+// 3/4 full, 20 to 45 bytes all told. [NewMemory] refuses n below 1.
+func WithMemoryMaxKeys(n int) MemoryOption {
 	return func(o *memoryOptions) { o.maxKeys = n }
 }
 
-// NewMemory returns a limiter with every bucket full.
-func NewMemory(opts ...MemoryOption) *Memory {
+// NewMemory returns a limiter with every bucket full. It returns an error,
+// never a limiter with a substituted setting, for a nil clock or a bound on
+// keys below 1.
+func NewMemory(opts ...MemoryOption) (*Memory, error) {
 	o := memoryOptions{maxKeys: DefaultMaxKeys}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	switch {
+	case o.clockSet && o.clock == nil:
+		return nil, errors.New("throttle: NewMemory: nil clock")
+	case o.maxKeys < 1:
+		return nil, fmt.Errorf("throttle: NewMemory: max keys %d must be at least 1", o.maxKeys)
+	}
 	start := time.Now()
 	if o.clock != nil {
 		start = o.clock()
-	}
-	if o.maxKeys <= 0 {
-		o.maxKeys = DefaultMaxKeys
 	}
 
 	// As many shards as possible up to maxShards, with at least one bucket
@@ -151,7 +159,7 @@ func NewMemory(opts ...MemoryOption) *Memory {
 			s.max++
 		}
 	}
-	return m
+	return m, nil
 }
 
 // Allow takes cost tokens from the bucket key under limit if it holds them

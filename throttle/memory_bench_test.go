@@ -44,7 +44,7 @@ func BenchmarkMemory(b *testing.B) {
 	ctx := context.Background()
 
 	b.Run("existing-key", func(b *testing.B) {
-		m := NewMemory()
+		m := mustMemory(b)
 		key := benchKeys[0]
 		m.Allow(ctx, key, benchLimit, 1)
 		b.ReportAllocs()
@@ -59,7 +59,7 @@ func BenchmarkMemory(b *testing.B) {
 	// apart from reading the time (a system call on some virtual machines).
 	b.Run("existing-key-frozen-clock", func(b *testing.B) {
 		frozen := time.Now()
-		m := NewMemory(WithClock(func() time.Time { return frozen }))
+		m := mustMemory(b, WithMemoryClock(func() time.Time { return frozen }))
 		key := benchKeys[0]
 		m.Allow(ctx, key, benchLimit, 1)
 		b.ReportAllocs()
@@ -73,7 +73,7 @@ func BenchmarkMemory(b *testing.B) {
 	// The single-threaded baseline of the parallel benchmarks: the same
 	// 1024 existing keys, cycled by one goroutine.
 	b.Run("existing-keys-cycled", func(b *testing.B) {
-		m := NewMemory()
+		m := mustMemory(b)
 		for _, k := range benchKeys {
 			m.Allow(ctx, k, benchLimit, 1)
 		}
@@ -91,7 +91,7 @@ func BenchmarkMemory(b *testing.B) {
 	// cores): no bucket's cache line moves between cores, only the locks of
 	// shards two goroutines happen to share.
 	b.Run("existing-keys-parallel-disjoint", func(b *testing.B) {
-		m := NewMemory()
+		m := mustMemory(b)
 		for _, k := range benchKeys {
 			m.Allow(ctx, k, benchLimit, 1)
 		}
@@ -119,7 +119,7 @@ func BenchmarkMemory(b *testing.B) {
 	// between the cores that update it, as for a consumer whose calls land
 	// on any core.
 	b.Run("existing-key-parallel", func(b *testing.B) {
-		m := NewMemory()
+		m := mustMemory(b)
 		for _, k := range benchKeys {
 			m.Allow(ctx, k, benchLimit, 1)
 		}
@@ -152,7 +152,7 @@ func BenchmarkMemory(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
 
-				m := NewMemory(WithMaxKeys(bc.maxKeys), WithClock(func() time.Time { return frozen }))
+				m := mustMemory(b, WithMemoryMaxKeys(bc.maxKeys), WithMemoryClock(func() time.Time { return frozen }))
 				for i := range consumers {
 					m.Allow(ctx, Key{Consumer: "consumer-" + strconv.Itoa(i), Bucket: "quotes"}, limit, 1)
 				}

@@ -21,7 +21,21 @@ var clockBase = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func newTestMemory(opts ...MemoryOption) (*Memory, *fakeClock) {
 	c := fakeclock.New(clockBase)
-	return NewMemory(append([]MemoryOption{WithClock(c.Now)}, opts...)...), c
+	m, err := NewMemory(append([]MemoryOption{WithMemoryClock(c.Now)}, opts...)...)
+	if err != nil {
+		panic(err) // the tests' options are valid; TestNewMemoryRefuses covers the others
+	}
+	return m, c
+}
+
+// mustMemory is NewMemory for options a test knows to be valid.
+func mustMemory(tb testing.TB, opts ...MemoryOption) *Memory {
+	tb.Helper()
+	m, err := NewMemory(opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }
 
 // step is one call in a scripted sequence: advance the clock, then Allow.
@@ -453,7 +467,7 @@ func TestMemoryBounded(t *testing.T) {
 	limit := Limit{Rate: 1, Per: time.Second, Burst: 1}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, c := newTestMemory(WithMaxKeys(tt.maxKeys))
+			m, c := newTestMemory(WithMemoryMaxKeys(tt.maxKeys))
 			for i := range keys {
 				c.Advance(tt.advance)
 				d, err := m.Allow(context.Background(), Key{Consumer: strconv.Itoa(i), Bucket: "b"}, limit, 1)
@@ -481,7 +495,7 @@ func TestMemoryBounded(t *testing.T) {
 // Under the bound, the latest key is held and exact: eviction only ever
 // touches other keys.
 func TestMemoryBoundedKeepsNewKey(t *testing.T) {
-	m, _ := newTestMemory(WithMaxKeys(100))
+	m, _ := newTestMemory(WithMemoryMaxKeys(100))
 	limit := Limit{Rate: 1, Per: time.Hour, Burst: 1}
 	for i := range 10_000 {
 		key := Key{Consumer: strconv.Itoa(i), Bucket: "b"}
@@ -607,23 +621,33 @@ func TestBucketTable(t *testing.T) {
 
 func TestNewMemoryShards(t *testing.T) {
 	tests := []struct{ maxKeys, shards int }{
-		{1, 1}, {2, 2}, {3, 2}, {63, 32}, {64, 64}, {65, 64}, {1000, 64}, {0, 64}, {-1, 64},
+		{1, 1}, {2, 2}, {3, 2}, {63, 32}, {64, 64}, {65, 64}, {1000, 64}, {DefaultMaxKeys, 64},
 	}
 	for _, tt := range tests {
-		m := NewMemory(WithMaxKeys(tt.maxKeys))
+		m := mustMemory(t, WithMemoryMaxKeys(tt.maxKeys))
 		total := 0
 		for i := range m.shards {
 			if m.shards[i].max < 1 {
-				t.Errorf("WithMaxKeys(%d): shard %d holds %d", tt.maxKeys, i, m.shards[i].max)
+				t.Errorf("WithMemoryMaxKeys(%d): shard %d holds %d", tt.maxKeys, i, m.shards[i].max)
 			}
 			total += m.shards[i].max
 		}
 		want := tt.maxKeys
-		if want <= 0 {
-			want = DefaultMaxKeys
-		}
 		if len(m.shards) != tt.shards || total != want {
-			t.Errorf("WithMaxKeys(%d): %d shards holding %d, want %d holding %d", tt.maxKeys, len(m.shards), total, tt.shards, want)
+			t.Errorf("WithMemoryMaxKeys(%d): %d shards holding %d, want %d holding %d", tt.maxKeys, len(m.shards), total, tt.shards, want)
+		}
+	}
+}
+
+// Bad settings are refused, never replaced by a default.
+func TestNewMemoryRefuses(t *testing.T) {
+	for name, opts := range map[string][]MemoryOption{
+		"zero max keys":     {WithMemoryMaxKeys(0)},
+		"negative max keys": {WithMemoryMaxKeys(-1)},
+		"nil clock":         {WithMemoryClock(nil)},
+	} {
+		if m, err := NewMemory(opts...); err == nil || m != nil {
+			t.Errorf("%s: NewMemory = %v, %v; want an error and no limiter", name, m, err)
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 func TestPeekTakesNothing(t *testing.T) {
 	now := time.Unix(1000, 0)
-	m := NewMemory(WithClock(func() time.Time { return now }))
+	m := mustMemory(t, WithMemoryClock(func() time.Time { return now }))
 	k := Key{Consumer: "peer:10.0.0.1", Bucket: "auth-failures"}
 	l := Limit{Rate: 1, Per: time.Minute, Burst: 2}
 	for i := 0; i < 10; i++ {

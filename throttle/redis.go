@@ -34,7 +34,7 @@ import (
 // # Keys
 //
 // A bucket is the string key "PREFIX:{CONSUMER}:BUCKET" (prefix "tollgate"
-// by default, see [WithKeyPrefix]), holding the instant the bucket is full
+// by default, see [WithRedisKeyPrefix]), holding the instant the bucket is full
 // again in nanoseconds since the Unix epoch, and expiring at that instant
 // (rounded up to a millisecond): a full bucket takes no memory. The braces
 // make the consumer the key's Redis Cluster hash tag, so one consumer's
@@ -86,10 +86,10 @@ type redisOptions struct {
 	prefix string
 }
 
-// WithKeyPrefix sets the prefix of the limiter's keys (default "tollgate"),
+// WithRedisKeyPrefix sets the prefix of the limiter's keys (default "tollgate"),
 // for services that share a Redis and must not share buckets. It must not be
 // empty nor contain "{" or "}".
-func WithKeyPrefix(p string) RedisOption {
+func WithRedisKeyPrefix(p string) RedisOption {
 	return func(o *redisOptions) { o.prefix = p }
 }
 

@@ -93,10 +93,10 @@ func TestNewRedisRejects(t *testing.T) {
 		{"nil client", nil, nil, false},
 		{"nil *redis.Client", (*redis.Client)(nil), nil, false},
 		{"client ignoring deadlines", ignoresDeadlines, nil, false},
-		{"empty prefix", honours, []RedisOption{WithKeyPrefix("")}, false},
-		{"prefix with a brace", honours, []RedisOption{WithKeyPrefix("a{b")}, false},
+		{"empty prefix", honours, []RedisOption{WithRedisKeyPrefix("")}, false},
+		{"prefix with a brace", honours, []RedisOption{WithRedisKeyPrefix("a{b")}, false},
 		{"defaults", honours, nil, true},
-		{"prefix", honours, []RedisOption{WithKeyPrefix("svc")}, true},
+		{"prefix", honours, []RedisOption{WithRedisKeyPrefix("svc")}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := NewRedis(tc.client, tc.opts...)
@@ -109,7 +109,7 @@ func TestNewRedisRejects(t *testing.T) {
 
 func TestRedisKey(t *testing.T) {
 	r := newRedis(t, redis.NewClient(&redis.Options{ContextTimeoutEnabled: true}))
-	svc := newRedis(t, redis.NewClient(&redis.Options{ContextTimeoutEnabled: true}), WithKeyPrefix("svc"))
+	svc := newRedis(t, redis.NewClient(&redis.Options{ContextTimeoutEnabled: true}), WithRedisKeyPrefix("svc"))
 	for _, tc := range []struct {
 		r    *Redis
 		key  Key
@@ -317,7 +317,7 @@ func TestRedisKeyAndTTL(t *testing.T) {
 		want string
 	}{
 		{nil, Key{"billing", "orders"}, "tollgate:{billing}:orders"},
-		{[]RedisOption{WithKeyPrefix("svc")}, Key{"billing", "orders"}, "svc:{billing}:orders"},
+		{[]RedisOption{WithRedisKeyPrefix("svc")}, Key{"billing", "orders"}, "svc:{billing}:orders"},
 		{nil, Key{"a}{b", "x"}, "tollgate:{a%7D%7Bb}:x"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {

@@ -1,6 +1,9 @@
 package throttle
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Shadow returns a limiter that decides with l but admits every call, so
 // that a new limit can be watched on real traffic before it is enforced.
@@ -19,9 +22,13 @@ import "context"
 // reported; wrap l in a [Failover] first to turn them into a policy.
 //
 // report runs on the caller's goroutine, before Allow returns, and must be
-// safe for concurrent use. l must not be nil.
-func Shadow(l Limiter, report func(ctx context.Context, key Key, d Decision)) Limiter {
-	return shadow{l: l, report: report}
+// safe for concurrent use. A nil l is refused with an error, so that no
+// call can reach a missing limiter.
+func Shadow(l Limiter, report func(ctx context.Context, key Key, d Decision)) (Limiter, error) {
+	if l == nil {
+		return nil, errors.New("throttle: Shadow: nil limiter")
+	}
+	return shadow{l: l, report: report}, nil
 }
 
 type shadow struct {

@@ -57,7 +57,11 @@ func TestShadow(t *testing.T) {
 				report = nil
 			}
 
-			got, err := Shadow(inner, report).Allow(ctx, key, limit, 3)
+			sl, err := Shadow(inner, report)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := sl.Allow(ctx, key, limit, 3)
 			if err != tt.err {
 				t.Errorf("err = %v, want %v unchanged", err, tt.err)
 			}
@@ -79,7 +83,10 @@ func TestShadow(t *testing.T) {
 func TestShadowMemory(t *testing.T) {
 	m, c := newTestMemory()
 	reported := 0
-	l := Shadow(m, func(context.Context, Key, Decision) { reported++ })
+	l, err := Shadow(m, func(context.Context, Key, Decision) { reported++ })
+	if err != nil {
+		t.Fatal(err)
+	}
 	limit := Limit{Rate: 1, Per: time.Second, Burst: 2}
 	key := Key{Consumer: "billing", Bucket: "quotes"}
 
@@ -115,5 +122,13 @@ func TestShadowMemory(t *testing.T) {
 
 	if _, err := l.Allow(context.Background(), key, Limit{}, 1); !errors.Is(err, ErrInvalidLimit) {
 		t.Errorf("invalid limit under shadow: err = %v, want ErrInvalidLimit", err)
+	}
+}
+
+// A nil limiter is refused when the shadow is built, not on the request
+// path.
+func TestShadowNilLimiter(t *testing.T) {
+	if l, err := Shadow(nil, nil); err == nil || l != nil {
+		t.Fatalf("Shadow(nil) = %v, %v; want an error", l, err)
 	}
 }

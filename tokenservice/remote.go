@@ -30,8 +30,8 @@ type RemoteRenewer struct {
 // RemoteOption configures a [RemoteRenewer].
 type RemoteOption func(*RemoteRenewer)
 
-// WithTimeout bounds each remote call (default 2 s).
-func WithTimeout(d time.Duration) RemoteOption { return func(r *RemoteRenewer) { r.timeout = d } }
+// WithRemoteTimeout bounds each remote call (default 2 s).
+func WithRemoteTimeout(d time.Duration) RemoteOption { return func(r *RemoteRenewer) { r.timeout = d } }
 
 // NewRemoteRenewer returns a renewer calling the TokenService on conn and
 // checking every answer with v, the service's own verifier (the issuer's

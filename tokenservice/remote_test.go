@@ -128,7 +128,7 @@ func TestRemoteIssuerDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		rr := newRemote(t, conn, is.verifier, tokenservice.WithTimeout(timeout))
+		rr := newRemote(t, conn, is.verifier, tokenservice.WithRemoteTimeout(timeout))
 		start := time.Now()
 		_, err = rr.Renew(context.Background(), tok, sess)
 		elapsed := time.Since(start)
@@ -145,7 +145,7 @@ func TestRemoteIssuerDown(t *testing.T) {
 	})
 
 	t.Run("issuer stopped", func(t *testing.T) {
-		rr := newRemote(t, is.conn, is.verifier, tokenservice.WithTimeout(timeout))
+		rr := newRemote(t, is.conn, is.verifier, tokenservice.WithRemoteTimeout(timeout))
 		if _, err := rr.Renew(context.Background(), tok, sess); err != nil {
 			t.Fatalf("Renew before the stop: %v", err)
 		}
@@ -203,7 +203,7 @@ func serveFake(t *testing.T, f *fakeIssuer) *grpc.ClientConn {
 	return conn
 }
 
-// TestRemoteSlowIssuer: an issuer that never answers costs WithTimeout, not
+// TestRemoteSlowIssuer: an issuer that never answers costs WithRemoteTimeout, not
 // more; its handler sees the cancellation.
 func TestRemoteSlowIssuer(t *testing.T) {
 	is := newIssuer(t)
@@ -228,7 +228,7 @@ func TestRemoteSlowIssuer(t *testing.T) {
 	}
 
 	const timeout = 100 * time.Millisecond
-	rr := newRemote(t, conn, is.verifier, tokenservice.WithTimeout(timeout))
+	rr := newRemote(t, conn, is.verifier, tokenservice.WithRemoteTimeout(timeout))
 	start := time.Now()
 	_, err = rr.Renew(context.Background(), tok, sess)
 	elapsed := time.Since(start)
@@ -249,7 +249,7 @@ func TestRemoteSlowIssuer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	_, err = newRemote(t, conn, is.verifier, tokenservice.WithTimeout(time.Minute)).Renew(ctx, tok, sess)
+	_, err = newRemote(t, conn, is.verifier, tokenservice.WithRemoteTimeout(time.Minute)).Renew(ctx, tok, sess)
 	if status.Code(err) != codes.DeadlineExceeded || time.Since(start) > time.Second {
 		t.Errorf("caller deadline 20ms: %v after %v", err, time.Since(start))
 	}
@@ -344,8 +344,8 @@ func TestNewRemoteRenewerRefuses(t *testing.T) {
 		if r, err := tokenservice.NewRemoteRenewer(conn, nil); err == nil || r != nil {
 			t.Errorf("no verifier: %v, %v; want an error", r, err)
 		}
-		if r, err := tokenservice.NewRemoteRenewer(conn, remoteService(t, newIssuer(t)), tokenservice.WithTimeout(d)); err == nil || r != nil {
-			t.Errorf("WithTimeout(%v) = %v, %v; want an error", d, r, err)
+		if r, err := tokenservice.NewRemoteRenewer(conn, remoteService(t, newIssuer(t)), tokenservice.WithRemoteTimeout(d)); err == nil || r != nil {
+			t.Errorf("WithRemoteTimeout(%v) = %v, %v; want an error", d, r, err)
 		}
 	}
 }

@@ -37,9 +37,11 @@ func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 func startThrottled(t *testing.T) (*harness, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
-	h := startWith(t, func(c *server.Config) {
-		c.Limiter = throttle.NewMemory(throttle.WithClock(clock.Now))
-	})
+	mem, err := throttle.NewMemory(throttle.WithMemoryClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startWith(t, func(c *server.Config) { c.Limiter = mem })
 	return h, clock
 }
 

@@ -193,8 +193,12 @@ func TestRenewalWithoutTokenFile(t *testing.T) {
 func TestRepeat(t *testing.T) {
 	frozen := time.Now()
 	var calls atomic.Int64
+	mem, err := throttle.NewMemory(throttle.WithMemoryClock(func() time.Time { return frozen }))
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr, signer := startServerWith(t, func(c *server.Config) {
-		c.Limiter = throttle.NewMemory(throttle.WithClock(func() time.Time { return frozen }))
+		c.Limiter = mem
 		c.ServerOptions = append(c.ServerOptions, grpc.ChainUnaryInterceptor(
 			func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				calls.Add(1)

@@ -296,8 +296,8 @@ func redisLimiter(addr string, policy throttle.Policy, logger *slog.Logger) (thr
 		return nil, nil, err
 	}
 	lim, err := throttle.NewFailover(primary, policy,
-		throttle.WithTimeout(redisTimeout),
-		throttle.WithOnStateChange(func(open bool) {
+		throttle.WithFailoverTimeout(redisTimeout),
+		throttle.WithFailoverStateChange(func(open bool) {
 			if open {
 				logger.Warn("throttle: Redis is not answering; its breaker is open and -throttle-fail applies", "redis", addr, "policy", policy.String())
 			} else {
