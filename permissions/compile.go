@@ -29,6 +29,7 @@ var ErrCompile = errors.New("permissions: invalid rules")
 type options struct {
 	strict  bool
 	public  []string
+	authn   []string
 	types   protoregistry.MessageTypeResolver
 	unknown []string
 }
@@ -46,6 +47,14 @@ func Strict() Option { return func(o *options) { o.strict = true } }
 // Matching is exact: no prefixes, no case folding.
 func WithPublicMethods(fullMethods ...string) Option {
 	return func(o *options) { o.public = append(o.public, fullMethods...) }
+}
+
+// WithAuthenticatedMethods gives these full method names, when they have no
+// rule of their own, the rule `{}`: any caller with a valid token, no
+// permission needed (the guard uses it for reflection). Matching is exact. A
+// method named here and in [WithPublicMethods] is public.
+func WithAuthenticatedMethods(fullMethods ...string) Option {
+	return func(o *options) { o.authn = append(o.authn, fullMethods...) }
 }
 
 // WithTypes sets where request message types are resolved (default
@@ -78,6 +87,10 @@ func Compile(services []protoreflect.ServiceDescriptor, opts ...Option) (*Table,
 	for _, m := range o.public {
 		public[m] = true
 	}
+	authn := make(map[string]bool, len(o.authn))
+	for _, m := range o.authn {
+		authn[m] = true
+	}
 	seen := make(map[protoreflect.FullName]bool)
 	for _, sd := range services {
 		if sd == nil || seen[sd.FullName()] {
@@ -92,8 +105,8 @@ func Compile(services []protoreflect.ServiceDescriptor, opts ...Option) (*Table,
 			methodRule, _ := ruleOption(md.Options(), tollgatev1.E_Method)
 			merged := merge(svcRule, methodRule)
 			if merged == nil {
-				if public[full] {
-					t.rules[full] = &Rule{method: full, desc: md, public: true, inputType: inputType(o.types, md)}
+				if public[full] || authn[full] {
+					t.rules[full] = &Rule{method: full, desc: md, public: public[full], inputType: inputType(o.types, md)}
 					continue
 				}
 				if o.strict {
@@ -114,8 +127,8 @@ func Compile(services []protoreflect.ServiceDescriptor, opts ...Option) (*Table,
 		if _, ok := t.rules[full]; ok {
 			continue
 		}
-		if public[full] {
-			t.rules[full] = &Rule{method: full, public: true}
+		if public[full] || authn[full] {
+			t.rules[full] = &Rule{method: full, public: public[full]}
 			continue
 		}
 		if o.strict {
@@ -173,6 +186,9 @@ func merge(svc, method *tollgatev1.Rule) *tollgatev1.Rule {
 	if method.NoRenewal != nil {
 		out.NoRenewal = proto.Bool(method.GetNoRenewal())
 	}
+	if method.MaxStreams != nil {
+		out.MaxStreams = proto.Uint32(method.GetMaxStreams())
+	}
 	return out
 }
 
@@ -211,6 +227,12 @@ func compileRule(full string, md protoreflect.MethodDescriptor, pr *tollgatev1.R
 		} else {
 			r.throttle = &t
 		}
+	}
+	if pr.MaxStreams != nil {
+		if pr.GetMaxStreams() == 0 {
+			problems = append(problems, "max_streams must be at least 1 (leave it unset for the guard's default)")
+		}
+		r.maxStreams = pr.GetMaxStreams()
 	}
 	fd, msg := tokenField(input)
 	if msg != "" {
@@ -315,6 +337,13 @@ func compileThrottle(full string, pt *tollgatev1.Throttle) (Throttle, string) {
 	}
 	if t.Cost > t.Burst {
 		return t, fmt.Sprintf("cost %d above burst %d: no call could ever pass", t.Cost, t.Burst)
+	}
+	t.MessageCost = t.Cost
+	if pt.MessageCost != nil {
+		t.MessageCost = pt.GetMessageCost()
+	}
+	if t.MessageCost > t.Burst {
+		return t, fmt.Sprintf("message_cost %d above burst %d: no second message could ever pass", t.MessageCost, t.Burst)
 	}
 	if t.Bucket == "" {
 		t.Bucket = full

@@ -194,6 +194,64 @@ func TestMergeFieldByField(t *testing.T) {
 	}
 }
 
+// message_cost defaults to cost, an explicit 0 makes messages free, and
+// max_streams is inherited from the service and replaced by the method.
+func TestMessageCostAndMaxStreams(t *testing.T) {
+	sec := durationpb.New(time.Second)
+	sd := buildService(t, &tollgatev1.Rule{MaxStreams: proto.Uint32(7)},
+		method{name: "Default", rule: &tollgatev1.Rule{Throttle: &tollgatev1.Throttle{Rate: 5, Per: sec, Burst: 10, Cost: 3}}},
+		method{name: "Cheap", rule: &tollgatev1.Rule{Throttle: &tollgatev1.Throttle{Rate: 5, Per: sec, Burst: 10, Cost: 4, MessageCost: proto.Uint32(1)}}},
+		method{name: "Free", rule: &tollgatev1.Rule{Throttle: &tollgatev1.Throttle{Rate: 5, Per: sec, Burst: 10, MessageCost: proto.Uint32(0)}}},
+		method{name: "Bounded", rule: &tollgatev1.Rule{MaxStreams: proto.Uint32(2)}},
+	)
+	tab, err := Compile([]protoreflect.ServiceDescriptor{sd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint32{"Default": 3, "Cheap": 1, "Free": 0} {
+		r, _ := tab.Rule("/t.v1.Svc/" + name)
+		if th, _ := r.Throttle(); th.MessageCost != want {
+			t.Errorf("%s: message cost %d, want %d", name, th.MessageCost, want)
+		}
+	}
+	for name, want := range map[string]uint32{"Default": 7, "Bounded": 2} {
+		r, _ := tab.Rule("/t.v1.Svc/" + name)
+		if n, ok := r.MaxStreams(); !ok || n != want {
+			t.Errorf("%s: max streams %d %v, want %d", name, n, ok, want)
+		}
+	}
+	sd = buildService(t, nil, method{name: "Unset", rule: &tollgatev1.Rule{}})
+	tab, err = Compile([]protoreflect.ServiceDescriptor{sd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := tab.Rule("/t.v1.Svc/Unset"); func() bool { _, ok := r.MaxStreams(); return ok }() {
+		t.Error("a rule without max_streams must leave the guard's default")
+	}
+}
+
+// Methods named by WithAuthenticatedMethods get the rule {} when they have
+// none: a token, no permission; WithPublicMethods wins over it.
+func TestAuthenticatedMethods(t *testing.T) {
+	sd := buildService(t, nil, method{name: "Authn"}, method{name: "Both"}, method{name: "Ruled", rule: &tollgatev1.Rule{Permissions: []string{"x.read"}}})
+	tab, err := Compile([]protoreflect.ServiceDescriptor{sd}, Strict(),
+		WithAuthenticatedMethods("/t.v1.Svc/Authn", "/t.v1.Svc/Both", "/t.v1.Svc/Ruled"),
+		WithPublicMethods("/t.v1.Svc/Both"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := tab.Rule("/t.v1.Svc/Authn")
+	if !ok || r.Public() || len(r.Permissions()) != 0 {
+		t.Errorf("Authn: %v %v, want an authenticated rule with no permission", r, ok)
+	}
+	if r, _ := tab.Rule("/t.v1.Svc/Both"); !r.Public() {
+		t.Errorf("Both: %v, want public", r)
+	}
+	if r, _ := tab.Rule("/t.v1.Svc/Ruled"); len(r.Permissions()) != 1 {
+		t.Errorf("Ruled: %v, its own rule must stay", r)
+	}
+}
+
 func TestPublicServiceOverriddenByMethod(t *testing.T) {
 	sd := buildService(t, &tollgatev1.Rule{Public: proto.Bool(true)},
 		method{name: "Open"},
@@ -265,6 +323,8 @@ func TestCompileErrors(t *testing.T) {
 		{"throttle negative period", &tollgatev1.Rule{Throttle: &tollgatev1.Throttle{Rate: 1, Per: durationpb.New(-time.Second), Burst: 1}}, "period must be positive"},
 		{"throttle burst 0", &tollgatev1.Rule{Throttle: &tollgatev1.Throttle{Rate: 1, Per: sec}}, "burst must be at least 1"},
 		{"throttle cost above burst", &tollgatev1.Rule{Throttle: &tollgatev1.Throttle{Rate: 1, Per: sec, Burst: 2, Cost: 3}}, "cost 3 above burst 2"},
+		{"message cost above burst", &tollgatev1.Rule{Throttle: &tollgatev1.Throttle{Rate: 1, Per: sec, Burst: 2, MessageCost: proto.Uint32(3)}}, "message_cost 3 above burst 2"},
+		{"max streams 0", &tollgatev1.Rule{MaxStreams: proto.Uint32(0)}, "max_streams must be at least 1"},
 		{"public with permissions", &tollgatev1.Rule{Public: proto.Bool(true), Permissions: []string{"a"}}, "public rule cannot"},
 		{"public with ownership", &tollgatev1.Rule{Public: proto.Bool(true), Ownership: []*tollgatev1.Ownership{{Field: "id", Claim: "c"}}}, "public rule cannot"},
 	}

@@ -25,6 +25,7 @@ type Rule struct {
 	anyJoined  string
 	owners     []ownership
 	throttle   *Throttle
+	maxStreams uint32 // 0: the guard's default
 	noRenewal  bool
 	tokenField protoreflect.FieldDescriptor
 	inputType  protoreflect.MessageType
@@ -38,13 +39,17 @@ type ownership struct {
 }
 
 // Throttle is a method's declared token bucket: Rate tokens every Per, at
-// most Burst held, Cost taken per call, in the bucket named Bucket.
+// most Burst held, in the bucket named Bucket. A unary call, and the opening
+// of a stream, takes Cost; on client and bidi streams the opening pays for
+// the first message received and every later one takes MessageCost (0:
+// messages are free).
 type Throttle struct {
-	Rate   uint32
-	Per    time.Duration
-	Burst  uint32
-	Bucket string
-	Cost   uint32
+	Rate        uint32
+	Per         time.Duration
+	Burst       uint32
+	Bucket      string
+	Cost        uint32
+	MessageCost uint32
 }
 
 // Method returns the full method name, "/package.Service/Method".
@@ -75,6 +80,11 @@ func (r *Rule) Throttle() (Throttle, bool) {
 	}
 	return *r.throttle, true
 }
+
+// MaxStreams returns the rule's bound on streams of this method one consumer
+// (one peer, when public) may hold open at once, and false when the rule sets
+// none, leaving the guard's default.
+func (r *Rule) MaxStreams() (uint32, bool) { return r.maxStreams, r.maxStreams > 0 }
 
 // NoRenewal reports whether tokens must never be renewed on this method.
 func (r *Rule) NoRenewal() bool { return r.noRenewal }
@@ -219,7 +229,7 @@ func sameField(m protoreflect.Message, fd protoreflect.FieldDescriptor) protoref
 	return f
 }
 
-// String describes the rule in one line, for the rules command and logs.
+// String describes the rule in one line, for logs and reviews.
 func (r *Rule) String() string {
 	var parts []string
 	if r.public {
@@ -241,7 +251,10 @@ func (r *Rule) String() string {
 		parts = append(parts, s+")")
 	}
 	if t := r.throttle; t != nil {
-		parts = append(parts, fmt.Sprintf("throttle(%d/%s burst %d cost %d bucket %s)", t.Rate, t.Per, t.Burst, t.Cost, t.Bucket))
+		parts = append(parts, fmt.Sprintf("throttle(%d/%s burst %d cost %d message-cost %d bucket %s)", t.Rate, t.Per, t.Burst, t.Cost, t.MessageCost, t.Bucket))
+	}
+	if r.maxStreams > 0 {
+		parts = append(parts, fmt.Sprintf("max-streams(%d)", r.maxStreams))
 	}
 	if r.noRenewal {
 		parts = append(parts, "no-renewal")

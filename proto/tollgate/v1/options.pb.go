@@ -57,7 +57,14 @@ type Rule struct {
 	Throttle *Throttle `protobuf:"bytes,5,opt,name=throttle,proto3" json:"throttle,omitempty"`
 	// Never renew a token on calls to this method, even inside its renewal
 	// window.
-	NoRenewal     *bool `protobuf:"varint,6,opt,name=no_renewal,json=noRenewal,proto3,oneof" json:"no_renewal,omitempty"`
+	NoRenewal *bool `protobuf:"varint,6,opt,name=no_renewal,json=noRenewal,proto3,oneof" json:"no_renewal,omitempty"`
+	// The most streams of this method one consumer (one peer address when the
+	// method is public) may hold open at once; the next one is refused with
+	// ResourceExhausted (TOO_MANY_STREAMS) before its handler runs. Unset: the
+	// guard's default (1000 per consumer, 100 per peer). Must be at least 1.
+	// Unary methods are not bounded by it: their concurrency is bounded by the
+	// server's MaxConcurrentStreams and their rate by the throttle.
+	MaxStreams    *uint32 `protobuf:"varint,7,opt,name=max_streams,json=maxStreams,proto3,oneof" json:"max_streams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -134,6 +141,13 @@ func (x *Rule) GetNoRenewal() bool {
 	return false
 }
 
+func (x *Rule) GetMaxStreams() uint32 {
+	if x != nil && x.MaxStreams != nil {
+		return *x.MaxStreams
+	}
+	return 0
+}
+
 // Ownership ties a resource named in the request to the caller: the request
 // field at `field` must equal the token claim `claim`, unless the caller holds
 // one of `bypass_permissions`.
@@ -208,7 +222,19 @@ func (x *Ownership) GetBypassPermissions() []string {
 }
 
 // Throttle declares a token bucket: it refills at `rate` tokens per `per` and
-// holds at most `burst` tokens; each call takes `cost` tokens.
+// holds at most `burst` tokens.
+//
+// What takes tokens, all from the same bucket:
+//   - a unary call takes `cost`;
+//   - opening a stream takes `cost`; on client and bidi streams that pays for
+//     the first message received, and every later message received takes
+//     `message_cost` (default: `cost`), so a stream of n messages costs what
+//     n unary calls cost. A message the bucket cannot pay for ends the stream
+//     with ResourceExhausted before the handler sees it;
+//   - a server stream takes `cost` once, when it opens;
+//   - a call or message refused for lack of permission or ownership is
+//     charged too, so a consumer looping on denied calls is slowed down like
+//     any other loop.
 type Throttle struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens added per period. Must be at least 1.
@@ -221,8 +247,13 @@ type Throttle struct {
 	// Name of the bucket. Methods naming the same bucket share it. Defaults to
 	// the full method name, so each method has its own.
 	Bucket string `protobuf:"bytes,4,opt,name=bucket,proto3" json:"bucket,omitempty"`
-	// Tokens each call takes. Defaults to 1.
-	Cost          uint32 `protobuf:"varint,5,opt,name=cost,proto3" json:"cost,omitempty"`
+	// Tokens each call (and each stream, when it opens) takes. Defaults to 1.
+	Cost uint32 `protobuf:"varint,5,opt,name=cost,proto3" json:"cost,omitempty"`
+	// Tokens each message received on a client or bidi stream takes, after
+	// the first (which the opening's `cost` pays for). Unset: `cost`. 0: the
+	// messages are free and only the opening is charged (choose it only where
+	// a stream's messages cost the service nothing). At most `burst`.
+	MessageCost   *uint32 `protobuf:"varint,6,opt,name=message_cost,json=messageCost,proto3,oneof" json:"message_cost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -288,6 +319,13 @@ func (x *Throttle) GetBucket() string {
 func (x *Throttle) GetCost() uint32 {
 	if x != nil {
 		return x.Cost
+	}
+	return 0
+}
+
+func (x *Throttle) GetMessageCost() uint32 {
+	if x != nil && x.MessageCost != nil {
+		return *x.MessageCost
 	}
 	return 0
 }
@@ -397,7 +435,7 @@ var File_tollgate_v1_options_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_options_proto_rawDesc = "" +
 	"\n" +
-	"\x19tollgate/v1/options.proto\x12\vtollgate.v1\x1a google/protobuf/descriptor.proto\x1a\x1egoogle/protobuf/duration.proto\"\x95\x02\n" +
+	"\x19tollgate/v1/options.proto\x12\vtollgate.v1\x1a google/protobuf/descriptor.proto\x1a\x1egoogle/protobuf/duration.proto\"\xcb\x02\n" +
 	"\x04Rule\x12\x1b\n" +
 	"\x06public\x18\x01 \x01(\bH\x00R\x06public\x88\x01\x01\x12 \n" +
 	"\vpermissions\x18\x02 \x03(\tR\vpermissions\x12'\n" +
@@ -405,19 +443,24 @@ const file_tollgate_v1_options_proto_rawDesc = "" +
 	"\townership\x18\x04 \x03(\v2\x16.tollgate.v1.OwnershipR\townership\x121\n" +
 	"\bthrottle\x18\x05 \x01(\v2\x15.tollgate.v1.ThrottleR\bthrottle\x12\"\n" +
 	"\n" +
-	"no_renewal\x18\x06 \x01(\bH\x01R\tnoRenewal\x88\x01\x01B\t\n" +
+	"no_renewal\x18\x06 \x01(\bH\x01R\tnoRenewal\x88\x01\x01\x12$\n" +
+	"\vmax_streams\x18\a \x01(\rH\x02R\n" +
+	"maxStreams\x88\x01\x01B\t\n" +
 	"\a_publicB\r\n" +
-	"\v_no_renewal\"f\n" +
+	"\v_no_renewalB\x0e\n" +
+	"\f_max_streams\"f\n" +
 	"\tOwnership\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12\x14\n" +
 	"\x05claim\x18\x02 \x01(\tR\x05claim\x12-\n" +
-	"\x12bypass_permissions\x18\x03 \x03(\tR\x11bypassPermissions\"\x8d\x01\n" +
+	"\x12bypass_permissions\x18\x03 \x03(\tR\x11bypassPermissions\"\xc6\x01\n" +
 	"\bThrottle\x12\x12\n" +
 	"\x04rate\x18\x01 \x01(\rR\x04rate\x12+\n" +
 	"\x03per\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03per\x12\x14\n" +
 	"\x05burst\x18\x03 \x01(\rR\x05burst\x12\x16\n" +
 	"\x06bucket\x18\x04 \x01(\tR\x06bucket\x12\x12\n" +
-	"\x04cost\x18\x05 \x01(\rR\x04cost\"\x1d\n" +
+	"\x04cost\x18\x05 \x01(\rR\x04cost\x12&\n" +
+	"\fmessage_cost\x18\x06 \x01(\rH\x00R\vmessageCost\x88\x01\x01B\x0f\n" +
+	"\r_message_cost\"\x1d\n" +
 	"\x05Field\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\bR\x05token:K\n" +
 	"\x06method\x12\x1e.google.protobuf.MethodOptions\x18\x84\x97\x03 \x01(\v2\x11.tollgate.v1.RuleR\x06method:N\n" +
@@ -470,6 +513,7 @@ func file_tollgate_v1_options_proto_init() {
 		return
 	}
 	file_tollgate_v1_options_proto_msgTypes[0].OneofWrappers = []any{}
+	file_tollgate_v1_options_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
