@@ -315,11 +315,11 @@ func initGuard(t testing.TB, opts ...Option) (*Guard, *fakeClock, *testKey) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGuard(v, append([]Option{WithAuthFailureLimit(throttle.Limit{})}, opts...)...)
+	g, err := NewGuard(v, append([]Option{WithAuthFailureLimit(throttle.Limit{}), WithLenientInit(), WithAfterFunc(clock.AfterFunc)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(g.ServerOptions()...)
 	testpb.RegisterTestServiceServer(srv, &testServer{})
 	testpb.RegisterUnruledServiceServer(srv, &testServer{})
 	if err := g.Init(srv); err != nil {

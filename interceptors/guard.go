@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -24,9 +27,10 @@ import (
 // Guard verifies and authorizes every call of a gRPC server. Build it with
 // [NewGuard], pass [Guard.ServerOptions] to grpc.NewServer, register the
 // services, then call [Guard.Init] before serving: Init compiles the rules of
-// every registered service, once. Until Init succeeds every call fails with
-// Internal; nothing is ever let through by default. With renewal on, call
-// [Guard.Close] after the server stops, so no renewal outlives it.
+// every registered service, once, and fails when the guard's interceptors
+// are not installed or a method has no rule. Until Init succeeds every call
+// fails with Internal; nothing is ever let through by default. With renewal
+// on, call [Guard.Close] after the server stops, so no renewal outlives it.
 type Guard struct {
 	verifier *session.Verifier
 	opts     options
@@ -34,6 +38,11 @@ type Guard struct {
 	limiter  throttle.Limiter
 	preauth  *throttle.Memory // per-peer failed authentications; nil when disabled
 	renew    *renewals        // nil when renewal is off
+	streams  streamCounts     // open streams per consumer (or peer) and method
+
+	// Whether a server has taken the guard's interceptors: Init refuses to
+	// compile for a server that would run without them.
+	unaryTaken, streamTaken atomic.Bool
 
 	logBudget     *throttle.Memory // per-reason budget of log lines; nil: unlimited
 	logSuppressed sync.Map         // reason -> *atomic.Int64 lines suppressed
@@ -51,15 +60,19 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		return nil, errors.New("interceptors: a verifier is required")
 	}
 	o := options{
-		maxMetadataToken: DefaultMaxMetadataTokenSize,
-		maxBodyToken:     DefaultMaxBodyTokenSize,
-		maxHeaderList:    DefaultMaxHeaderListSize,
-		publicServices:   defaultPublicServices,
-		files:            protoregistry.GlobalFiles,
-		types:            protoregistry.GlobalTypes,
-		authFailureLimit: DefaultAuthFailureLimit(),
-		renewalTimeout:   DefaultRenewalTimeout,
-		logLimit:         DefaultLogLimit(),
+		maxMetadataToken:   DefaultMaxMetadataTokenSize,
+		maxBodyToken:       DefaultMaxBodyTokenSize,
+		maxHeaderList:      DefaultMaxHeaderListSize,
+		maxConcurrent:      DefaultMaxConcurrentStreams,
+		publicServices:     defaultPublicServices(),
+		files:              protoregistry.GlobalFiles,
+		types:              protoregistry.GlobalTypes,
+		authFailureLimit:   DefaultAuthFailureLimit(),
+		renewalTimeout:     DefaultRenewalTimeout,
+		logLimit:           DefaultLogLimit(),
+		maxStreamsConsumer: DefaultMaxStreamsPerConsumer,
+		maxStreamsPeer:     DefaultMaxStreamsPerPeer,
+		afterFunc:          realAfterFunc,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -75,6 +88,10 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		return nil, errors.New("interceptors: the token header must not be authorization, which is always read as Bearer")
 	case o.renewalGrace < 0 || o.renewalTimeout <= 0:
 		return nil, errors.New("interceptors: renewal grace must be non-negative and its timeout positive")
+	case o.maxStreamsConsumer < 1 || o.maxStreamsPeer < 1:
+		return nil, errors.New("interceptors: stream bounds per consumer and per peer must be at least 1")
+	case o.afterFunc == nil:
+		return nil, errors.New("interceptors: nil timer function")
 	}
 	if o.defaultThrottle != nil {
 		if err := o.defaultThrottle.Validate(); err != nil {
@@ -115,7 +132,7 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		if err := o.renewalPolicy.Validate(); err != nil {
 			return nil, fmt.Errorf("interceptors: renewal: %w", err)
 		}
-		g.renew = newRenewals(o.renewer, o.renewalPolicy, o.renewalGrace, o.renewalTimeout, v.Now)
+		g.renew = newRenewals(o.renewer, o.renewalPolicy, o.renewalGrace, o.renewalTimeout, v.Now, g.acceptable)
 		g.renew.onError = func(err error) {
 			if l := g.opts.logger; l != nil {
 				l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: renewal failed", slog.String("cause", renewalCause(err)))
@@ -123,6 +140,16 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		}
 	}
 	return g, nil
+}
+
+func realAfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+
+// acceptable reports whether the guard's own verifier accepts tok now: a
+// renewed token is handed out only then (never one signed by a key that has
+// left the set since). After the first check it is a cache hit.
+func (g *Guard) acceptable(tok string) bool {
+	_, err := g.verifier.Verify(context.Background(), tok)
+	return err == nil
 }
 
 // Close waits for the renewals under way (each bounded by its timeout) to
@@ -150,6 +177,8 @@ func renewalCause(err error) string {
 	switch {
 	case errors.Is(err, session.ErrNotRenewable):
 		return "not renewable"
+	case errors.Is(err, errSuccessorRefused):
+		return "the verifier refuses the renewed token"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timed out"
 	}
@@ -157,30 +186,45 @@ func renewalCause(err error) string {
 }
 
 // Init compiles the rules of every service registered on srv. It fails,
-// naming each method and problem, on an invalid rule, and with [WithStrict]
-// on any method without one. Call it after registering services and before
-// serving; calling it again recompiles.
+// naming each method and problem, on an invalid rule and on a method
+// without one (unless [WithLenientInit]), and it fails when srv was not
+// built with the guard's interceptors ([Guard.ServerOptions]): a server
+// without them would serve every call unchecked. Call it after registering
+// services and before serving; calling it again recompiles.
 func (g *Guard) Init(srv ServiceInfoProvider) error {
 	if srv == nil {
 		return errors.New("interceptors: nil server")
+	}
+	infos := srv.GetServiceInfo()
+	if err := g.checkInstalled(infos); err != nil {
+		return err
 	}
 	publicSvc := make(map[string]bool, len(g.opts.publicServices))
 	for _, s := range g.opts.publicServices {
 		publicSvc[s] = true
 	}
+	authnSvc := make(map[string]bool, len(authenticatedServices))
+	for _, s := range authenticatedServices {
+		authnSvc[s] = true
+	}
+	kinds := make(map[string]grpc.MethodInfo)
 	var descs []protoreflect.ServiceDescriptor
-	var unresolved, public []string
+	var unresolved, public, authn []string
 	public = append(public, g.opts.publicMethods...)
-	for name, info := range srv.GetServiceInfo() {
+	for name, info := range infos {
 		d, err := g.opts.files.FindDescriptorByName(protoreflect.FullName(name))
 		sd, ok := d.(protoreflect.ServiceDescriptor)
 		for _, m := range info.Methods {
 			full := "/" + name + "/" + m.Name
+			kinds[full] = m
 			if err != nil || !ok {
 				unresolved = append(unresolved, full)
 			}
-			if publicSvc[name] {
+			switch {
+			case publicSvc[name]:
 				public = append(public, full)
+			case authnSvc[name]:
+				authn = append(authn, full)
 			}
 		}
 		if err == nil && ok {
@@ -189,22 +233,64 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 	}
 	copts := []permissions.Option{
 		permissions.WithPublicMethods(public...),
+		permissions.WithAuthenticatedMethods(authn...),
 		permissions.WithUnresolved(unresolved...),
 		permissions.WithTypes(g.opts.types),
 	}
-	if g.opts.strict {
+	if !g.opts.lenient {
 		copts = append(copts, permissions.Strict())
 	}
 	t, err := permissions.Compile(descs, copts...)
 	if err != nil {
+		if !g.opts.lenient {
+			err = fmt.Errorf("%w\n(declare the missing rules in the .proto, or build the guard WithLenientInit to deny unruled methods at call time)", err)
+		}
 		return err
 	}
-	c, err := g.compilePlans(t)
+	c, err := g.compilePlans(t, kinds)
 	if err != nil {
 		return err
 	}
 	g.table.Store(c)
 	return nil
+}
+
+// checkInstalled refuses a server that registers unary (or streaming)
+// methods while the guard's unary (or stream) interceptor was never taken.
+func (g *Guard) checkInstalled(infos map[string]grpc.ServiceInfo) error {
+	var unary, streams []string
+	for name, info := range infos {
+		for _, m := range info.Methods {
+			full := "/" + name + "/" + m.Name
+			if m.IsClientStream || m.IsServerStream {
+				streams = append(streams, full)
+			} else {
+				unary = append(unary, full)
+			}
+		}
+	}
+	var missing []string
+	if len(unary) > 0 && !g.unaryTaken.Load() {
+		missing = append(missing, "unary interceptor (serving "+firstOf(unary)+")")
+	}
+	if len(streams) > 0 && !g.streamTaken.Load() {
+		missing = append(missing, "stream interceptor (serving "+firstOf(streams)+")")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("interceptors: the guard's %s is not installed, so those calls would run unchecked: "+
+		"build the server with grpc.NewServer(guard.ServerOptions()...), or chain guard.UnaryServerInterceptor() and guard.StreamServerInterceptor()",
+		strings.Join(missing, " and "))
+}
+
+// firstOf names the alphabetically first of methods, and how many more.
+func firstOf(methods []string) string {
+	sort.Strings(methods)
+	if len(methods) == 1 {
+		return methods[0]
+	}
+	return fmt.Sprintf("%s and %d more", methods[0], len(methods)-1)
 }
 
 // Table returns the compiled permissions table, or nil before [Guard.Init].
@@ -215,8 +301,10 @@ func (g *Guard) Table() *permissions.Table {
 	return nil
 }
 
-// ServerOptions returns the guard's interceptors (chained, so they compose
-// with others) and a header-list cap of 64 KiB instead of grpc-go's 16 MiB.
+// ServerOptions returns what a server needs for the guard: its interceptors
+// (chained, so they compose with others), a header-list cap of 64 KiB
+// instead of grpc-go's 16 MiB, and a bound of 1000 calls in flight per
+// connection (grpc.MaxConcurrentStreams; see [WithMaxConcurrentStreams]).
 //
 // grpc-go runs an interceptor given with grpc.UnaryInterceptor or
 // grpc.StreamInterceptor before every chained one, so such an interceptor
@@ -229,6 +317,9 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 	}
 	if g.opts.maxHeaderList > 0 {
 		opts = append(opts, grpc.MaxHeaderListSize(g.opts.maxHeaderList))
+	}
+	if g.opts.maxConcurrent > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(g.opts.maxConcurrent))
 	}
 	return opts
 }
@@ -248,13 +339,20 @@ func (g *Guard) plan(ctx context.Context, method string) (*plan, error) {
 	return p, nil
 }
 
-// authenticate verifies tok and authorizes the session for r. A peer that
-// has spent its budget of failed authentications is refused first, before
-// any signature check; each failure is charged to the peer's address.
-func (g *Guard) authenticate(ctx context.Context, method string, r *permissions.Rule, tok string, p *tokenProblem) (*session.Session, error) {
+// authenticate verifies tok. A token the verifier has accepted before (a
+// cache hit) is admitted at once: it is never refused for other callers'
+// failures from the same address. For any other token, a peer that has
+// spent its budget of failed authentications is refused before any
+// signature check, and each failure is charged to the peer.
+func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *tokenProblem) (*session.Session, error) {
 	if g.opts.requireTransportSecurity && !transportSecure(ctx) {
 		g.log(ctx, method, ReasonTransportInsecure, nil, "call without transport security")
 		return nil, errInsecure
+	}
+	if p == nil && tok != "" {
+		if sess, ok := g.verifier.Cached(tok); ok {
+			return sess, nil
+		}
 	}
 	pk, err := g.authFailuresExhausted(ctx, method)
 	if err != nil {
@@ -281,12 +379,18 @@ func (g *Guard) authenticate(ctx context.Context, method string, r *permissions.
 		g.log(ctx, method, reason, nil, causeOf(err))
 		return nil, st
 	}
+	return sess, nil
+}
+
+// authorize checks the session's permissions for r and returns the status to
+// refuse the call with, or nil.
+func (g *Guard) authorize(ctx context.Context, method string, r *permissions.Rule, sess *session.Session) error {
 	if err := r.Authorize(sess); err != nil {
 		reason, st := deniedStatus(err)
 		g.log(ctx, method, reason, sess, err.Error())
-		return nil, st
+		return st
 	}
-	return sess, nil
+	return nil
 }
 
 // checkMessage runs the rule's ownership checks on one request message.
@@ -318,6 +422,7 @@ func (g *Guard) checkMessage(ctx context.Context, method string, r *permissions.
 
 // UnaryServerInterceptor returns the guard's unary interceptor.
 func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	g.unaryTaken.Store(true)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		pl, err := g.plan(ctx, info.FullMethod)
 		if err != nil {
@@ -325,7 +430,7 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		}
 		r := pl.rule
 		if r.Public() {
-			if err := g.admit(ctx, pl, "", nil, nil); err != nil {
+			if err := g.admit(ctx, pl, "", nil, nil, nil); err != nil {
 				return nil, err
 			}
 			return handler(ctx, req)
@@ -335,14 +440,17 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			pm, _ := req.(proto.Message)
 			tok, p = g.bodyToken(r.TokenField(), pm, tok)
 		}
-		sess, err := g.authenticate(ctx, info.FullMethod, r, tok, p)
+		sess, err := g.authenticate(ctx, info.FullMethod, tok, p)
 		if err != nil {
 			return nil, err
 		}
-		if err := g.checkMessage(ctx, info.FullMethod, r, sess, req); err != nil {
-			return nil, err
+		denial := g.authorize(ctx, info.FullMethod, r, sess)
+		if denial == nil {
+			denial = g.checkMessage(ctx, info.FullMethod, r, sess, req)
 		}
-		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, nil); err != nil {
+		// A refused call is charged like an admitted one, so a consumer
+		// looping on calls it may not make is slowed down too.
+		if err := g.admit(ctx, pl, g.consumerKey(sess), sess, nil, denial); err != nil {
 			return nil, err
 		}
 		// Only a call that passed authentication, authorization and
@@ -402,7 +510,7 @@ func (g *Guard) log(ctx context.Context, method, reason string, sess *session.Se
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
 	if sess != nil {
-		attrs = append(attrs, slog.String("consumer", sess.Consumer()), slog.String("jti_fp", session.Fingerprint(sess.ID())))
+		attrs = append(attrs, slog.String("consumer", sess.ConsumerKey()), slog.String("jti_fp", session.Fingerprint(sess.ID())))
 	}
 	attrs = append(attrs, slog.String("cause", cause))
 	if suppressed > 0 {

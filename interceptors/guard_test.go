@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -388,9 +389,43 @@ func TestWithPublicMethodsExact(t *testing.T) {
 	}
 }
 
-// Health checks and reflection work without a token by default.
-func TestHealthAndReflectionPublicByDefault(t *testing.T) {
-	h := newHarness(t)
+// reflectList lists the services through reflection with the given context
+// and returns the names, or the error of the stream.
+func reflectList(t *testing.T, conn *grpc.ClientConn, ctx context.Context) ([]string, error) {
+	t.Helper()
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A refused stream may end before the request is sent (io.EOF); its
+	// status comes from Recv.
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	}); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	r, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range r.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	if err := stream.CloseSend(); err != nil {
+		return nil, err
+	}
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("end of reflection stream: %w", err)
+	}
+	return names, nil
+}
+
+// Health checks work without a token by default. Reflection needs a valid
+// token (any permission): an anonymous caller would otherwise read every
+// rule, including which permission bypasses ownership.
+func TestHealthPublicReflectionAuthenticatedByDefault(t *testing.T) {
+	h := newHarness(t, withStrictInit(), withGuardOptions(WithLenientInit()))
 	resp, err := healthpb.NewHealthClient(h.conn).Check(ctxWith(t), &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatalf("health: %v", err)
@@ -399,31 +434,23 @@ func TestHealthAndReflectionPublicByDefault(t *testing.T) {
 		t.Fatalf("health status %v", resp.GetStatus())
 	}
 
-	stream, err := reflectionpb.NewServerReflectionClient(h.conn).ServerReflectionInfo(ctxWith(t))
+	_, err = reflectList(t, h.conn, ctxWith(t))
+	wantMissing(t, err)
+	noPerms := h.token(t, func(c *session.Claims) { c.Permissions = nil })
+	names, err := reflectList(t, h.conn, bearer(t, noPerms))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&reflectionpb.ServerReflectionRequest{
-		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := stream.Recv()
-	if err != nil {
-		t.Fatalf("reflection: %v", err)
-	}
-	var names []string
-	for _, s := range r.GetListServicesResponse().GetService() {
-		names = append(names, s.GetName())
+		t.Fatalf("reflection with a token: %v", err)
 	}
 	if !strings.Contains(strings.Join(names, " "), "tollgate.testpb.v1.TestService") {
 		t.Fatalf("reflection listed %v", names)
 	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
-		t.Fatalf("end of reflection stream: %v", err)
+}
+
+// Reflection is public only when the user says so.
+func TestReflectionPublicWhenNamed(t *testing.T) {
+	h := newHarness(t, withGuardOptions(WithPublicServices("grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection")))
+	if _, err := reflectList(t, h.conn, ctxWith(t)); err != nil {
+		t.Fatalf("reflection named public: %v", err)
 	}
 }
 
@@ -453,23 +480,24 @@ func TestPublicPing(t *testing.T) {
 	}
 }
 
-// WithStrict: Init fails and names the method without a rule.
-func TestStrictInitFails(t *testing.T) {
-	h := newHarness(t, withGuardOptions(WithStrict()), withoutInit())
+// By default Init fails and names every method without a rule (and only
+// those: ruled, public and authenticated-by-default ones are fine).
+func TestInitStrictByDefault(t *testing.T) {
+	h := newHarness(t, withStrictInit(), withoutInit())
 	err := h.guard.Init(h.grpcSrv)
 	if err == nil {
-		t.Fatal("Init succeeded with unruled methods under WithStrict")
+		t.Fatal("Init succeeded with unruled methods")
 	}
 	if !errors.Is(err, permissions.ErrCompile) {
 		t.Errorf("error %v does not wrap permissions.ErrCompile", err)
 	}
-	for _, m := range []string{methodForgotten, "/tollgate.testpb.v1.UnruledService/ForgottenStream"} {
+	for _, m := range []string{methodForgotten, "/tollgate.testpb.v1.UnruledService/ForgottenStream", "WithLenientInit"} {
 		if !strings.Contains(err.Error(), m) {
 			t.Errorf("error does not name %s: %v", m, err)
 		}
 	}
-	if strings.Contains(err.Error(), "TestService") || strings.Contains(err.Error(), "grpc.health") {
-		t.Errorf("error names methods that have rules or are public: %v", err)
+	if strings.Contains(err.Error(), "TestService") || strings.Contains(err.Error(), "grpc.health") || strings.Contains(err.Error(), "reflection") {
+		t.Errorf("error names methods that have rules or defaults: %v", err)
 	}
 	if h.guard.Table() != nil {
 		t.Fatal("a failed Init installed a table")
@@ -480,6 +508,46 @@ func TestStrictInitFails(t *testing.T) {
 		t.Fatalf("after failed Init: %v", err)
 	}
 	h.wantNotReached(t)
+}
+
+// A server built without the guard's interceptors would serve every call
+// unchecked: Init refuses it and says how to fix it, for each kind missing.
+func TestInitRefusesServerWithoutInterceptors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		plain   func(g *Guard) []grpc.ServerOption
+		missing []string
+	}{
+		{"no ServerOptions", func(*Guard) []grpc.ServerOption { return nil }, []string{"unary interceptor", "stream interceptor"}},
+		{"unary only", func(g *Guard) []grpc.ServerOption {
+			return []grpc.ServerOption{grpc.ChainUnaryInterceptor(g.UnaryServerInterceptor())}
+		}, []string{"stream interceptor"}},
+		{"stream only", func(g *Guard) []grpc.ServerOption {
+			return []grpc.ServerOption{grpc.ChainStreamInterceptor(g.StreamServerInterceptor())}
+		}, []string{"unary interceptor"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, withPlainServer(tc.plain), withoutInit())
+			err := h.guard.Init(h.grpcSrv)
+			if err == nil {
+				t.Fatal("Init succeeded")
+			}
+			for _, want := range append(tc.missing, "guard.ServerOptions()") {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not say %q: %v", want, err)
+				}
+			}
+			if len(tc.missing) == 1 && strings.Contains(err.Error(), "unary interceptor and") {
+				t.Errorf("error names an installed interceptor: %v", err)
+			}
+			// Without the interceptors grpc-go serves the call itself: the
+			// test can only show that Init refused, which a server's
+			// start-up code turns into not serving.
+			if h.guard.Table() != nil {
+				t.Fatal("a refused Init installed a table")
+			}
+		})
+	}
 }
 
 // Calls before Init fail with Internal, unary and streaming, public or not;

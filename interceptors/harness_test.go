@@ -149,6 +149,13 @@ type testServer struct {
 	// beforeListSend, when set before the call, runs before List sends
 	// item i.
 	beforeListSend func(i int32)
+	// listWait, when set before the call, runs before List sends item i
+	// with the stream's context, so a test can hold the stream open.
+	listWait func(ctx context.Context, i int32)
+	// onRecv, when set before the call, runs after Upload or Chat has
+	// recorded a message; onReturn when any streaming handler returns.
+	onRecv   func(method string)
+	onReturn func(method string, err error)
 
 	mu       sync.Mutex
 	uploads  []*testpb.UploadRequest
@@ -197,12 +204,23 @@ func (s *testServer) GetAll(context.Context, *testpb.GetAllRequest) (*testpb.Get
 	return &testpb.GetAllResponse{}, nil
 }
 
-func (s *testServer) List(req *testpb.ListRequest, stream grpc.ServerStreamingServer[testpb.ListResponse]) error {
+func (s *testServer) returned(method string, err error) error {
+	if s.onReturn != nil {
+		s.onReturn(method, err)
+	}
+	return err
+}
+
+func (s *testServer) List(req *testpb.ListRequest, stream grpc.ServerStreamingServer[testpb.ListResponse]) (err error) {
+	defer func() { err = s.returned(methodList, err) }()
 	s.reached.Add(1)
 	sub := s.sawSubject(stream.Context())
 	for i := range req.GetCount() {
 		if s.beforeListSend != nil {
 			s.beforeListSend(i)
+		}
+		if s.listWait != nil {
+			s.listWait(stream.Context(), i)
 		}
 		if err := stream.Send(&testpb.ListResponse{Index: i, Subject: sub}); err != nil {
 			return err
@@ -211,7 +229,8 @@ func (s *testServer) List(req *testpb.ListRequest, stream grpc.ServerStreamingSe
 	return nil
 }
 
-func (s *testServer) Upload(stream grpc.ClientStreamingServer[testpb.UploadRequest, testpb.UploadResponse]) error {
+func (s *testServer) Upload(stream grpc.ClientStreamingServer[testpb.UploadRequest, testpb.UploadResponse]) (err error) {
+	defer func() { err = s.returned(methodUpload, err) }()
 	s.reached.Add(1)
 	s.sawSubject(stream.Context())
 	var n int32
@@ -226,11 +245,15 @@ func (s *testServer) Upload(stream grpc.ClientStreamingServer[testpb.UploadReque
 		s.mu.Lock()
 		s.uploads = append(s.uploads, proto.Clone(m).(*testpb.UploadRequest))
 		s.mu.Unlock()
+		if s.onRecv != nil {
+			s.onRecv(methodUpload)
+		}
 		n++
 	}
 }
 
-func (s *testServer) Chat(stream grpc.BidiStreamingServer[testpb.ChatRequest, testpb.ChatResponse]) error {
+func (s *testServer) Chat(stream grpc.BidiStreamingServer[testpb.ChatRequest, testpb.ChatResponse]) (err error) {
+	defer func() { err = s.returned(methodChat, err) }()
 	s.reached.Add(1)
 	sub := s.sawSubject(stream.Context())
 	for {
@@ -244,6 +267,9 @@ func (s *testServer) Chat(stream grpc.BidiStreamingServer[testpb.ChatRequest, te
 		s.mu.Lock()
 		s.chats = append(s.chats, proto.Clone(m).(*testpb.ChatRequest))
 		s.mu.Unlock()
+		if s.onRecv != nil {
+			s.onRecv(methodChat)
+		}
 		if err := stream.Send(&testpb.ChatResponse{Text: sub + ":" + m.GetText()}); err != nil {
 			return err
 		}
@@ -276,6 +302,7 @@ type harnessConfig struct {
 	// options (plus serverOpts), built from the guard.
 	plain  func(g *Guard) []grpc.ServerOption
 	noInit bool
+	strict bool // Init as the guard does by default: unruled methods fail it
 }
 
 type harnessOption func(*harnessConfig)
@@ -301,6 +328,10 @@ func withPlainServer(f func(g *Guard) []grpc.ServerOption) harnessOption {
 }
 
 func withoutInit() harnessOption { return func(c *harnessConfig) { c.noInit = true } }
+
+// withStrictInit leaves the guard's default strict Init: the harness
+// registers UnruledService, whose methods then fail Init.
+func withStrictInit() harnessOption { return func(c *harnessConfig) { c.strict = true } }
 
 // harness is one running server and a client connection to it.
 type harness struct {
@@ -337,8 +368,14 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	}
 	// The per-peer budget of failed authentications would refuse the many
 	// forged tokens these tests send from one loopback peer; the tests of
-	// that budget turn it back on with their own WithAuthFailureLimit.
-	gopts := append([]Option{WithAuthFailureLimit(throttle.Limit{})}, cfg.guardOpts...)
+	// that budget turn it back on with their own WithAuthFailureLimit. The
+	// harness serves UnruledService, so Init is lenient unless a test asks
+	// for the default. Timers run on the fake clock the verifier reads.
+	gopts := []Option{WithAuthFailureLimit(throttle.Limit{}), WithAfterFunc(h.clock.AfterFunc)}
+	if !cfg.strict {
+		gopts = append(gopts, WithLenientInit())
+	}
+	gopts = append(gopts, cfg.guardOpts...)
 	h.guard, err = NewGuard(h.verifier, gopts...)
 	if err != nil {
 		t.Fatal(err)

@@ -36,14 +36,26 @@ var errLimiterDown = status.Error(codes.Unavailable, msgUnavailable)
 
 // plan is everything the guard needs for one method, compiled at Init.
 type plan struct {
-	method  string
-	rule    *permissions.Rule
+	method string
+	rule   *permissions.Rule
+
+	// The method's kind, as registered on the server.
+	stream        bool // any streaming kind
+	clientStreams bool // client or bidi: receives many messages
+
 	limited bool
 	limit   throttle.Limit
-	cost    int
+	cost    int // a unary call, or a stream's opening and first message
+	msgCost int // each later message received; 0: free
 	bucket  string
 	policy  string // the ratelimit-policy header value
+
+	maxStreams int // open streams per consumer (per peer when public)
 }
+
+// chargesMessages reports whether messages received on the method's streams
+// take tokens.
+func (p *plan) chargesMessages() bool { return p.limited && p.clientStreams && p.msgCost > 0 }
 
 // compiled is the guard's table: the permissions table and a plan per method.
 type compiled struct {
@@ -51,16 +63,31 @@ type compiled struct {
 	plans map[string]*plan
 }
 
-func (g *Guard) compilePlans(t *permissions.Table) (*compiled, error) {
+func (g *Guard) compilePlans(t *permissions.Table, kinds map[string]grpc.MethodInfo) (*compiled, error) {
 	c := &compiled{perms: t, plans: make(map[string]*plan)}
 	var errs []error
 	for _, m := range t.Methods() {
 		r, _ := t.Rule(m)
 		p := &plan{method: m, rule: r}
+		if k, ok := kinds[m]; ok {
+			p.stream = k.IsClientStream || k.IsServerStream
+			p.clientStreams = k.IsClientStream
+		} else if d := r.Descriptor(); d != nil {
+			p.stream = d.IsStreamingClient() || d.IsStreamingServer()
+			p.clientStreams = d.IsStreamingClient()
+		}
+		p.maxStreams = g.opts.maxStreamsConsumer
+		if r.Public() {
+			p.maxStreams = g.opts.maxStreamsPeer
+		}
+		if n, ok := r.MaxStreams(); ok {
+			p.maxStreams = int(n)
+		}
 		if th, ok := r.Throttle(); ok {
 			p.limited = true
 			p.limit = throttle.Limit{Rate: int(th.Rate), Per: th.Per, Burst: int(th.Burst)}
 			p.cost = int(th.Cost)
+			p.msgCost = int(th.MessageCost)
 			p.bucket = th.Bucket
 			// permissions.Compile has checked rate, period, burst and cost;
 			// the limiter's own check adds what only it knows (a refill span
@@ -73,7 +100,7 @@ func (g *Guard) compilePlans(t *permissions.Table) (*compiled, error) {
 		} else if g.opts.defaultThrottle != nil {
 			p.limited = true
 			p.limit = *g.opts.defaultThrottle
-			p.cost = 1
+			p.cost, p.msgCost = 1, 1
 			p.bucket = m
 		}
 		if p.limited {
@@ -145,14 +172,17 @@ func peerAddrKey(ctx context.Context) string {
 	return "peer:" + p.Addr.String()
 }
 
-// consumerOf returns the throttling identity of a verified session.
-func (g *Guard) consumerOf(sess *session.Session) string {
+// consumerKey returns the throttling identity of a verified session, naming
+// the claim it came from ("azp:orders", "sub:alice", or with
+// [WithConsumerClaim] "claim:tenant:t1"), so that identities read from
+// different claims never share a bucket.
+func (g *Guard) consumerKey(sess *session.Session) string {
 	if g.opts.consumerClaim != "" {
 		if v, ok := sess.ClaimString(g.opts.consumerClaim); ok && v != "" {
-			return v
+			return "claim:" + g.opts.consumerClaim + ":" + v
 		}
 	}
-	return sess.Consumer()
+	return sess.ConsumerKey()
 }
 
 // setHeader sets response headers to go out with the response: on the
@@ -173,18 +203,24 @@ func sendHeader(ctx context.Context, ss grpc.ServerStream, md metadata.MD) error
 }
 
 // admit takes the call's tokens from its bucket; ss is the stream, nil for
-// a unary call. consumer names whose bucket it is; when empty, the caller's
-// peer. It returns nil when the call may go on, or the status to refuse it
+// a unary call. key names whose bucket it is: the consumer's, or the peer's
+// on a public method (computed when empty). denial is the status the call is refused with anyway
+// (a permission or ownership check failed), or nil: a refused call is
+// charged too, and when its bucket is empty it is refused as throttled.
+// admit returns nil when the call may go on, or the status to refuse it
 // with.
-func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *session.Session, ss grpc.ServerStream) error {
+func (g *Guard) admit(ctx context.Context, p *plan, key string, sess *session.Session, ss grpc.ServerStream, denial error) error {
 	if !p.limited {
-		return nil
+		return denial
 	}
-	if consumer == "" {
-		consumer = g.peerKey(ctx)
+	if key == "" {
+		key = g.peerKey(ctx)
 	}
-	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: consumer, Bucket: p.bucket}, p.limit, p.cost)
+	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: key, Bucket: p.bucket}, p.limit, p.cost)
 	if err != nil {
+		if denial != nil {
+			return denial
+		}
 		g.log(ctx, p.method, "LIMITER_UNAVAILABLE", sess, "limiter error: "+limiterCause(err))
 		return errLimiterDown
 	}
@@ -193,7 +229,7 @@ func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *sessi
 	}
 	if g.opts.rateLimitHeaders {
 		md := metadata.Pairs("ratelimit-policy", p.policy, "ratelimit", rateLimitHeader(p.bucket, d))
-		if d.Allowed {
+		if d.Allowed && denial == nil {
 			_ = setHeader(ctx, ss, md)
 		} else {
 			// Sent now, explicitly as headers ahead of the refusal, rather
@@ -203,10 +239,32 @@ func (g *Guard) admit(ctx context.Context, p *plan, consumer string, sess *sessi
 		}
 	}
 	if d.Allowed {
-		return nil
+		return denial
 	}
 	g.log(ctx, p.method, ReasonRateLimited, sess, "bucket "+p.bucket+" empty")
-	return rateLimitedStatus(p.bucket, consumer, d)
+	return rateLimitedStatus(p.bucket, key, d)
+}
+
+// admitMessage takes a received stream message's tokens from the stream's
+// bucket, under key; denial as for [Guard.admit]. No headers: a stream's
+// headers went out before its messages.
+func (g *Guard) admitMessage(ctx context.Context, p *plan, key string, sess *session.Session, denial error) error {
+	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: key, Bucket: p.bucket}, p.limit, p.msgCost)
+	if err != nil {
+		if denial != nil {
+			return denial
+		}
+		g.log(ctx, p.method, "LIMITER_UNAVAILABLE", sess, "limiter error: "+limiterCause(err))
+		return errLimiterDown
+	}
+	if d.Shadowed {
+		g.log(ctx, p.method, "RATE_LIMITED_SHADOW", sess, "stream message would be throttled (shadow mode)")
+	}
+	if d.Allowed {
+		return denial
+	}
+	g.log(ctx, p.method, ReasonRateLimited, sess, "bucket "+p.bucket+" empty (stream message)")
+	return rateLimitedStatus(p.bucket, key, d)
 }
 
 func limiterCause(err error) string {

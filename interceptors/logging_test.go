@@ -111,10 +111,10 @@ func TestLoggingNeverShowsTokens(t *testing.T) {
 	want := []record{
 		{Reason: "TOKEN_INVALID", Method: methodGet},
 		{Reason: "TOKEN_EXPIRED", Method: methodGet},
-		{Reason: "PERMISSION_DENIED", Method: "/tollgate.testpb.v1.TestService/GetAll", Consumr: "alice", JTIFP: session.Fingerprint("jti-noperm")},
-		{Reason: "NOT_OWNER", Method: methodUpdate, Consumr: "billing", JTIFP: session.Fingerprint("jti-notowner")},
+		{Reason: "PERMISSION_DENIED", Method: "/tollgate.testpb.v1.TestService/GetAll", Consumr: "sub:alice", JTIFP: session.Fingerprint("jti-noperm")},
+		{Reason: "NOT_OWNER", Method: methodUpdate, Consumr: "azp:billing", JTIFP: session.Fingerprint("jti-notowner")},
 		{Reason: "TOKEN_INVALID", Method: methodGet},
-		{Reason: "TOKEN_EXPIRED", Method: methodChat, Consumr: "alice", JTIFP: session.Fingerprint("jti-stream")},
+		{Reason: "TOKEN_EXPIRED", Method: methodChat, Consumr: "sub:alice", JTIFP: session.Fingerprint("jti-stream")},
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("%d log records, want %d:\n%s", len(recs), len(want), out)

@@ -25,6 +25,18 @@ const (
 	DefaultMaxHeaderListSize = 64 << 10
 	// DefaultRenewalTimeout bounds one renewal running beside a call.
 	DefaultRenewalTimeout = 2 * time.Second
+	// DefaultMaxConcurrentStreams is what [Guard.ServerOptions] sets as the
+	// server's grpc.MaxConcurrentStreams: calls in flight on one connection,
+	// instead of grpc-go's unbounded default.
+	DefaultMaxConcurrentStreams = 1000
+	// DefaultMaxStreamsPerConsumer bounds the streams of one method a
+	// consumer may hold open at once, unless the method's rule sets
+	// max_streams.
+	DefaultMaxStreamsPerConsumer = 1000
+	// DefaultMaxStreamsPerPeer bounds the streams of one public method a
+	// peer address may hold open at once (health watches, reflection when
+	// public), unless the method's rule sets max_streams.
+	DefaultMaxStreamsPerPeer = 100
 )
 
 // DefaultLogLimit returns each denial reason's budget of log lines: 20 a
@@ -41,9 +53,16 @@ func DefaultAuthFailureLimit() throttle.Limit {
 }
 
 // defaultPublicServices are answered without a token unless their methods
-// carry rules of their own: health checks and reflection.
-var defaultPublicServices = []string{
-	"grpc.health.v1.Health",
+// carry rules of their own: health checks, which load balancers and
+// orchestrators make without credentials. Their streams (Watch) are bounded
+// per peer like every public stream.
+func defaultPublicServices() []string { return []string{"grpc.health.v1.Health"} }
+
+// authenticatedServices get the rule {} (a valid token, no permission) unless
+// their methods carry rules of their own: reflection, which would otherwise
+// show an anonymous caller every rule, including which permission bypasses
+// ownership. [WithPublicServices] may make them public.
+var authenticatedServices = [...]string{
 	"grpc.reflection.v1.ServerReflection",
 	"grpc.reflection.v1alpha.ServerReflection",
 }
@@ -53,7 +72,8 @@ type options struct {
 	maxMetadataToken int
 	maxBodyToken     int
 	maxHeaderList    uint32
-	strict           bool
+	maxConcurrent    uint32
+	lenient          bool
 	publicServices   []string
 	publicMethods    []string
 	files            *protoregistry.Files
@@ -74,6 +94,10 @@ type options struct {
 
 	logLimit throttle.Limit
 	peerKey  func(context.Context) string
+
+	maxStreamsConsumer int
+	maxStreamsPeer     int
+	afterFunc          func(d time.Duration, f func()) (stop func() bool)
 
 	requireTransportSecurity bool
 }
@@ -104,15 +128,52 @@ func WithMaxHeaderListSize(n uint32) Option {
 	return func(o *options) { o.maxHeaderList = n }
 }
 
-// WithStrict makes [Guard.Init] fail when any registered method has no rule,
-// instead of denying it at call time.
-func WithStrict() Option {
-	return func(o *options) { o.strict = true }
+// WithMaxConcurrentStreams sets the grpc.MaxConcurrentStreams that
+// [Guard.ServerOptions] adds: calls (unary and streams) in flight on one
+// connection (default [DefaultMaxConcurrentStreams]); 0 leaves grpc-go's
+// unbounded default.
+func WithMaxConcurrentStreams(n uint32) Option {
+	return func(o *options) { o.maxConcurrent = n }
+}
+
+// WithMaxStreamsPerConsumer bounds the streams of one method one consumer may
+// hold open at once (default [DefaultMaxStreamsPerConsumer]); a method's rule
+// may set its own with max_streams. The stream past the bound is refused with
+// ResourceExhausted (TOO_MANY_STREAMS) before its handler runs. n must be at
+// least 1.
+func WithMaxStreamsPerConsumer(n int) Option {
+	return func(o *options) { o.maxStreamsConsumer = n }
+}
+
+// WithMaxStreamsPerPeer bounds the streams of one public method one peer (see
+// [WithPeerKey]) may hold open at once (default [DefaultMaxStreamsPerPeer]);
+// a method's rule may set its own with max_streams. n must be at least 1.
+func WithMaxStreamsPerPeer(n int) Option {
+	return func(o *options) { o.maxStreamsPeer = n }
+}
+
+// WithAfterFunc sets how the guard schedules its timers (ending an open
+// stream when its token expires, even if no message comes): f must run fn
+// once d has passed and return a function that cancels it, as
+// time.AfterFunc's Stop does. The default is time.AfterFunc; a test whose
+// verifier reads a fake clock passes that clock's timer function, so that
+// both agree on the time.
+func WithAfterFunc(f func(d time.Duration, fn func()) (stop func() bool)) Option {
+	return func(o *options) { o.afterFunc = f }
+}
+
+// WithLenientInit lets [Guard.Init] succeed when registered methods have no
+// rule; they are then denied at call time (PermissionDenied). By default
+// Init fails, naming every such method, so a forgotten rule is found when
+// the server starts rather than by its first caller.
+func WithLenientInit() Option {
+	return func(o *options) { o.lenient = true }
 }
 
 // WithPublicServices replaces the services whose methods are public when they
-// carry no rule (default: gRPC health and reflection). Pass none to make
-// them need rules like everything else.
+// carry no rule (default: gRPC health only). Pass none to make health need a
+// rule like everything else. Reflection requires a valid token unless it is
+// named here.
 func WithPublicServices(names ...string) Option {
 	return func(o *options) { o.publicServices = append([]string{}, names...) }
 }

@@ -73,7 +73,7 @@ func wantRedisLimited(t testing.TB, err error) {
 			}
 		}
 	}
-	if reason != ReasonRateLimited || bucket != methodGet || subject != "a" || len(st.Details()) != 3 {
+	if reason != ReasonRateLimited || bucket != methodGet || subject != "azp:a" || len(st.Details()) != 3 {
 		t.Fatalf("details %v, want RATE_LIMITED on %s for a", st.Details(), methodGet)
 	}
 	if retry <= time.Hour-time.Minute || retry > time.Hour {

@@ -2,6 +2,8 @@ package interceptors
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"sync"
 	"time"
 
@@ -9,25 +11,40 @@ import (
 )
 
 // renewals runs token renewals for the guard: at most one per token at a
-// time (single flight, keyed by jti), remembered after it completes (old →
-// new) until the old token expires, so that every call carrying the old
-// token gets the same new one and the issuer signs once.
+// time (single flight), remembered after it completes (old → new) until the
+// old token expires, so that every call carrying the old token gets the same
+// new one and the issuer signs once.
+//
+// Both are keyed on the token itself (its SHA-256), never on a claim: two
+// tokens that share a jti (an issuer's bug, or a forgery that got this far)
+// carry their own claims, and each must get a successor of its own claims.
+// A successor is handed out only while the guard's own verifier accepts it,
+// so one signed by a key that has left the key set is forgotten instead.
 type renewals struct {
 	renewer session.Renewer
 	policy  session.RenewalPolicy
 	grace   time.Duration
 	timeout time.Duration
 	now     func() time.Time
+	accept  func(token string) bool
 	onError func(err error)
 
 	mu       sync.Mutex
-	inflight map[string]*flight
-	done     map[string]*flight
+	inflight map[tokenKey]*flight
+	done     map[tokenKey]*flight
 	wg       sync.WaitGroup
 }
 
+// tokenKey identifies a token without holding it.
+type tokenKey [sha256.Size]byte
+
+// errSuccessorRefused: the renewer returned a token the guard's verifier
+// refuses.
+var errSuccessorRefused = errors.New("interceptors: renewed token refused by the verifier")
+
 // flight is one renewal: ready is closed when it has ended.
 type flight struct {
+	key    tokenKey
 	ready  chan struct{}
 	result session.Renewed
 	err    error
@@ -41,15 +58,16 @@ const (
 	failureBackoff        = time.Second
 )
 
-func newRenewals(r session.Renewer, p session.RenewalPolicy, grace, timeout time.Duration, now func() time.Time) *renewals {
+func newRenewals(r session.Renewer, p session.RenewalPolicy, grace, timeout time.Duration, now func() time.Time, accept func(string) bool) *renewals {
 	return &renewals{
 		renewer:  r,
 		policy:   p,
 		grace:    grace,
 		timeout:  timeout,
 		now:      now,
-		inflight: make(map[string]*flight),
-		done:     make(map[string]*flight),
+		accept:   accept,
+		inflight: make(map[tokenKey]*flight),
+		done:     make(map[tokenKey]*flight),
 	}
 }
 
@@ -58,7 +76,7 @@ func newRenewals(r session.Renewer, p session.RenewalPolicy, grace, timeout time
 // is bounded by the renewal timeout and does not depend on the call: a call
 // that ends first leaves the result for the next call with the same token.
 func (r *renewals) start(tok string, sess *session.Session) *flight {
-	key := sess.ID()
+	key := tokenKey(sha256.Sum256([]byte(tok)))
 	now := r.now()
 	r.mu.Lock()
 	if f, ok := r.inflight[key]; ok {
@@ -66,13 +84,29 @@ func (r *renewals) start(tok string, sess *session.Session) *flight {
 		return f
 	}
 	if f, ok := r.done[key]; ok {
-		if f.err == nil || now.Before(f.oldExp) {
+		switch {
+		case f.err != nil && now.Before(f.oldExp):
+			// A recent failure: not retried until its back-off ends.
 			r.mu.Unlock()
 			return f
+		case f.err == nil:
+			// Checked outside the lock: a verification may miss the cache.
+			r.mu.Unlock()
+			if r.accept(f.result.Token) {
+				return f
+			}
+			// Its key has left the set: forget it and renew afresh.
+			r.mu.Lock()
+			if g, ok := r.inflight[key]; ok {
+				r.mu.Unlock()
+				return g
+			}
 		}
-		delete(r.done, key)
+		if r.done[key] == f {
+			delete(r.done, key)
+		}
 	}
-	f := &flight{ready: make(chan struct{}), oldExp: sess.ExpiresAt()}
+	f := &flight{key: key, ready: make(chan struct{}), oldExp: sess.ExpiresAt()}
 	r.inflight[key] = f
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -82,6 +116,9 @@ func (r *renewals) start(tok string, sess *session.Session) *flight {
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		res, err := r.renewer.Renew(ctx, tok, sess)
 		cancel()
+		if err == nil && !r.accept(res.Token) {
+			res, err = session.Renewed{}, errSuccessorRefused
+		}
 		r.mu.Lock()
 		f.result, f.err = res, err
 		if err != nil {
@@ -103,7 +140,7 @@ func (r *renewals) start(tok string, sess *session.Session) *flight {
 // full it first forgets entries whose old token has expired; if still full,
 // f is not remembered (single flight still holds for concurrent calls).
 // r.mu must be held.
-func (r *renewals) remember(key string, f *flight) {
+func (r *renewals) remember(key tokenKey, f *flight) {
 	if len(r.done) >= maxRememberedRenewals {
 		now := r.now()
 		for k, old := range r.done {
@@ -135,22 +172,35 @@ func (r *renewals) wait(f *flight) (string, bool) {
 			return "", false
 		}
 	}
-	if f.err != nil || f.result.Token == "" {
-		return "", false
-	}
-	return f.result.Token, true
+	return r.handOut(f)
 }
 
-// ready returns the renewed token if f has already ended successfully.
-func (f *flight) readyToken() (string, bool) {
+// readyToken returns the renewed token if f has already ended successfully.
+func (r *renewals) readyToken(f *flight) (string, bool) {
 	select {
 	case <-f.ready:
-		if f.err == nil && f.result.Token != "" {
-			return f.result.Token, true
-		}
+		return r.handOut(f)
 	default:
 	}
 	return "", false
+}
+
+// handOut returns the successor of an ended flight while the verifier still
+// accepts it; one it refuses now (its key left the set, it expired) is
+// forgotten, and the next call renews afresh.
+func (r *renewals) handOut(f *flight) (string, bool) {
+	if f.err != nil || f.result.Token == "" {
+		return "", false
+	}
+	if !r.accept(f.result.Token) {
+		r.mu.Lock()
+		if r.done[f.key] == f {
+			delete(r.done, f.key)
+		}
+		r.mu.Unlock()
+		return "", false
+	}
+	return f.result.Token, true
 }
 
 // close waits for renewals under way.

@@ -290,7 +290,7 @@ func TestCase34NoRenewalForBadCalls(t *testing.T) {
 		}
 		// Another token (another jti) of the same consumer: throttled.
 		renewed, err := h.getRenewed(t, h.token(t, inWindow))
-		wantRateLimited(t, err, methodGet, "web", lim, time.Hour)
+		wantRateLimited(t, err, methodGet, "azp:web", lim, time.Hour)
 		if renewed != "" {
 			t.Fatal("a renewed token on a throttled call")
 		}
@@ -613,6 +613,9 @@ func TestCase35StreamRefusedMidwayNoToken(t *testing.T) {
 		if renewedIn(t, stream.Trailer()) != "" {
 			t.Fatal("a refused stream carried a renewed token")
 		}
+		// The renewal runs on its own goroutine, which may not have
+		// reached the renewer when the refusal arrives: Close waits for it.
+		h.guard.Close()
 		if r.calls.Load() != 1 {
 			t.Fatalf("renewer called %d times, want 1 (started when the stream opened)", r.calls.Load())
 		}
@@ -639,6 +642,124 @@ func TestCase35StreamRefusedMidwayNoToken(t *testing.T) {
 			t.Fatal("a refused stream carried a renewed token")
 		}
 	})
+}
+
+// Item 6 of the hardening issue: renewal is keyed on the token itself, not
+// on its jti. Two tokens that share a jti (an issuer's bug) but not their
+// permissions each get a successor of their own, with their own
+// permissions; the second never receives the first's successor.
+func TestRenewalKeyedOnTokenNotJTI(t *testing.T) {
+	r := &testRenewer{}
+	h := newRenewalHarness(t, r)
+	narrow := h.token(t, inWindow, func(c *session.Claims) { c.ID = "same-jti"; c.Permissions = []string{"test.read"} })
+	broad := h.token(t, inWindow, func(c *session.Claims) {
+		c.ID = "same-jti"
+		c.Permissions = []string{"test.read", "test.admin"}
+	})
+	for _, tc := range []struct {
+		tok   string
+		perms []string
+	}{{narrow, []string{"test.read"}}, {broad, []string{"test.read", "test.admin"}}, {narrow, []string{"test.read"}}} {
+		renewed, err := h.getRenewed(t, tc.tok)
+		if err != nil || renewed == "" {
+			t.Fatalf("renewal: %q, %v", renewed, err)
+		}
+		ns, err := h.verifier.Verify(context.Background(), renewed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ns.Permissions(), tc.perms) {
+			t.Fatalf("successor grants %v, want the presented token's %v", ns.Permissions(), tc.perms)
+		}
+	}
+	if n := r.calls.Load(); n != 2 {
+		t.Fatalf("renewer called %d times, want 2 (one per token; the third call is remembered)", n)
+	}
+}
+
+// Item 6: a remembered successor signed by a key that has since left the
+// key set is never handed out (the guard's own verifier would refuse it);
+// the next call renews afresh with the current key.
+func TestRenewalForgetsSuccessorOfRemovedKey(t *testing.T) {
+	r := &testRenewer{}
+	h := newRenewalHarness(t, r)
+	// k2 signs; the harness key k1 signed the presented token.
+	k2 := newTestKey(t, "k2")
+	ks, err := session.NewKeySet(k2.key, h.key.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.verifier.SetKeys(ks); err != nil {
+		t.Fatal(err)
+	}
+	tok := h.token(t, inWindow)
+	first, err := h.getRenewed(t, tok)
+	if err != nil || first == "" {
+		t.Fatalf("first renewal: %v", err)
+	}
+	if kid := tokenHeader(t, first)["kid"]; kid != "k2" {
+		t.Fatalf("signed by %v, want k2", kid)
+	}
+	// k2 is withdrawn; k3 signs from now on, k1 still verifies.
+	k3 := newTestKey(t, "k3")
+	ks, err = session.NewKeySet(k3.key, h.key.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.verifier.SetKeys(ks); err != nil {
+		t.Fatal(err)
+	}
+	second, err := h.getRenewed(t, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first {
+		t.Fatal("the successor signed by a withdrawn key was handed out")
+	}
+	if second == "" || tokenHeader(t, second)["kid"] != "k3" {
+		t.Fatalf("second renewal %q, want one signed by k3", second)
+	}
+	if _, err := h.verifier.Verify(context.Background(), second); err != nil {
+		t.Fatalf("the handed-out successor does not verify: %v", err)
+	}
+	if n := r.calls.Load(); n != 2 {
+		t.Fatalf("renewer called %d times, want 2", n)
+	}
+}
+
+// A renewer that returns a token the guard's verifier refuses (here: signed
+// by a key the verifier does not hold) fails the renewal; nothing is handed
+// out.
+func TestRenewalNeverHandsOutRefusedToken(t *testing.T) {
+	stranger := newTestKey(t, "k-stranger")
+	r := &testRenewer{hook: func(context.Context) error { return nil }}
+	h := newRenewalHarness(t, r)
+	// Replace the inner renewer by one signing with a key the verifier
+	// does not know.
+	v2ks, err := session.NewKeySet(stranger.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := session.NewVerifier(v2ks, testIss, testAud, session.WithClock(h.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, err := session.NewLocalRenewer(v2, renewalPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.inner.Store(lr)
+	renewed, err := h.getRenewed(t, h.token(t, inWindow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed != "" {
+		t.Fatal("a renewed token the guard's verifier refuses was handed out")
+	}
+	h.guard.Close()
+	if r.calls.Load() != 1 {
+		t.Fatalf("renewer called %d times", r.calls.Load())
+	}
 }
 
 // End to end with the client side: a TokenSource and the unary client

@@ -14,29 +14,34 @@ import (
 	"github.com/tollgate/tollgate/session"
 )
 
-// StreamServerInterceptor returns the guard's stream interceptor. Server,
-// client and bidi streams are authenticated when they open (from metadata, or
-// from the token field of the first message, which is then received before
-// the handler runs and handed to it on its first RecvMsg; a stream
-// authenticated from metadata whose first message sets the token field to
-// another token fails with TOKEN_INVALID). Ownership is
-// checked on every message received, and once the token expires the next
-// message received or sent fails with Unauthenticated (TOKEN_EXPIRED).
+// StreamServerInterceptor returns the guard's stream interceptor.
+//
+// Server, client and bidi streams are authenticated when they open (from
+// metadata, or from the token field of the first message, which is then
+// received before the handler runs and handed to it on its first RecvMsg; a
+// stream authenticated from metadata whose first message sets the token
+// field to another token fails with TOKEN_INVALID).
+//
+// Opening a stream takes the rule's cost from the caller's bucket (per
+// consumer, or per peer when public), and on client and bidi streams every
+// message received after the first takes its message cost; a message the
+// bucket cannot pay for ends the stream with ResourceExhausted before the
+// handler sees it. Ownership is checked on every message received. A
+// consumer (a peer, when public) holds at most max_streams streams of a
+// method open at once. Once the token expires the stream ends with
+// Unauthenticated (TOKEN_EXPIRED), at once even when no message comes.
 func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	g.streamTaken.Store(true)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
 		pl, err := g.plan(ctx, info.FullMethod)
 		if err != nil {
 			return err
 		}
-		r := pl.rule
-		if r.Public() {
-			// A stream takes one token when it opens.
-			if err := g.admit(ctx, pl, "", nil, ss); err != nil {
-				return err
-			}
-			return handler(srv, ss)
+		if pl.rule.Public() {
+			return g.publicStream(srv, ss, pl, handler)
 		}
+		r := pl.rule
 		tok, p := g.metadataToken(ctx)
 		var first proto.Message
 		if p == nil && tok == "" && r.TokenField() != nil && r.InputType() != nil {
@@ -50,34 +55,59 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			}
 			tok, p = g.bodyToken(r.TokenField(), first, tok)
 		}
-		sess, err := g.authenticate(ctx, info.FullMethod, r, tok, p)
+		sess, err := g.authenticate(ctx, info.FullMethod, tok, p)
 		if err != nil {
 			return err
 		}
-		if first != nil {
-			if err := g.checkMessage(ctx, info.FullMethod, r, sess, first); err != nil {
-				return err
-			}
+		key := g.consumerKey(sess)
+		denial := g.authorize(ctx, info.FullMethod, r, sess)
+		if denial == nil && first != nil {
+			denial = g.checkMessage(ctx, info.FullMethod, r, sess, first)
 		}
-		if err := g.admit(ctx, pl, g.consumerOf(sess), sess, ss); err != nil {
+		if denial != nil {
+			// Charged like an admitted stream (see Guard.admit).
+			return g.admit(ctx, pl, key, sess, ss, denial)
+		}
+		release, err := g.openStream(ctx, pl, key)
+		if err != nil {
 			return err
+		}
+		defer release()
+		if err := g.admit(ctx, pl, key, sess, ss, nil); err != nil {
+			return err
+		}
+		ctx, cancel := endable(ctx)
+		if cancel != nil {
+			defer cancel()
 		}
 		gs := &guardedStream{
 			ServerStream: ss,
 			ctx:          session.NewContext(ctx, sess),
 			guard:        g,
-			rule:         r,
+			plan:         pl,
 			sess:         sess,
-			method:       info.FullMethod,
+			key:          key,
 			first:        first,
 			renewal:      g.startRenewal(r, tok, sess),
 		}
-		if first == nil && r.TokenField() != nil {
+		if first != nil {
+			gs.received = 1
+		} else if r.TokenField() != nil {
 			// Authenticated from metadata: the first message's token field,
 			// if set, must carry the same token.
 			gs.mdTok = tok
 		}
+		// The stream ends when its token does, even if no message comes:
+		// the timer records the refusal and ends the stream with it, which
+		// ends a handler waiting in RecvMsg or SendMsg or on its context.
+		stop := g.opts.afterFunc(sess.ValidUntil().Add(g.verifier.Leeway()).Sub(g.verifier.Now()), func() {
+			if gs.deny(errTokenExpired) == errTokenExpired {
+				g.log(ctx, info.FullMethod, ReasonTokenExpired, sess, "token expired during the stream")
+			}
+			endStream(ctx, errTokenExpired, cancel)
+		})
 		err = handler(srv, gs)
+		stop()
 		if denial := gs.denial(); denial != nil {
 			// The guard refused a message: that refusal ends the stream
 			// whatever the handler made of it, and no renewed token goes
@@ -93,20 +123,45 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
+// publicStream runs a stream of a public method: bounded and charged per
+// peer, with no session.
+func (g *Guard) publicStream(srv any, ss grpc.ServerStream, pl *plan, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	key := g.peerKey(ctx)
+	release, err := g.openStream(ctx, pl, key)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := g.admit(ctx, pl, key, nil, ss, nil); err != nil {
+		return err
+	}
+	if !pl.chargesMessages() {
+		return handler(srv, ss)
+	}
+	gs := &guardedStream{ServerStream: ss, ctx: ctx, guard: g, plan: pl, key: key}
+	err = handler(srv, gs)
+	if denial := gs.denial(); denial != nil {
+		return denial
+	}
+	return err
+}
+
 // guardedStream carries the session to the handler and checks every message.
-// Once the guard refuses a message (not the owner, token expired, token
-// mismatch), every later RecvMsg and SendMsg returns the same refusal and the
-// stream ends with it.
+// Once the guard refuses a message (not the owner, throttled, token expired,
+// token mismatch), every later RecvMsg and SendMsg returns the same refusal
+// and the stream ends with it.
 type guardedStream struct {
 	grpc.ServerStream
-	ctx     context.Context
-	guard   *Guard
-	rule    *permissions.Rule
-	sess    *session.Session
-	method  string
-	first   proto.Message // received by the interceptor, not yet handed over
-	mdTok   string        // metadata token the first message's token field must match
-	renewal *flight       // nil when the call does not renew
+	ctx      context.Context
+	guard    *Guard
+	plan     *plan
+	sess     *session.Session // nil on a public method
+	key      string           // whose bucket messages are charged to
+	first    proto.Message    // received by the interceptor, not yet handed over
+	mdTok    string           // metadata token the first message's token field must match
+	renewal  *flight          // nil when the call does not renew
+	received int              // messages received from the client so far
 
 	denied     atomic.Pointer[error]
 	headerDone atomic.Bool
@@ -122,11 +177,13 @@ func (s *guardedStream) denial() error {
 }
 
 // deny records err as the stream's refusal (the first one wins) and returns
-// it.
+// the refusal that stands.
 func (s *guardedStream) deny(err error) error {
 	s.denied.CompareAndSwap(nil, &err)
 	return s.denial()
 }
+
+func (s *guardedStream) rule() *permissions.Rule { return s.plan.rule }
 
 func (s *guardedStream) RecvMsg(m any) error {
 	if d := s.denial(); d != nil {
@@ -138,15 +195,31 @@ func (s *guardedStream) RecvMsg(m any) error {
 		return handOver(m, first)
 	}
 	if err := s.ServerStream.RecvMsg(m); err != nil {
+		// A refusal that ended the stream meanwhile (its token expired) is
+		// the reason the receive failed.
+		if d := s.denial(); d != nil {
+			return d
+		}
 		return err
+	}
+	s.received++
+	if s.sess == nil {
+		// A public stream: only the charge.
+		if s.received > 1 {
+			if err := s.guard.admitMessage(s.ctx, s.plan, s.key, nil, nil); err != nil {
+				resetMsg(m)
+				return s.deny(err)
+			}
+		}
+		return nil
 	}
 	if s.mdTok != "" {
 		mdTok := s.mdTok
 		s.mdTok = ""
 		pm, _ := m.(proto.Message)
-		if _, p := s.guard.bodyToken(s.rule.TokenField(), pm, mdTok); p != nil {
-			s.guard.log(s.ctx, s.method, ReasonTokenInvalid, s.sess, p.cause)
-			proto.Reset(pm)
+		if _, p := s.guard.bodyToken(s.rule().TokenField(), pm, mdTok); p != nil {
+			s.guard.log(s.ctx, s.plan.method, ReasonTokenInvalid, s.sess, p.cause)
+			resetMsg(m)
 			return s.deny(errTokenInvalid)
 		}
 	}
@@ -154,11 +227,17 @@ func (s *guardedStream) RecvMsg(m any) error {
 		resetMsg(m)
 		return s.deny(err)
 	}
-	if err := s.guard.checkMessage(s.ctx, s.method, s.rule, s.sess, m); err != nil {
+	denial := s.guard.checkMessage(s.ctx, s.plan.method, s.rule(), s.sess, m)
+	if s.received > 1 && s.plan.chargesMessages() {
+		// The opening paid for the first message; every later one is
+		// charged, refused ones too.
+		denial = s.guard.admitMessage(s.ctx, s.plan, s.key, s.sess, denial)
+	}
+	if denial != nil {
 		// The refused message's content must not reach a handler that
 		// ignores the error.
 		resetMsg(m)
-		return s.deny(err)
+		return s.deny(denial)
 	}
 	return nil
 }
@@ -167,16 +246,24 @@ func (s *guardedStream) SendMsg(m any) error {
 	if d := s.denial(); d != nil {
 		return d
 	}
-	if err := s.checkExpiry(); err != nil {
-		return s.deny(err)
+	if s.sess != nil {
+		if err := s.checkExpiry(); err != nil {
+			return s.deny(err)
+		}
 	}
 	if s.guard.opts.renewalHeader && s.renewal != nil && s.headerDone.CompareAndSwap(false, true) {
-		if renewed, ok := s.renewal.readyToken(); ok {
+		if renewed, ok := s.guard.renew.readyToken(s.renewal); ok {
 			// Set before the first message, so it travels in its headers.
 			_ = s.ServerStream.SetHeader(metadata.Pairs(RenewedTokenKey, renewed))
 		}
 	}
-	return s.ServerStream.SendMsg(m)
+	if err := s.ServerStream.SendMsg(m); err != nil {
+		if d := s.denial(); d != nil {
+			return d
+		}
+		return err
+	}
+	return nil
 }
 
 func resetMsg(m any) {
@@ -187,7 +274,7 @@ func resetMsg(m any) {
 
 func (s *guardedStream) checkExpiry() error {
 	if s.guard.verifier.Expired(s.sess) {
-		s.guard.log(s.ctx, s.method, ReasonTokenExpired, s.sess, "token expired during the stream")
+		s.guard.log(s.ctx, s.plan.method, ReasonTokenExpired, s.sess, "token expired during the stream")
 		return errTokenExpired
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,7 +137,7 @@ func TestThrottlePerConsumer(t *testing.T) {
 		}
 	}
 	// Three tokens taken at one instant: the next is a minute away.
-	wantRateLimited(t, h.get(t, a), methodGet, "a", lim, time.Minute)
+	wantRateLimited(t, h.get(t, a), methodGet, "azp:a", lim, time.Minute)
 	if h.reached() != 3 {
 		t.Fatalf("handler reached %d times, want 3: a refused call reached it", h.reached())
 	}
@@ -145,15 +146,15 @@ func TestThrottlePerConsumer(t *testing.T) {
 			t.Fatalf("call %d of b: %v", i+1, err)
 		}
 	}
-	wantRateLimited(t, h.get(t, b), methodGet, "b", lim, time.Minute)
+	wantRateLimited(t, h.get(t, b), methodGet, "azp:b", lim, time.Minute)
 
 	h.clock.Advance(59 * time.Second)
-	wantRateLimited(t, h.get(t, a), methodGet, "a", lim, time.Second)
+	wantRateLimited(t, h.get(t, a), methodGet, "azp:a", lim, time.Second)
 	h.clock.Advance(time.Second)
 	if err := h.get(t, a); err != nil {
 		t.Fatalf("after one interval: %v", err)
 	}
-	wantRateLimited(t, h.get(t, a), methodGet, "a", lim, time.Minute)
+	wantRateLimited(t, h.get(t, a), methodGet, "azp:a", lim, time.Minute)
 	if h.reached() != 7 {
 		t.Fatalf("handler reached %d times, want 7", h.reached())
 	}
@@ -181,7 +182,7 @@ func TestThrottleConsumerIdentity(t *testing.T) {
 		u1 := h.token(t, sub("u1"), azp("svc"))
 		u2 := h.token(t, sub("u2"), azp("svc"))
 		spend(t, h, u1, u2, u1)
-		wantRateLimited(t, h.get(t, u2), methodGet, "svc", lim, time.Hour)
+		wantRateLimited(t, h.get(t, u2), methodGet, "azp:svc", lim, time.Hour)
 		// u1's subject has a bucket of its own only without an azp.
 		spend(t, h, h.token(t, sub("u1")))
 	})
@@ -189,33 +190,46 @@ func TestThrottleConsumerIdentity(t *testing.T) {
 		h := newThrottleHarness(t, lim)
 		carol := h.token(t, sub("carol"))
 		spend(t, h, carol, carol, carol)
-		wantRateLimited(t, h.get(t, carol), methodGet, "carol", lim, time.Hour)
+		wantRateLimited(t, h.get(t, carol), methodGet, "sub:carol", lim, time.Hour)
 		spend(t, h, h.token(t, sub("dave")))
+	})
+	// A subject that happens to carry a service's name is not that service:
+	// keys say which claim they came from.
+	t.Run("sub and azp never share a bucket", func(t *testing.T) {
+		h := newThrottleHarness(t, lim)
+		user := h.token(t, sub("orders"))
+		spend(t, h, user, user, user)
+		wantRateLimited(t, h.get(t, user), methodGet, "sub:orders", lim, time.Hour)
+		service := h.token(t, sub("svc-account"), azp("orders"))
+		spend(t, h, service, service, service)
+		wantRateLimited(t, h.get(t, service), methodGet, "azp:orders", lim, time.Hour)
 	})
 	t.Run("WithConsumerClaim", func(t *testing.T) {
 		h := newThrottleHarness(t, lim, WithConsumerClaim("tenant"))
 		a := h.token(t, azp("a"), tenant("t1"))
 		b := h.token(t, azp("b"), tenant("t1"))
 		spend(t, h, a, b, a)
-		wantRateLimited(t, h.get(t, b), methodGet, "t1", lim, time.Hour)
+		wantRateLimited(t, h.get(t, b), methodGet, "claim:tenant:t1", lim, time.Hour)
 		// Without the claim: the consumer, azp "a", with a full bucket.
 		noTenant := h.token(t, azp("a"))
 		spend(t, h, noTenant, noTenant, noTenant)
-		wantRateLimited(t, h.get(t, noTenant), methodGet, "a", lim, time.Hour)
+		wantRateLimited(t, h.get(t, noTenant), methodGet, "azp:a", lim, time.Hour)
 		// Another tenant, same azp: its own bucket.
 		spend(t, h, h.token(t, azp("a"), tenant("t2")))
 	})
 }
 
-// A stream takes one token when it opens, however many messages it then
-// carries: with a burst of 2, a stream of 100 messages and a short one
-// pass, the third stream is refused before its handler runs. Each kind has
-// its own bucket (its method).
-func TestThrottleStreamsTakeOneToken(t *testing.T) {
-	lim := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 2}
+// Item 1 of the hardening issue: a server stream takes one token when it
+// opens, however many messages it sends; a client or bidi stream pays for
+// its first message with its opening and for every later message it
+// receives. With a burst of 5 the fifth message empties the bucket, the
+// sixth ends the stream with the whole RATE_LIMITED contract before the
+// handler sees it, and the next stream is refused when it opens. Each kind
+// has its own bucket (its method).
+func TestThrottleStreamMessages(t *testing.T) {
+	lim := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 5}
 	h := newThrottleHarness(t, lim)
 	tok := h.token(t, azp("a"))
-
 	list := func(n int32) (int, error) {
 		stream, err := h.client.List(bearer(t, tok), &testpb.ListRequest{Count: n})
 		if err != nil {
@@ -273,28 +287,42 @@ func TestThrottleStreamsTakeOneToken(t *testing.T) {
 	for _, k := range []struct {
 		name, method string
 		run          func(n int) (int, error)
+		// messages the handler gets from a stream of 100, and the streams
+		// of 1 that pass after it
+		first, more int
 	}{
-		{"server stream List", methodList, func(n int) (int, error) { return list(int32(n)) }},
-		{"client stream Upload", methodUpload, upload},
-		{"bidi Chat", methodChat, chat},
+		{"server stream List", methodList, func(n int) (int, error) { return list(int32(n)) }, 100, 4},
+		{"client stream Upload", methodUpload, upload, 5, 0},
+		{"bidi Chat", methodChat, chat, 5, 0},
 	} {
 		t.Run(k.name, func(t *testing.T) {
 			before := h.reached()
-			if got, err := k.run(100); err != nil || got != 100 {
-				t.Fatalf("stream of 100: %d messages, %v", got, err)
+			got, err := k.run(100)
+			if k.first == 100 {
+				if err != nil || got != 100 {
+					t.Fatalf("server stream of 100: %d messages, %v", got, err)
+				}
+			} else {
+				wantRateLimited(t, err, k.method, "azp:a", lim, time.Hour)
 			}
-			if got, err := k.run(1); err != nil || got != 1 {
-				t.Fatalf("second stream: %d messages, %v", got, err)
+			for i := range k.more {
+				if n, err := k.run(1); err != nil || n != 1 {
+					t.Fatalf("stream %d of 1: %d messages, %v", i+2, n, err)
+				}
 			}
-			got, err := k.run(1)
-			wantRateLimited(t, err, k.method, "a", lim, time.Hour)
-			if got != 0 {
-				t.Fatalf("refused stream carried %d messages", got)
+			n, err := k.run(1)
+			wantRateLimited(t, err, k.method, "azp:a", lim, time.Hour)
+			if n != 0 {
+				t.Fatalf("refused stream carried %d messages", n)
 			}
-			if n := h.reached() - before; n != 2 {
-				t.Fatalf("handler reached %d times, want 2", n)
+			if n := h.reached() - before; n != int64(1+k.more) {
+				t.Fatalf("handler reached %d times, want %d", n, 1+k.more)
 			}
 		})
+	}
+	uploads, chats, _ := h.server.recorded()
+	if len(uploads) != 5 || len(chats) != 5 {
+		t.Fatalf("handlers received %d uploads and %d chat messages, want 5 each: a refused message must never reach them", len(uploads), len(chats))
 	}
 }
 
@@ -373,9 +401,11 @@ func (c *reasonCounter) cause(cause string) int {
 // Case 28: 1,000 forged tokens from one peer. The first 5 are checked and
 // refused as TOKEN_INVALID; every later one is refused with RATE_LIMITED
 // before its signature is checked: the verifier logged exactly 5 failures,
-// and a valid token from the same peer is refused too, which it would not
-// be had it been verified. One refill interval later the valid token
-// passes; successes are not charged, failures are.
+// and a valid token the guard has never seen from that peer is refused too,
+// which it would not be had it been verified. One refill interval later the
+// valid token passes; from then on it is known (cached), so the peer's spent
+// budget no longer touches it, while new forgeries are still refused
+// unchecked.
 func TestCase28AuthFailureBudget(t *testing.T) {
 	budget := throttle.Limit{Rate: 1, Per: time.Minute, Burst: 5}
 	var logs reasonCounter
@@ -410,12 +440,90 @@ func TestCase28AuthFailureBudget(t *testing.T) {
 		}
 	}
 	wantInvalid(t, h.get(t, forged)) // takes the refilled token
-	wantRateLimited(t, h.get(t, valid), authFailureBucket, peerLoopback, budget, time.Minute)
+	wantRateLimited(t, h.get(t, forged), authFailureBucket, peerLoopback, budget, time.Minute)
+	// The budget is spent again, but the valid token is known now.
+	if err := h.get(t, valid); err != nil {
+		t.Fatalf("a verified token refused for the peer's failures: %v", err)
+	}
 	if n := logs.count(ReasonTokenInvalid); n != 6 {
 		t.Fatalf("%d verification failures, want 6", n)
 	}
-	if h.reached() != 2 {
-		t.Fatalf("handler reached %d times, want 2", h.reached())
+	if h.reached() != 3 {
+		t.Fatalf("handler reached %d times, want 3", h.reached())
+	}
+}
+
+// Item 3 of the hardening issue: behind a NAT or a sidecar every consumer
+// shares one address. Forged tokens at full speed from that address must not
+// lock out a valid consumer behind it: its verified (cached) token keeps 100
+// % success on every RPC kind, while the forgeries still buy no signature
+// check past the peer's budget.
+func TestNeighbourFloodDoesNotLockOutVerifiedCaller(t *testing.T) {
+	budget := throttle.Limit{Rate: 1, Per: time.Minute, Burst: 5}
+	var logs reasonCounter
+	h := newHarness(t, withGuardOptions(WithAuthFailureLimit(budget), WithLogger(slog.New(&logs)), WithLogLimit(throttle.Limit{})))
+	valid := h.token(t)
+	if err := h.get(t, valid); err != nil { // verified once, before the flood
+		t.Fatal(err)
+	}
+	forgedKey := newTestKey(t, testKID)
+
+	stop := make(chan struct{})
+	var forgedSent atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// A new forgery every time: none of them is ever cached.
+				c := claims(h.clock.Now())
+				c.ID = fmt.Sprintf("forged-%d-%d", w, i)
+				err := h.get(t, forgedKey.sign(t, c))
+				if code := status.Code(err); code != codes.Unauthenticated && code != codes.ResourceExhausted {
+					t.Errorf("forged token: %v", err)
+					return
+				}
+				forgedSent.Add(1)
+			}
+		})
+	}
+	// Wait until the flood has spent the budget, then call through it.
+	for logs.cause("peer exhausted its failed-authentication budget") < 50 {
+		runtime.Gosched()
+	}
+	const calls = 200
+	for i := range calls {
+		if err := h.get(t, valid); err != nil {
+			t.Errorf("valid call %d during the flood: %v", i+1, err)
+		}
+		stream, err := h.client.Chat(bearer(t, valid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&testpb.ChatRequest{OwnerId: "o1", Text: "hi"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Errorf("valid stream %d during the flood: %v", i+1, err)
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Errorf("valid stream %d end: %v", i+1, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if n := logs.count(ReasonTokenInvalid); n != 5 {
+		t.Fatalf("%d forged tokens reached signature verification, want the budget of 5 (%d sent)", n, forgedSent.Load())
+	}
+	if h.reached() != 2*calls+1 {
+		t.Fatalf("handlers reached %d times, want %d", h.reached(), 2*calls+1)
 	}
 }
 
@@ -485,9 +593,8 @@ func (c *countingLimiter) asked() []throttle.Key {
 	return append([]throttle.Key(nil), c.keys...)
 }
 
-// Case 29: the consumer's bucket is charged only for verified, authorized
-// calls. Forged tokens claiming the victim's sub and azp, calls lacking a
-// permission and calls on a resource of another owner never reach the
+// Case 29: a consumer's bucket is charged only for calls whose token
+// verified. Forged tokens claiming the victim's sub and azp never reach the
 // limiter, and the victim keeps its whole burst.
 func TestCase29OnlyVerifiedAuthorizedCallsCharged(t *testing.T) {
 	lim := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 3}
@@ -517,39 +624,48 @@ func TestCase29OnlyVerifiedAuthorizedCallsCharged(t *testing.T) {
 				t.Fatalf("victim call %d: %v", i+1, err)
 			}
 		}
-		wantRateLimited(t, h.get(t, victim), methodGet, "victim", lim, time.Hour)
+		wantRateLimited(t, h.get(t, victim), methodGet, "azp:victim", lim, time.Hour)
 	})
 
-	t.Run("permission denied and not owner", func(t *testing.T) {
+	// Item 5 of the hardening issue: calls of a verified consumer that
+	// are refused for lack of a permission or of ownership are charged to
+	// that consumer's bucket like admitted ones, so a loop of denied calls
+	// is throttled: once its bucket is empty they are refused as
+	// RATE_LIMITED.
+	t.Run("denied calls are charged to the verified consumer", func(t *testing.T) {
 		h, cl := newH(t)
 		readOnly := h.token(t, azp("a"), func(c *session.Claims) { c.Permissions = []string{"test.read", "test.write"} })
-		for range 10 {
+		for range 3 {
 			_, err := h.client.GetAll(bearer(t, readOnly), &testpb.GetAllRequest{})
 			wantStatus(t, err, codes.PermissionDenied, wantMsgDenied, "PERMISSION_DENIED", map[string]string{"permission": "test.read_all"})
 			_, err = h.client.Update(bearer(t, readOnly), &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o2"}})
 			wantNotOwner(t, err, "owner.id")
 		}
-		if n := len(cl.asked()); n != 0 {
-			t.Fatalf("the limiter was asked %d times for refused calls", n)
-		}
+		_, err := h.client.GetAll(bearer(t, readOnly), &testpb.GetAllRequest{})
+		wantRateLimited(t, err, methodGetAll, "azp:a", lim, time.Hour)
+		_, err = h.client.Update(bearer(t, readOnly), &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o2"}})
+		wantRateLimited(t, err, methodUpdate, "azp:a", lim, time.Hour)
+		// The denied calls spent the buckets: allowed ones are throttled too.
 		all := h.token(t, azp("a"), func(c *session.Claims) { c.Permissions = []string{"test.read", "test.read_all", "test.write"} })
+		_, err = h.client.GetAll(bearer(t, all), &testpb.GetAllRequest{})
+		wantRateLimited(t, err, methodGetAll, "azp:a", lim, time.Hour)
+		for _, k := range cl.asked() {
+			if k.Consumer != "azp:a" {
+				t.Fatalf("the limiter was asked about %q", k.Consumer)
+			}
+		}
+		if n := len(cl.asked()); n != 9 {
+			t.Fatalf("the limiter was asked %d times, want 9", n)
+		}
+		// Another consumer is untouched.
+		other := h.token(t, azp("b"), func(c *session.Claims) { c.Permissions = []string{"test.read_all"} })
 		for i := range 3 {
-			if _, err := h.client.GetAll(bearer(t, all), &testpb.GetAllRequest{}); err != nil {
-				t.Fatalf("GetAll %d: %v", i+1, err)
-			}
-			if _, err := h.client.Update(bearer(t, all), &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o1"}}); err != nil {
-				t.Fatalf("Update %d: %v", i+1, err)
+			if _, err := h.client.GetAll(bearer(t, other), &testpb.GetAllRequest{}); err != nil {
+				t.Fatalf("consumer b call %d: %v", i+1, err)
 			}
 		}
-		_, err := h.client.GetAll(bearer(t, all), &testpb.GetAllRequest{})
-		wantRateLimited(t, err, methodGetAll, "a", lim, time.Hour)
-		_, err = h.client.Update(bearer(t, all), &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o1"}})
-		wantRateLimited(t, err, methodUpdate, "a", lim, time.Hour)
-		if n := len(cl.asked()); n != 8 {
-			t.Fatalf("the limiter was asked %d times, want 8", n)
-		}
-		if h.reached() != 6 {
-			t.Fatalf("handler reached %d times, want 6", h.reached())
+		if h.reached() != 3 {
+			t.Fatalf("handler reached %d times, want 3", h.reached())
 		}
 	})
 }
@@ -591,7 +707,7 @@ func TestRateLimitHeaders(t *testing.T) {
 		}
 		var hdr, tr metadata.MD
 		err := h.get(t, tok, grpc.Header(&hdr), grpc.Trailer(&tr))
-		wantRateLimited(t, err, methodGet, "a", lim, 20*time.Second)
+		wantRateLimited(t, err, methodGet, "azp:a", lim, 20*time.Second)
 		want(t, hdr, methodGet, 0, 60)
 		noneIn(t, "trailers of a refused call", tr)
 	})
@@ -618,7 +734,7 @@ func TestRateLimitHeaders(t *testing.T) {
 					t.Fatalf("stream %d end: %v", i+1, err)
 				}
 			} else {
-				wantRateLimited(t, rerr, methodList, "a", lim, 20*time.Second)
+				wantRateLimited(t, rerr, methodList, "azp:a", lim, 20*time.Second)
 				want(t, hdr, methodList, 0, 60)
 			}
 			noneIn(t, "trailers", stream.Trailer())
@@ -632,7 +748,7 @@ func TestRateLimitHeaders(t *testing.T) {
 			var hdr, tr metadata.MD
 			err := h.get(t, tok, grpc.Header(&hdr), grpc.Trailer(&tr))
 			if i == 3 {
-				wantRateLimited(t, err, methodGet, "a", lim, 20*time.Second)
+				wantRateLimited(t, err, methodGet, "azp:a", lim, 20*time.Second)
 			} else if err != nil {
 				t.Fatal(err)
 			}
@@ -725,7 +841,7 @@ func TestShadowLimiterAdmitsAndReports(t *testing.T) {
 		t.Fatalf("%d reports, want 3 (calls 3 to 5)", len(reports))
 	}
 	for _, r := range reports {
-		if r.key != (throttle.Key{Consumer: "a", Bucket: methodGet}) || r.d.Allowed || r.d.RetryAfter != time.Minute {
+		if r.key != (throttle.Key{Consumer: "azp:a", Bucket: methodGet}) || r.d.Allowed || r.d.RetryAfter != time.Minute {
 			t.Fatalf("report %+v, want a refusal of a/%s with RetryAfter 1m", r, methodGet)
 		}
 	}
@@ -792,7 +908,7 @@ func newGuardedServer(t *testing.T, opts func(v *session.Verifier) []Option, reg
 	if err != nil {
 		t.Fatal(err)
 	}
-	gopts := []Option{WithAuthFailureLimit(throttle.Limit{})}
+	gopts := []Option{WithAuthFailureLimit(throttle.Limit{}), WithAfterFunc(gs.clock.AfterFunc)}
 	if opts != nil {
 		gopts = append(gopts, opts(gs.verifier)...)
 	}
@@ -945,15 +1061,15 @@ func TestRuleThrottleBucketsAndCost(t *testing.T) {
 		}
 	}
 	var hdr metadata.MD
-	wantRateLimited(t, call("B", &hdr), "shared", "a", ruled, time.Hour)
-	wantRateLimited(t, call("A", &hdr), "shared", "a", ruled, time.Hour)
+	wantRateLimited(t, call("B", &hdr), "shared", "azp:a", ruled, time.Hour)
+	wantRateLimited(t, call("A", &hdr), "shared", "azp:a", ruled, time.Hour)
 
 	cBucket := "/" + ruledService + "/C"
 	if err := call("C", &hdr); err != nil {
 		t.Fatalf("C: %v", err)
 	}
 	// Cost 2 of 3: one token left, not enough; two more take an hour.
-	wantRateLimited(t, call("C", &hdr), cBucket, "a", ruled, time.Hour)
+	wantRateLimited(t, call("C", &hdr), cBucket, "azp:a", ruled, time.Hour)
 	gs.clock.Advance(time.Hour)
 	tok = tokenNow() // the first one has expired
 	if err := call("C", &hdr); err != nil {
@@ -964,7 +1080,7 @@ func TestRuleThrottleBucketsAndCost(t *testing.T) {
 	if err := call("D", &hdr); err != nil {
 		t.Fatalf("D: %v", err)
 	}
-	wantRateLimited(t, call("D", &hdr), dBucket, "a", def, time.Hour)
+	wantRateLimited(t, call("D", &hdr), dBucket, "azp:a", def, time.Hour)
 	if reached.Load() != 6 {
 		t.Fatalf("handlers reached %d times, want 6", reached.Load())
 	}

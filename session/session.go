@@ -16,23 +16,24 @@ import (
 // concurrent calls (the verified-token cache hands the same Session to every
 // call that presents the same token).
 type Session struct {
-	subject    string
-	issuer     string
-	audience   []string
-	id         string // jti
-	sessionID  string // sid
-	azp        string
-	keyID      string
-	algorithm  string
-	issuedAt   time.Time
-	notBefore  time.Time
-	expiresAt  time.Time
-	authTime   time.Time
-	perms      []string
-	exact      map[string]struct{}
-	wildcards  []string // grants "p.*", stored as "p."
-	claims     map[string]any
-	validUntil time.Time // min(exp, auth_time + max session)
+	subject     string
+	issuer      string
+	audience    []string
+	id          string // jti
+	sessionID   string // sid
+	azp         string
+	keyID       string
+	algorithm   string
+	issuedAt    time.Time
+	notBefore   time.Time
+	expiresAt   time.Time
+	authTime    time.Time
+	perms       []string
+	exact       map[string]struct{}
+	wildcards   []string // grants "p.*", stored as "p."
+	claims      map[string]any
+	validUntil  time.Time // min(exp, auth_time + max session)
+	consumerKey string    // "azp:" + azp, or "sub:" + subject
 }
 
 // Subject returns the sub claim: who the token was issued to.
@@ -63,6 +64,12 @@ func (s *Session) Consumer() string {
 	}
 	return s.subject
 }
+
+// ConsumerKey returns [Session.Consumer] qualified by the claim it came from:
+// "azp:orders" or "sub:orders". Throttle buckets are keyed on it, so that a
+// token whose sub merely equals a service's name never spends that
+// service's budget.
+func (s *Session) ConsumerKey() string { return s.consumerKey }
 
 // KeyID returns the kid of the key that signed the token.
 func (s *Session) KeyID() string { return s.keyID }
@@ -169,7 +176,7 @@ func (s *Session) ClaimNames() []string {
 // String describes the session for logs without any secret: subject,
 // consumer and a fingerprint is all it shows.
 func (s *Session) String() string {
-	return "session{sub=" + strconv.Quote(s.subject) + " consumer=" + strconv.Quote(s.Consumer()) +
+	return "session{sub=" + strconv.Quote(s.subject) + " consumer=" + strconv.Quote(s.consumerKey) +
 		" jti#=" + Fingerprint(s.id) + "}"
 }
 

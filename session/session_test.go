@@ -247,16 +247,21 @@ func TestSessionScope(t *testing.T) {
 func TestSessionConsumer(t *testing.T) {
 	f := newFixture(t)
 	c := claimsAt(fixedNow)
-	if got := mustVerify(t, f.v, token(t, f.key, c)).Consumer(); got != "checkout" {
-		t.Errorf("Consumer with azp = %q, want the azp", got)
+	if s := mustVerify(t, f.v, token(t, f.key, c)); s.Consumer() != "checkout" || s.ConsumerKey() != "azp:checkout" {
+		t.Errorf("with azp: Consumer %q, ConsumerKey %q; want the azp", s.Consumer(), s.ConsumerKey())
 	}
 	for name, claims := range map[string]map[string]any{
 		"azp absent": with(c, "azp", nil),
 		"azp empty":  with(c, "azp", ""),
 	} {
-		if got := mustVerify(t, f.v, token(t, f.key, claims)).Consumer(); got != "user-42" {
-			t.Errorf("%s: Consumer = %q, want the subject", name, got)
+		if s := mustVerify(t, f.v, token(t, f.key, claims)); s.Consumer() != "user-42" || s.ConsumerKey() != "sub:user-42" {
+			t.Errorf("%s: Consumer %q, ConsumerKey %q; want the subject", name, s.Consumer(), s.ConsumerKey())
 		}
+	}
+	// A subject named like a service is not that service.
+	asService := mustVerify(t, f.v, token(t, f.key, with(c, "azp", nil, "sub", "checkout", "jti", "j-2")))
+	if asService.Consumer() != "checkout" || asService.ConsumerKey() == "azp:checkout" {
+		t.Errorf("sub=checkout without azp: ConsumerKey %q must differ from the service's", asService.ConsumerKey())
 	}
 	assertInvalid(t, f.v, signWith(t, f.key, hdr(HS256, testKID), rawClaims(t, c, "azp", `1`)))
 }
@@ -311,5 +316,40 @@ func TestContext(t *testing.T) {
 	got, ok := FromContext(NewContext(context.Background(), s))
 	if !ok || got != s {
 		t.Fatal("FromContext did not return the session put in")
+	}
+}
+
+// Cached reports only tokens Verify accepted and the cache may still serve:
+// never one that was refused, never past ValidUntil, never after its key
+// left the set.
+func TestVerifierCached(t *testing.T) {
+	f := newFixture(t)
+	tok := token(t, f.key, claimsAt(fixedNow))
+	if _, ok := f.v.Cached(tok); ok {
+		t.Fatal("a token never verified is cached")
+	}
+	sess := mustVerify(t, f.v, tok)
+	if got, ok := f.v.Cached(tok); !ok || got != sess {
+		t.Fatalf("Cached after Verify = %v, %v; want the same session", got, ok)
+	}
+	forged := token(t, newHMAC(t, testKID, HS256), claimsAt(fixedNow))
+	_ = assertInvalid(t, f.v, forged)
+	if _, ok := f.v.Cached(forged); ok {
+		t.Fatal("a refused token is cached")
+	}
+	f.clock.Set(sess.ValidUntil())
+	if _, ok := f.v.Cached(tok); ok {
+		t.Fatal("served at ValidUntil")
+	}
+	f.clock.Set(fixedNow)
+	mustVerify(t, f.v, tok)
+	if err := f.v.SetKeys(keySet(t, newHMAC(t, testKID, HS256))); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.v.Cached(tok); ok {
+		t.Fatal("served after its key left the set")
+	}
+	if _, ok := f.v.Cached(""); ok {
+		t.Fatal("the empty token is cached")
 	}
 }

@@ -127,6 +127,21 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Session, error) {
 	return s, nil
 }
 
+// Cached returns the session of tok when the verified-token cache holds it
+// and may still serve it (before the session's ValidUntil, its key still in
+// the set): proof, at the cost of a map lookup, that tok passed every check
+// of [Verifier.Verify]. It never verifies anything, so false means "not
+// known", never "invalid". The guard uses it to admit a token it has
+// verified before even while the caller's address is refused new signature
+// checks.
+func (v *Verifier) Cached(tok string) (*Session, bool) {
+	if v.cache == nil || len(tok) == 0 || len(tok) > v.opts.maxTokenSize {
+		return nil, false
+	}
+	s := v.cache.get(tok, v.opts.now(), v.keys.Load())
+	return s, s != nil
+}
+
 // verify runs every check on tok, in the order of RFC 8725: shape, header,
 // key, signature, and only then the claims.
 func (v *Verifier) verify(tok string, ks *KeySet, now time.Time) (*Session, *Key, error) {
@@ -261,6 +276,11 @@ func (v *Verifier) newSession(c *tokenClaims, key *Key) *Session {
 		claims:    c.custom,
 	}
 	s.exact, s.wildcards = newGrants(perms)
+	if s.azp != "" {
+		s.consumerKey = "azp:" + s.azp
+	} else {
+		s.consumerKey = "sub:" + s.subject
+	}
 	s.validUntil = s.expiresAt
 	if c.AuthTime.set {
 		if end := s.authTime.Add(v.opts.maxSession); end.Before(s.validUntil) {

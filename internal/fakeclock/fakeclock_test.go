@@ -32,3 +32,29 @@ func TestClock(t *testing.T) {
 		t.Fatalf("8 goroutines x 1000 ns: %v (lost updates)", got)
 	}
 }
+
+func TestAfterFunc(t *testing.T) {
+	c := New(time.Unix(1_800_000_000, 0))
+	var fired []string
+	c.AfterFunc(2*time.Second, func() { fired = append(fired, "2s") })
+	stop := c.AfterFunc(3*time.Second, func() { fired = append(fired, "3s") })
+	c.AfterFunc(0, func() { fired = append(fired, "now") })
+	if len(fired) != 1 || fired[0] != "now" || c.Timers() != 2 {
+		t.Fatalf("after scheduling: fired %v, %d waiting", fired, c.Timers())
+	}
+	c.Advance(time.Second)
+	if len(fired) != 1 {
+		t.Fatalf("fired early: %v", fired)
+	}
+	c.Advance(time.Second)
+	if len(fired) != 2 || fired[1] != "2s" {
+		t.Fatalf("at 2s: %v", fired)
+	}
+	if !stop() || stop() {
+		t.Fatal("stop must report true once, for a timer not yet run")
+	}
+	c.Advance(time.Hour)
+	if len(fired) != 2 || c.Timers() != 0 {
+		t.Fatalf("a stopped timer ran: %v", fired)
+	}
+}

@@ -363,17 +363,29 @@ func TestSetPrice(t *testing.T) {
 	}
 	h.wantPrice(t, "sku-new", "s-1", 5, "USD")
 
+	// Refused calls are charged to their consumer's "writes" bucket too
+	// (10 at once), so the refusals below come from a consumer of their
+	// own and leave seller1's budget for the rest of the test.
+	probe := func(seller string, perms ...string) string {
+		return h.tokenWith(t, func(c *session.Claims) {
+			c.AuthorizedParty, c.Permissions = "denial-probe", perms
+			if seller != "" {
+				c.Extra = map[string]any{"seller_id": seller}
+			}
+		})
+	}
+
 	// Another seller's price: tollgate's ownership check.
-	_, err = h.client.SetPrice(ctx(t, seller1), &pricingv1.SetPriceRequest{Sku: "sku-11", SellerId: "s-2", AmountCents: 1, Currency: "USD"})
+	_, err = h.client.SetPrice(ctx(t, probe("s-1", "prices.write")), &pricingv1.SetPriceRequest{Sku: "sku-11", SellerId: "s-2", AmountCents: 1, Currency: "USD"})
 	wantDenied(t, err, codes.PermissionDenied, "NOT_OWNER", "field", "seller_id")
 	h.wantPrice(t, "sku-11", "s-2", 1100, "USD")
 
 	// A token without any seller_id owns nothing.
-	_, err = h.client.SetPrice(ctx(t, h.token(t, "", "prices.write")), &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "s-1", AmountCents: 1, Currency: "USD"})
+	_, err = h.client.SetPrice(ctx(t, probe("", "prices.write")), &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "s-1", AmountCents: 1, Currency: "USD"})
 	wantDenied(t, err, codes.PermissionDenied, "NOT_OWNER", "field", "seller_id")
 
 	// Reading is not writing.
-	_, err = h.client.SetPrice(ctx(t, h.token(t, "s-1", "prices.read")), &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "s-1", AmountCents: 1, Currency: "USD"})
+	_, err = h.client.SetPrice(ctx(t, probe("s-1", "prices.read")), &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "s-1", AmountCents: 1, Currency: "USD"})
 	wantDenied(t, err, codes.PermissionDenied, "PERMISSION_DENIED", "permission", "prices.write")
 
 	_, err = h.client.SetPrice(ctx(t, ""), &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "s-1", AmountCents: 1, Currency: "USD"})
@@ -689,11 +701,12 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 	if err == nil || srv != nil {
 		t.Errorf("New with a zero token cap = %v, %v; want an error", srv, err)
 	}
-	// Strict mode: every method of pricing.proto has a rule, and health and
-	// reflection are public by default, so it compiles.
-	srv, err = server.New(server.Config{Verifier: v, GuardOptions: []interceptors.Option{interceptors.WithStrict()}})
+	// The guard's Init is strict by default: every method of pricing.proto
+	// has a rule, health is public and reflection authenticated by default,
+	// so the server builds.
+	srv, err = server.New(server.Config{Verifier: v})
 	if err != nil {
-		t.Fatalf("New in strict mode: %v", err)
+		t.Fatalf("New with a strict Init: %v", err)
 	}
 	srv.Stop()
 }

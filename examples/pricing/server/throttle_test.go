@@ -104,7 +104,7 @@ func TestGetPriceIsThrottledPerConsumer(t *testing.T) {
 	}
 	var hdr metadata.MD
 	_, err := h.client.GetPrice(ctx(t, looper), req, grpc.Header(&hdr))
-	wantRateLimited(t, err, getPriceBucket, "looper", 50*time.Millisecond)
+	wantRateLimited(t, err, getPriceBucket, "azp:looper", 50*time.Millisecond)
 	// The headers come with the refusal too, as headers, not trailers.
 	wantHeader(t, hdr, "ratelimit", `"/pricing.v1.PriceService/GetPrice";r=0;t=1`)
 
@@ -122,10 +122,10 @@ func TestGetPriceIsThrottledPerConsumer(t *testing.T) {
 		t.Fatalf("GetPrice after the retry delay: %v", err)
 	}
 	_, err = h.client.GetPrice(ctx(t, looper), req)
-	wantRateLimited(t, err, getPriceBucket, "looper", 50*time.Millisecond)
+	wantRateLimited(t, err, getPriceBucket, "azp:looper", 50*time.Millisecond)
 
 	// Refusals are logged with the consumer, never the token.
-	if log := h.log.String(); !containsAll(log, "RATE_LIMITED", "consumer=looper") || containsAny(log, looper) {
+	if log := h.log.String(); !containsAll(log, "RATE_LIMITED", "consumer=azp:looper") || containsAny(log, looper) {
 		t.Errorf("throttling log:\n%s", log)
 	}
 }
@@ -149,13 +149,13 @@ func TestWritesShareOneBucket(t *testing.T) {
 
 	const retry = 200 * time.Millisecond // 5 a second
 	_, err := h.client.SetPrice(ctx(t, seller), &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "s-1", AmountCents: 8, Currency: "USD"})
-	wantRateLimited(t, err, "writes", "seller-portal", retry)
+	wantRateLimited(t, err, "writes", "azp:seller-portal", retry)
 	h.wantPrice(t, "sku-1", "s-1", 7, "USD")
 	_, err = h.client.DeletePrice(ctx(t, seller), &pricingv1.DeletePriceRequest{Sku: "sku-1", SellerId: "s-1"})
-	wantRateLimited(t, err, "writes", "seller-portal", retry)
+	wantRateLimited(t, err, "writes", "azp:seller-portal", retry)
 	h.wantPrice(t, "sku-1", "s-1", 7, "USD")
 	_, err = importPrices(t, h, seller, &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "s-1", AmountCents: 9, Currency: "USD"})
-	wantRateLimited(t, err, "writes", "seller-portal", retry)
+	wantRateLimited(t, err, "writes", "azp:seller-portal", retry)
 	h.wantPrice(t, "sku-1", "s-1", 7, "USD")
 
 	// Reading is another bucket; another seller has writes of its own.
@@ -172,7 +172,7 @@ func TestWritesShareOneBucket(t *testing.T) {
 		t.Fatalf("DeletePrice after the retry delay: %v", err)
 	}
 	_, err = h.client.SetPrice(ctx(t, seller), &pricingv1.SetPriceRequest{Sku: "sku-2", SellerId: "s-1", AmountCents: 8, Currency: "USD"})
-	wantRateLimited(t, err, "writes", "seller-portal", retry)
+	wantRateLimited(t, err, "writes", "azp:seller-portal", retry)
 }
 
 // Ping needs no token, so it is throttled by the caller's address: 50 at
