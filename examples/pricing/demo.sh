@@ -6,9 +6,10 @@
 #
 #   steps 1-12   the rules: permissions, ownership, public and body-token
 #                methods, graceful stop, a denial log without tokens
-#   steps 13-19  throttling per consumer, and renewal of tokens near their
-#                expiry, up to the absolute end of a session
-#   steps 20-22  OPTIONAL, only when redis-server is on PATH: two replicas
+#   steps 13-20  throttling per consumer, a runaway stream cut message by
+#                message, and renewal of tokens near their expiry, up to the
+#                absolute end of a session
+#   steps 21-23  OPTIONAL, only when redis-server is on PATH: two replicas
 #                sharing one budget through Redis, and what each fail policy
 #                does once Redis is gone (TOLLGATE_REQUIRE_REDIS=1 makes a
 #                missing redis-server a failure instead of a skip)
@@ -260,6 +261,22 @@ check $ok "expected a RATE_LIMITED line and a summary with ok >= 20, throttled >
 call "right after, another consumer (azp storefront) is unaffected: its own bucket -> the price of sku-1" \
 	reader 0 '{"sku":"sku-1","seller_id":"s-1","amount_cents":"100","currency":"USD"}' -- get sku-1
 
+begin "a runaway stream: one ImportPrices stream of 100 prices; every message is charged to the \"writes\" bucket (10 at once, 5 a second) -> the first messages are stored, then the stream ends with ResourceExhausted RATE_LIMITED before the handler sees the next"
+BULK=$(mint -sub importer -azp bulk-importer -perms prices.read,prices.write -claim seller_id=s-1)
+prices=()
+for i in $(seq 1 100); do prices+=("bulk-$i=$((100 + i))"); done
+TOLLGATE_TOKEN=$BULK client -addr "$ADDR" import s-1 "${prices[@]}"
+import_out=$OUT import_rc=$RC
+TOLLGATE_TOKEN=$READER client -addr "$ADDR" list s-1 >/dev/null
+stored=$(grep -c '"sku":"bulk-' <<<"$OUT" || true)
+echo "   $stored of the 100 prices were stored before the stream was cut"
+ok=1
+if [[ $import_rc -eq 1 && $import_out =~ ^error:\ ResourceExhausted:\ rate\ limit\ exceeded\ \[RATE_LIMITED\ bucket=writes\]\ \[retry_delay=[0-9.]+m?s\]$ ]] &&
+	((stored >= 10 && stored < 20)); then
+	ok=0
+fi
+check $ok "expected RATE_LIMITED on the writes bucket and between 10 and 19 prices stored (exit status $import_rc, $stored stored)"
+
 begin "renewal: a 15-minute token issued 11 minutes ago (inside its last third) in a token file -> the call succeeds, the server renews the token, the client writes the successor back"
 mint -sub dave -azp price-widget -perms prices.read -ttl 15m -iat -11m >"$TMP/widget.token"
 chmod 600 "$TMP/widget.token"
@@ -326,9 +343,11 @@ for f in "$TMP"/widget.token "$TMP"/widget.token.orig "$TMP"/late.token "$TMP"/o
 		leaked=1
 	fi
 done
-if grep -qF -- "${LOOPER##*.}" "$TMP/renewal.log"; then
-	leaked=1
-fi
+for tok in "$LOOPER" "$BULK"; do
+	if grep -qF -- "${tok##*.}" "$TMP/renewal.log"; then
+		leaked=1
+	fi
+done
 ok=1
 if [[ $STOP_RC -eq 0 && $leaked -eq 0 ]] &&
 	grep -q 'reason=RATE_LIMITED' "$TMP/renewal.log" && grep -q 'reason=TOKEN_EXPIRED' "$TMP/renewal.log"; then
