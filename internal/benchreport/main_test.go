@@ -69,3 +69,25 @@ func TestPairedRatio(t *testing.T) {
 		t.Errorf("fallback %v", got)
 	}
 }
+
+// An alternating benchmark's cand-ns/<unit>, base-ns/<unit> and ratio
+// metrics parse per round; the spread is their range.
+func TestAlternationMetrics(t *testing.T) {
+	in := "BenchmarkStreamThrottle-2   100   8000000 ns/op   4100 base-ns/msg   4300 cand-ns/msg   1.049 ratio\n" +
+		"BenchmarkStreamThrottle-2   100   8000000 ns/op   4000 base-ns/msg   4500 cand-ns/msg   1.125 ratio\n" +
+		"BenchmarkStreamThrottle-2   100   8000000 ns/op   4200 base-ns/msg   4300 cand-ns/msg   1.024 ratio\n"
+	samples, _, _, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := samples["BenchmarkStreamThrottle"]
+	if got := median(s.metrics["ratio"]); got != 1.049 {
+		t.Errorf("median ratio %v, want 1.049", got)
+	}
+	if got := spread(s.metrics["ratio"]); got != "1.02–1.12" {
+		t.Errorf("spread %q", got)
+	}
+	if got := median(s.metrics["cand-ns/msg"]); got != 4300 {
+		t.Errorf("candidate %v", got)
+	}
+}

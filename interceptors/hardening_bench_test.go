@@ -1,0 +1,159 @@
+package interceptors
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tollgate/tollgate/internal/testpb"
+	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/throttle"
+)
+
+// alternate measures candidate against baseline in tight alternation in one
+// benchmark: each iteration runs both once, in an order that flips every
+// iteration, timing each run on its own. It reports each one's time per
+// unit (cand-ns/<unit>, base-ns/<unit>) and their ratio, so that both sides
+// of the ratio share every burst of load the machine sees: a pair measured
+// seconds apart on a shared machine is not a pair.
+func alternate(b *testing.B, units float64, unit string, candidate, baseline func()) {
+	b.Helper()
+	var tc, tb time.Duration
+	run := func(f func()) time.Duration {
+		start := time.Now()
+		f()
+		return time.Since(start)
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if n%2 == 0 {
+			tc += run(candidate)
+			tb += run(baseline)
+		} else {
+			tb += run(baseline)
+			tc += run(candidate)
+		}
+		n++
+	}
+	per := float64(n) * units
+	b.ReportMetric(float64(tc.Nanoseconds())/per, "cand-ns/"+unit)
+	b.ReportMetric(float64(tb.Nanoseconds())/per, "base-ns/"+unit)
+	b.ReportMetric(float64(tc)/float64(tb), "ratio")
+}
+
+// benchGuardServer serves the test services behind a guard built with opts
+// over bufconn, on a verifier whose clock stands at t0, and returns a
+// client, a token and the stop function.
+func benchGuardServer(b *testing.B, key *testKey, opts ...Option) (testpb.TestServiceClient, func()) {
+	b.Helper()
+	ks, err := session.NewKeySet(key.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(func() time.Time { return t0 }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := NewGuard(v, append([]Option{WithLenientInit()}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer(g.ServerOptions()...)
+	testpb.RegisterTestServiceServer(srv, &testServer{})
+	if err := g.Init(srv); err != nil {
+		b.Fatal(err)
+	}
+	return serveBufconn(b, srv)
+}
+
+// BenchmarkStreamThrottle measures what per-message throttling costs a
+// client stream: one Upload stream of 1,000 messages through a guard whose
+// memory limiter charges every message (a bucket too large to refuse any)
+// against the same stream through a guard that throttles nothing, run in
+// alternation. Both check ownership on every message.
+//
+//	go test -run=^$ -bench=BenchmarkStreamThrottle -benchmem ./interceptors
+func BenchmarkStreamThrottle(b *testing.B) {
+	const messages = 1000
+	key := newTestKey(b, testKID)
+	mem, err := throttle.NewMemory()
+	if err != nil {
+		b.Fatal(err)
+	}
+	huge := throttle.Limit{Rate: 1_000_000_000, Per: time.Second, Burst: 1_000_000_000}
+	throttled, stopT := benchGuardServer(b, key, WithLimiter(mem), WithDefaultThrottle(huge))
+	defer stopT()
+	plain, stopP := benchGuardServer(b, key)
+	defer stopP()
+	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+key.sign(b, claims(t0))))
+	msg := &testpb.UploadRequest{Owner: &testpb.Owner{Id: "o1"}, Id: "item"}
+	upload := func(c testpb.TestServiceClient) func() {
+		return func() {
+			stream, err := c.Upload(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range messages {
+				if err := stream.Send(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			resp, err := stream.CloseAndRecv()
+			if err != nil || resp.GetCount() != messages {
+				b.Fatalf("upload: %d messages, %v", resp.GetCount(), err)
+			}
+		}
+	}
+	upload(throttled)() // warm up: connect, verify and cache the token
+	upload(plain)()
+	alternate(b, messages, "msg", upload(throttled), upload(plain))
+}
+
+// BenchmarkCacheHitOverBudget measures a cache-hit unary call (Get, HS256)
+// from a peer that has spent its budget of failed authentications against
+// the same call from a peer that has not, on two guards in alternation: a
+// verified token costs the same whatever its neighbours did.
+//
+//	go test -run=^$ -bench=BenchmarkCacheHitOverBudget -benchmem ./interceptors
+func BenchmarkCacheHitOverBudget(b *testing.B) {
+	key := newTestKey(b, testKID)
+	budget := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 5}
+	over, stopO := benchGuardServer(b, key, WithAuthFailureLimit(budget))
+	defer stopO()
+	fresh, stopF := benchGuardServer(b, key, WithAuthFailureLimit(budget))
+	defer stopF()
+	bg := context.Background()
+	valid := metadata.NewOutgoingContext(bg, metadata.Pairs("authorization", "Bearer "+key.sign(b, claims(t0))))
+	forged := metadata.NewOutgoingContext(bg, metadata.Pairs("authorization", "Bearer "+newTestKey(b, testKID).sign(b, claims(t0))))
+	req := &testpb.GetRequest{Id: "item-1"}
+	for _, c := range []testpb.TestServiceClient{over, fresh} {
+		if _, err := c.Get(valid, req); err != nil { // verified and cached
+			b.Fatal(err)
+		}
+	}
+	// Spend the peer's budget on the first guard; its clock stands still,
+	// so nothing refills.
+	for {
+		_, err := over.Get(forged, req)
+		if status.Code(err) == codes.ResourceExhausted {
+			break
+		}
+		if status.Code(err) != codes.Unauthenticated {
+			b.Fatal(err)
+		}
+	}
+	call := func(c testpb.TestServiceClient) func() {
+		return func() {
+			if _, err := c.Get(valid, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	alternate(b, 1, "call", call(over), call(fresh))
+}
