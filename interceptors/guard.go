@@ -328,7 +328,7 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 func (g *Guard) plan(ctx context.Context, method string) (*plan, error) {
 	t := g.table.Load()
 	if t == nil {
-		g.log(ctx, method, "NOT_INITIALIZED", nil, "Guard.Init was not called")
+		g.log(ctx, method, ReasonNotInitialized, nil, "Guard.Init was not called")
 		return nil, errNotReady
 	}
 	p, ok := t.plans[method]

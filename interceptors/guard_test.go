@@ -557,10 +557,7 @@ func TestCallsBeforeInit(t *testing.T) {
 	tok := h.token(t)
 	check := func(err error) {
 		t.Helper()
-		st := status.Convert(err)
-		if st.Code() != codes.Internal || st.Message() != "tollgate guard not initialized" {
-			t.Fatalf("got %v, want Internal", err)
-		}
+		wantStatus(t, err, codes.Internal, "tollgate guard not initialized", "NOT_INITIALIZED", nil)
 	}
 	_, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{})
 	check(err)

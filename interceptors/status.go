@@ -23,6 +23,8 @@ const (
 	// ReasonTransportInsecure: the guard requires transport security and the
 	// call came in plaintext.
 	ReasonTransportInsecure = "TRANSPORT_INSECURE"
+	// ReasonNotInitialized: the call came before [Guard.Init] succeeded.
+	ReasonNotInitialized = "NOT_INITIALIZED"
 )
 
 // One fixed message per reason: a caller learns the reason, never which check
@@ -50,7 +52,7 @@ var (
 	errTokenInvalid = newStatus(codes.Unauthenticated, msgTokenInvalid, ReasonTokenInvalid, nil)
 	errTokenExpired = newStatus(codes.Unauthenticated, msgTokenExpired, ReasonTokenExpired, nil)
 	errNoRule       = newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, nil)
-	errNotReady     = status.Error(codes.Internal, msgNotReady)
+	errNotReady     = newStatus(codes.Internal, msgNotReady, ReasonNotInitialized, nil)
 	errInsecure     = newStatus(codes.Unauthenticated, "transport security required", ReasonTransportInsecure, nil)
 )
 

@@ -16,6 +16,25 @@
 // and then tat becomes max(tat, now) + c*interval. The arithmetic is done in
 // integer nanoseconds, so decisions are exact.
 //
+// # What a call costs
+//
+// A limiter takes whatever cost its caller asks for. tollgate's guard asks,
+// always from the bucket the method's rule names, keyed by the consumer
+// that called (by its address for public methods):
+//
+//   - a unary call takes the rule's cost;
+//   - opening a stream takes the cost; on client and bidi streams that pays
+//     for the first message received, and every later message received
+//     takes the rule's message cost (by default the cost), so a stream of n
+//     messages costs what n unary calls cost and a runaway stream is cut
+//     message by message;
+//   - a server stream takes the cost once, when it opens, however many
+//     messages it sends;
+//   - a call or message refused for lack of a permission or of ownership is
+//     charged like an admitted one, so a consumer looping on calls it may
+//     not make is slowed down too. A call whose token did not verify is
+//     charged to the caller's address instead, in a bucket of its own.
+//
 // # Edge cases
 //
 //   - cost > Burst: never admitted; the [Decision] says so with RetryAfter

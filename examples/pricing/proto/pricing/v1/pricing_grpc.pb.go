@@ -40,7 +40,9 @@ const (
 // PriceService stores one price per SKU. Reads are limited to 20 a second
 // per consumer; the four writing methods share one bucket, "writes", of 5 a
 // second with bursts of 10, so a consumer cannot dodge the write limit by
-// switching methods.
+// switching methods. On the two writing streams every price received is
+// charged to "writes" like one SetPrice, so one stream cannot write more
+// than the bucket allows.
 type PriceServiceClient interface {
 	// Ping answers without a token, for load balancers and smoke tests.
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
@@ -53,10 +55,11 @@ type PriceServiceClient interface {
 	SetPrice(ctx context.Context, in *SetPriceRequest, opts ...grpc.CallOption) (*Price, error)
 	// DeletePrice removes a price, under the same ownership rule as SetPrice.
 	DeletePrice(ctx context.Context, in *DeletePriceRequest, opts ...grpc.CallOption) (*DeletePriceResponse, error)
-	// ImportPrices sets many prices; ownership is checked on every message.
+	// ImportPrices sets many prices; ownership is checked and the "writes"
+	// bucket charged on every message.
 	ImportPrices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SetPriceRequest, ImportPricesResponse], error)
 	// SyncPrices sets prices and echoes each stored price back; ownership is
-	// checked on every message.
+	// checked and the "writes" bucket charged on every message.
 	SyncPrices(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SetPriceRequest, Price], error)
 	// QuotePrices returns several prices at once. Its token travels in the
 	// request body (access_token), for consumers whose tokens are too large
@@ -174,7 +177,9 @@ func (c *priceServiceClient) QuotePrices(ctx context.Context, in *QuotePricesReq
 // PriceService stores one price per SKU. Reads are limited to 20 a second
 // per consumer; the four writing methods share one bucket, "writes", of 5 a
 // second with bursts of 10, so a consumer cannot dodge the write limit by
-// switching methods.
+// switching methods. On the two writing streams every price received is
+// charged to "writes" like one SetPrice, so one stream cannot write more
+// than the bucket allows.
 type PriceServiceServer interface {
 	// Ping answers without a token, for load balancers and smoke tests.
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
@@ -187,10 +192,11 @@ type PriceServiceServer interface {
 	SetPrice(context.Context, *SetPriceRequest) (*Price, error)
 	// DeletePrice removes a price, under the same ownership rule as SetPrice.
 	DeletePrice(context.Context, *DeletePriceRequest) (*DeletePriceResponse, error)
-	// ImportPrices sets many prices; ownership is checked on every message.
+	// ImportPrices sets many prices; ownership is checked and the "writes"
+	// bucket charged on every message.
 	ImportPrices(grpc.ClientStreamingServer[SetPriceRequest, ImportPricesResponse]) error
 	// SyncPrices sets prices and echoes each stored price back; ownership is
-	// checked on every message.
+	// checked and the "writes" bucket charged on every message.
 	SyncPrices(grpc.BidiStreamingServer[SetPriceRequest, Price]) error
 	// QuotePrices returns several prices at once. Its token travels in the
 	// request body (access_token), for consumers whose tokens are too large
