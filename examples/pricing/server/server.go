@@ -242,8 +242,9 @@ func (s *Server) GracefulStop() {
 
 // New builds the pricing gRPC server: tollgate's guard in front of
 // PriceService, gRPC health (SERVING) and reflection, with every rule
-// compiled. Health checks and reflection need no token (the guard's default
-// public services). Throttled methods answer with the rate-limit headers
+// compiled. Health checks need no token (the guard's default public
+// service); reflection needs a valid token, since it shows every rule.
+// Throttled methods answer with the rate-limit headers
 // "ratelimit-policy" and "ratelimit". It returns an error, never a
 // half-built server, when the configuration or a rule in pricing.proto is
 // wrong.

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -246,6 +247,29 @@ func TestHealthCheckNeedsNoToken(t *testing.T) {
 		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health of %q = %v; want SERVING", svc, resp.GetStatus())
 		}
+	}
+}
+
+// Reflection shows every rule, including which permission bypasses
+// ownership: an anonymous caller is refused, any valid token may use it.
+func TestReflectionNeedsAToken(t *testing.T) {
+	h := start(t)
+	list := func(c context.Context) error {
+		stream, err := reflectionpb.NewServerReflectionClient(h.conn).ServerReflectionInfo(c)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+			MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+		}); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}
+	wantDenied(t, list(ctx(t, "")), codes.Unauthenticated, interceptors.ReasonTokenMissing)
+	if err := list(ctx(t, h.token(t, ""))); err != nil {
+		t.Fatalf("reflection with a token: %v", err)
 	}
 }
 
