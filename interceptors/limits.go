@@ -39,9 +39,9 @@ type plan struct {
 	method string
 	rule   *permissions.Rule
 
-	// The method's kind, as registered on the server.
-	stream        bool // any streaming kind
-	clientStreams bool // client or bidi: receives many messages
+	// The method's kind, as registered on the server: client or bidi
+	// streams receive many messages.
+	clientStreams bool
 
 	limited bool
 	limit   throttle.Limit
@@ -70,10 +70,8 @@ func (g *Guard) compilePlans(t *permissions.Table, kinds map[string]grpc.MethodI
 		r, _ := t.Rule(m)
 		p := &plan{method: m, rule: r}
 		if k, ok := kinds[m]; ok {
-			p.stream = k.IsClientStream || k.IsServerStream
 			p.clientStreams = k.IsClientStream
 		} else if d := r.Descriptor(); d != nil {
-			p.stream = d.IsStreamingClient() || d.IsStreamingServer()
 			p.clientStreams = d.IsStreamingClient()
 		}
 		p.maxStreams = g.opts.maxStreamsConsumer

@@ -253,6 +253,13 @@ func WithConsumerClaim(name string) Option {
 // signature is checked, so a flood of forged tokens cannot buy signature
 // checks. Only failures are charged, and always to the peer address, never
 // to the subject a forged token claims.
+//
+// A token the verifier has already accepted (held in its verified-token
+// cache) is admitted whatever its peer's budget: behind a NAT or a sidecar
+// the consumers sharing an address keep working while a neighbour floods it
+// with forgeries. A token not seen before from an address over budget waits
+// for the budget to refill; with the verifier's cache turned off
+// (session.WithCache(0, 0)) every token from such an address does.
 func WithAuthFailureLimit(l throttle.Limit) Option {
 	return func(o *options) { o.authFailureLimit = l }
 }
