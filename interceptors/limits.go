@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -202,11 +203,11 @@ func sendHeader(ctx context.Context, ss grpc.ServerStream, md metadata.MD) error
 
 // admit takes the call's tokens from its bucket; ss is the stream, nil for
 // a unary call. key names whose bucket it is: the consumer's, or the peer's
-// on a public method (computed when empty). denial is the status the call is refused with anyway
-// (a permission or ownership check failed), or nil: a refused call is
-// charged too, and when its bucket is empty it is refused as throttled.
-// admit returns nil when the call may go on, or the status to refuse it
-// with.
+// on a public method (computed when empty). denial is the status the call
+// is refused with anyway (a permission or ownership check failed), or nil:
+// a refused call is charged too, and when its bucket is empty it is refused
+// as throttled. admit returns nil when the call may go on, or the status to
+// refuse it with.
 func (g *Guard) admit(ctx context.Context, p *plan, key string, sess *session.Session, ss grpc.ServerStream, denial error) error {
 	if !p.limited {
 		return denial
@@ -214,16 +215,9 @@ func (g *Guard) admit(ctx context.Context, p *plan, key string, sess *session.Se
 	if key == "" {
 		key = g.peerKey(ctx)
 	}
-	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: key, Bucket: p.bucket}, p.limit, p.cost)
-	if err != nil {
-		if denial != nil {
-			return denial
-		}
-		g.log(ctx, p.method, "LIMITER_UNAVAILABLE", sess, "limiter error: "+limiterCause(err))
-		return errLimiterDown
-	}
-	if d.Shadowed {
-		g.log(ctx, p.method, "RATE_LIMITED_SHADOW", sess, "would be throttled (shadow mode)")
+	d, ok := g.take(ctx, p, key, sess, p.cost)
+	if !ok {
+		return cmp.Or(denial, errLimiterDown)
 	}
 	if g.opts.rateLimitHeaders {
 		md := metadata.Pairs("ratelimit-policy", p.policy, "ratelimit", rateLimitHeader(p.bucket, d))
@@ -236,32 +230,41 @@ func (g *Guard) admit(ctx context.Context, p *plan, key string, sess *session.Se
 			_ = sendHeader(ctx, ss, md)
 		}
 	}
-	if d.Allowed {
-		return denial
-	}
-	g.log(ctx, p.method, ReasonRateLimited, sess, "bucket "+p.bucket+" empty")
-	return rateLimitedStatus(p.bucket, key, d)
+	return g.verdict(ctx, p, key, sess, d, denial)
 }
 
 // admitMessage takes a received stream message's tokens from the stream's
 // bucket, under key; denial as for [Guard.admit]. No headers: a stream's
 // headers went out before its messages.
 func (g *Guard) admitMessage(ctx context.Context, p *plan, key string, sess *session.Session, denial error) error {
-	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: key, Bucket: p.bucket}, p.limit, p.msgCost)
+	d, ok := g.take(ctx, p, key, sess, p.msgCost)
+	if !ok {
+		return cmp.Or(denial, errLimiterDown)
+	}
+	return g.verdict(ctx, p, key, sess, d, denial)
+}
+
+// take asks the limiter for cost tokens of key's bucket of p; false when it
+// could not decide (logged).
+func (g *Guard) take(ctx context.Context, p *plan, key string, sess *session.Session, cost int) (throttle.Decision, bool) {
+	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: key, Bucket: p.bucket}, p.limit, cost)
 	if err != nil {
-		if denial != nil {
-			return denial
-		}
 		g.log(ctx, p.method, "LIMITER_UNAVAILABLE", sess, "limiter error: "+limiterCause(err))
-		return errLimiterDown
+		return d, false
 	}
 	if d.Shadowed {
-		g.log(ctx, p.method, "RATE_LIMITED_SHADOW", sess, "stream message would be throttled (shadow mode)")
+		g.log(ctx, p.method, "RATE_LIMITED_SHADOW", sess, "would be throttled (shadow mode)")
 	}
+	return d, true
+}
+
+// verdict turns a decision into the call's outcome: denial (nil to go on)
+// when the bucket paid, else the throttling refusal.
+func (g *Guard) verdict(ctx context.Context, p *plan, key string, sess *session.Session, d throttle.Decision, denial error) error {
 	if d.Allowed {
 		return denial
 	}
-	g.log(ctx, p.method, ReasonRateLimited, sess, "bucket "+p.bucket+" empty (stream message)")
+	g.log(ctx, p.method, ReasonRateLimited, sess, "bucket "+p.bucket+" empty")
 	return rateLimitedStatus(p.bucket, key, d)
 }
 
