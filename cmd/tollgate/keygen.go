@@ -48,7 +48,7 @@ func keygen(e *env, args []string) int {
 	if err := checkAlg(*alg); err != nil {
 		return e.fail(exitUsage, "keygen: %v", err)
 	}
-	if err := checkKID(*kid); err != nil {
+	if err := session.CheckKID(*kid); err != nil {
 		return e.fail(exitUsage, "keygen: invalid -kid: %v", err)
 	}
 
@@ -89,13 +89,6 @@ func keygen(e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "wrote %s key to %s and its public key to %s\n", *alg, files[0].path, files[1].path)
 	}
 	return exitOK
-}
-
-// checkKID applies session's kid rules, which session exports only through
-// its key constructors: a throwaway HMAC key carries the check.
-func checkKID(kid string) error {
-	_, err := session.NewHMACKey(kid, session.HS256, make([]byte, session.MinHMACKeyLen(session.HS256)))
-	return err
 }
 
 // generate returns a new key for alg in the text forms session.ParseKey

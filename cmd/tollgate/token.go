@@ -67,7 +67,7 @@ func issue(e *env, args []string) int {
 	if err := checkAlg(*alg); err != nil {
 		return e.fail(exitUsage, "token issue: %v", err)
 	}
-	if err := checkKID(*kid); err != nil {
+	if err := session.CheckKID(*kid); err != nil {
 		return e.fail(exitUsage, "token issue: invalid -kid: %v", err)
 	}
 	// NumericDates have whole seconds: a shorter lifetime would sign exp == iat.
