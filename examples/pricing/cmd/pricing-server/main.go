@@ -13,6 +13,12 @@
 // form session.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
 // There is no default key: without one the server refuses to start.
 //
+// The prices live in memory, starting from the demo catalogue, and are
+// capped at the store's defaults: 10,000 SKUs per seller and 100,000 in
+// all. A call that would add a SKU past either is refused with
+// ResourceExhausted naming the limit; prices already held can always be
+// replaced.
+//
 // # Throttling
 //
 // pricing.proto declares how often each consumer (the token's azp) may call:
