@@ -361,7 +361,8 @@ func TestRefusesToStart(t *testing.T) {
 		{"key of another algorithm", envWithout(keyEnv), []string{"-key", good, "-alg", "ES256"}, "PEM"},
 		{"-tls-cert without -tls-key", envWithout(keyEnv), []string{"-key", good, "-tls-cert", good}, "-tls-key"},
 		{"unknown flag", envWithout(keyEnv), []string{"-key", good, "-port", "1"}, "-port"},
-		{"bad listen address", envWithout(keyEnv), []string{"-key", good, "-listen", "256.0.0.1:1"}, "256.0.0.1"},
+		{"bad listen address", envWithout(keyEnv), []string{"-key", good, "-listen", "256.0.0.1:1"}, "-listen: cannot resolve the host"},
+		{"unknown algorithm", envWithout(keyEnv), []string{"-key", good, "-alg", "HS257"}, "-alg: unsupported algorithm"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
