@@ -14,8 +14,10 @@
 // ES256, ES384, EdDSA, RS256 and PS256 (RSA keys have 2048 bits) it writes the
 // private key as PKCS#8 PEM at PATH (mode 0600) and the public key as PKIX
 // PEM at PATH.pub (mode 0644). It never overwrites a file, and it loads the
-// result back before reporting success. -kid is only checked for validity:
-// key files carry no kid.
+// result back before reporting success. It refuses a PATH whose file name
+// looks like key material or a token (a key pasted in its place): it would
+// be printed, and listed with the directory. -kid is only checked for
+// validity: key files carry no kid.
 //
 // # token issue
 //
