@@ -229,7 +229,9 @@ func sameField(m protoreflect.Message, fd protoreflect.FieldDescriptor) protoref
 	return f
 }
 
-// String describes the rule in one line, for logs and reviews.
+// String describes the rule in one line, such as
+// "/pkg.Service/Get: authenticated all-of[orders.read]": for printing what a
+// Table holds (the example of interceptors.NewGuard prints one) and for logs.
 func (r *Rule) String() string {
 	var parts []string
 	if r.public {

@@ -30,7 +30,10 @@
 // the set.
 //
 // Errors say why a token failed in fixed words ([VerifyError.Cause]) and never
-// contain the token or any part of it.
+// contain the token or any part of it. The key loaders' errors never contain
+// the path, the file's content, the variable's value or the algorithm they
+// were given. [Redact] cuts what looks like a token or key material out of
+// any other text, for the place where a program prints its errors.
 //
 // This package knows nothing of gRPC: the same [Verifier] serves any
 // transport.

@@ -350,6 +350,19 @@ func assertCause(t testing.TB, err, want error) {
 	}
 }
 
+// assertCausePhrase fails unless err is a *VerifyError whose Cause() is
+// want, the fixed phrase of the one check that must have refused the token.
+func assertCausePhrase(t testing.TB, err error, want string) {
+	t.Helper()
+	var ve *VerifyError
+	if !errors.As(err, &ve) {
+		t.Fatalf("rejected with %v (%T), want a *VerifyError", err, err)
+	}
+	if got := ve.Cause(); got != want {
+		t.Fatalf("rejected for %q, want %q", got, want)
+	}
+}
+
 // flipTrailingBits returns seg with one of the unused low bits of its last
 // character set: another spelling of the same bytes to a lax decoder. It
 // reports false when seg has no unused bits (its length is a multiple of 4).

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -105,7 +106,9 @@ func signingMethod(alg string) (jwt.SigningMethod, error) {
 	case PS256:
 		return jwt.SigningMethodPS256, nil
 	}
-	return nil, fmt.Errorf("%w: unsupported algorithm %q (supported: %s)", ErrKey, alg, strings.Join(Algorithms(), ", "))
+	// The value is not quoted: whatever was passed as the algorithm may be
+	// a key or a token pasted in the wrong place.
+	return nil, fmt.Errorf("%w: unsupported algorithm (supported: %s)", ErrKey, strings.Join(Algorithms(), ", "))
 }
 
 // MinHMACKeyLen returns the shortest secret accepted for an HMAC algorithm:
@@ -143,7 +146,7 @@ func checkKID(kid string) error {
 // secret must be at least [MinHMACKeyLen] bytes; it is copied.
 func NewHMACKey(kid, alg string, secret []byte) (*Key, error) {
 	if !isHMAC(alg) {
-		return nil, fmt.Errorf("%w: %q is not an HMAC algorithm", ErrKey, alg)
+		return nil, fmt.Errorf("%w: not an HMAC algorithm (want HS256, HS384 or HS512)", ErrKey)
 	}
 	if err := checkKID(kid); err != nil {
 		return nil, err
@@ -253,7 +256,9 @@ func newAsymmetricKey(kid, alg string, pub crypto.PublicKey, priv crypto.Signer)
 // ParseKey builds a key from its text form: for HMAC algorithms, the secret
 // in standard or URL-safe base64 (surrounding white space ignored); for the
 // others, a PEM block holding a PKCS#8 private key, a PKIX public key, or
-// the PKCS#1 / SEC 1 private key forms.
+// the PKCS#1 / SEC 1 private key forms. Its errors say what is wrong in
+// fixed words: they never quote text, nor alg (which, coming from a flag,
+// may be a key pasted in the wrong place).
 func ParseKey(kid, alg string, text []byte) (*Key, error) {
 	if _, err := signingMethod(alg); err != nil {
 		return nil, err
@@ -299,7 +304,7 @@ func ParseKey(kid, alg string, text []byte) (*Key, error) {
 		}
 		return NewPrivateKey(kid, alg, priv)
 	}
-	return nil, fmt.Errorf("%w: unsupported PEM block %q", ErrKey, block.Type)
+	return nil, fmt.Errorf("%w: unsupported PEM block (want PUBLIC KEY, PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)", ErrKey)
 }
 
 func decodeSecret(s string) ([]byte, error) {
@@ -325,41 +330,58 @@ const maxKeyFileSize = 64 << 10
 // checked through that handle (no race between check and read); devices are
 // refused and at most 64 KiB is read, so a wrong path such as /dev/zero fails
 // at once. Pipes are accepted (-key <(pass show key)).
+//
+// Errors say what is wrong with "the key file" and never contain path, nor
+// anything read from the file: the likeliest thing to find in place of a key
+// file's path is the key itself, pasted by mistake, and errors end up in
+// logs. The caller knows where path came from and names that (the flag, the
+// setting) when it reports the error.
 func LoadKeyFile(path, kid, alg string) (*Key, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: cannot open the key file: %v", ErrKey, pathless(err))
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: cannot read the key file: %v", ErrKey, pathless(err))
 	}
 	switch mode := info.Mode(); {
 	case mode.IsDir():
-		return nil, fmt.Errorf("%w: %s is a directory", ErrKey, path)
+		return nil, fmt.Errorf("%w: the key file is a directory", ErrKey)
 	case mode&(os.ModeDevice|os.ModeCharDevice|os.ModeSocket) != 0:
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrKey, path)
+		return nil, fmt.Errorf("%w: the key file is not a regular file", ErrKey)
 	}
 	text, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: cannot read the key file: %v", ErrKey, pathless(err))
 	}
 	if len(text) > maxKeyFileSize {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrKey, path, maxKeyFileSize)
+		return nil, fmt.Errorf("%w: the key file is larger than %d bytes", ErrKey, maxKeyFileSize)
 	}
 	k, err := ParseKey(kid, alg, text)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	if k.CanSign() && info.Mode().IsRegular() && info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s holds secret material and is readable by group or others (mode %04o); chmod 600 it", ErrKey, path, info.Mode().Perm())
+		return nil, fmt.Errorf("%w: the key file holds secret material and is readable by group or others (mode %04o); chmod 600 it", ErrKey, info.Mode().Perm())
 	}
 	return k, nil
 }
 
+// pathless returns the cause of an os error without the path it names
+// ("no such file or directory", "permission denied").
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // LoadKeyEnv reads a key from the environment variable name, in the text
-// form [ParseKey] takes. An unset or empty variable is an error.
+// form [ParseKey] takes. An unset or empty variable is an error. Errors name
+// the variable and never contain its value.
 func LoadKeyEnv(name, kid, alg string) (*Key, error) {
 	v, ok := os.LookupEnv(name)
 	if !ok || strings.TrimSpace(v) == "" {

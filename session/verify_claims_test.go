@@ -16,6 +16,7 @@ type claimCase struct {
 	claims map[string]any // nil value deletes a member; see with
 	raw    string         // when set, the claims JSON as written
 	want   error          // nil: accepted
+	cause  string         // when set, the Cause() the refusal must have
 }
 
 func runClaimCases(t *testing.T, f *fixture, cases []claimCase) {
@@ -31,7 +32,10 @@ func runClaimCases(t *testing.T, f *fixture, cases []claimCase) {
 				mustVerify(t, f.v, tok)
 				return
 			}
-			assertRejected(t, f.v, tok, tc.want)
+			err := assertRejected(t, f.v, tok, tc.want)
+			if tc.cause != "" {
+				assertCausePhrase(t, err, tc.cause)
+			}
 		})
 	}
 }
@@ -51,7 +55,9 @@ func TestVerifyExp(t *testing.T) {
 	sec := func(d time.Duration) int64 { return now.Add(d).Unix() }
 	runClaimCases(t, f, []claimCase{
 		{name: "valid", claims: c},
-		{name: "exp missing", claims: with(c, "exp", nil), want: ErrInvalidToken},
+		// golang-jwt's validator would refuse it too, as "claims invalid":
+		// the cause proves that tollgate's own check refused it first.
+		{name: "exp missing", claims: with(c, "exp", nil), want: ErrInvalidToken, cause: "missing exp"},
 		{name: "exp now-29s (inside leeway)", claims: with(c, "exp", sec(-29*time.Second))},
 		{name: "exp now-30s (leeway boundary)", claims: with(c, "exp", sec(-30*time.Second)), want: ErrExpiredToken},
 		{name: "exp now-31s", claims: with(c, "exp", sec(-31*time.Second)), want: ErrExpiredToken},
@@ -79,7 +85,7 @@ func TestVerifyExp(t *testing.T) {
 	noAuth := with(c, "auth_time", nil) // auth_time is checked against iat; keep it out
 	mustVerify(t, unbounded.v, token(t, f.key, noAuth))
 	assertInvalid(t, unbounded.v, token(t, f.key, with(noAuth, "iat", nil)))
-	assertInvalid(t, unbounded.v, token(t, f.key, with(noAuth, "exp", nil)))
+	assertCausePhrase(t, assertInvalid(t, unbounded.v, token(t, f.key, with(noAuth, "exp", nil))), "missing exp")
 
 	// exp == now is expired when there is no leeway; one second later is not.
 	f0 := newFixtureFor(t, f.key, WithLeeway(0))

@@ -13,7 +13,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/tollgate/tollgate/session"
@@ -26,6 +28,7 @@ const rsaBits = 2048
 // keyFile is one file keygen writes.
 type keyFile struct {
 	path string
+	flag string // how errors name the file: "-out" or "-out.pub"
 	text []byte
 	mode os.FileMode
 }
@@ -40,7 +43,7 @@ func keygen(e *env, args []string) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return e.fail(exitUsage, "keygen: unexpected argument %q after the flags", fs.Arg(0))
+		return e.fail(exitUsage, "keygen: unexpected argument after the flags")
 	}
 	if m := missing(fs, "alg", "out"); m != "" {
 		return e.fail(exitUsage, "keygen: missing required flags: %s", m)
@@ -48,20 +51,27 @@ func keygen(e *env, args []string) int {
 	if err := checkAlg(*alg); err != nil {
 		return e.fail(exitUsage, "keygen: %v", err)
 	}
-	if err := checkKID(*kid); err != nil {
+	if err := session.CheckKID(*kid); err != nil {
 		return e.fail(exitUsage, "keygen: invalid -kid: %v", err)
+	}
+	// keygen prints the path it wrote to, and a key or a token given as
+	// -out would name a file for anyone listing the directory: refuse a
+	// file name that Redact would cut. (A key with a "/" names a directory
+	// that does not exist, and fails below without being echoed.)
+	if base := filepath.Base(*out); session.Redact(base) != base {
+		return e.fail(exitUsage, "keygen: -out looks like key material or a token, not a path (a long file name without a dot can look like base64: give it an extension such as .key)")
 	}
 
 	hmac := session.MinHMACKeyLen(*alg) > 0
-	files := []keyFile{{path: *out, mode: 0o600}}
+	files := []keyFile{{path: *out, flag: "-out", mode: 0o600}}
 	if !hmac {
-		files = append(files, keyFile{path: *out + ".pub", mode: 0o644})
+		files = append(files, keyFile{path: *out + ".pub", flag: "-out.pub", mode: 0o644})
 	}
 	// Checked before generating (an RSA key takes a while); writeNew checks
 	// again, atomically.
 	for _, f := range files {
 		if _, err := os.Lstat(f.path); err == nil {
-			return e.fail(exitUsage, "keygen: %s already exists; refusing to overwrite it", f.path)
+			return e.fail(exitUsage, "keygen: %s already exists; refusing to overwrite it", f.flag)
 		}
 	}
 
@@ -89,13 +99,6 @@ func keygen(e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "wrote %s key to %s and its public key to %s\n", *alg, files[0].path, files[1].path)
 	}
 	return exitOK
-}
-
-// checkKID applies session's kid rules, which session exports only through
-// its key constructors: a throwaway HMAC key carries the check.
-func checkKID(kid string) error {
-	_, err := session.NewHMACKey(kid, session.HS256, make([]byte, session.MinHMACKeyLen(session.HS256)))
-	return err
 }
 
 // generate returns a new key for alg in the text forms session.ParseKey
@@ -153,13 +156,15 @@ func writeNew(files []keyFile) error {
 	return nil
 }
 
+// writeFile creates f. Its errors name the file by its flag, not its path
+// (see pathless).
 func writeFile(f keyFile) (err error) {
 	fh, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.mode)
 	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%s already exists; refusing to overwrite it", f.path)
+		return fmt.Errorf("%s already exists; refusing to overwrite it", f.flag)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: cannot create the file: %w", f.flag, pathless(err))
 	}
 	defer func() {
 		if cerr := fh.Close(); err == nil {
@@ -171,12 +176,15 @@ func writeFile(f keyFile) (err error) {
 	}()
 	// The umask may have taken bits off the mode: set it exactly.
 	if err := fh.Chmod(f.mode); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", f.flag, pathless(err))
 	}
 	if _, err := fh.Write(f.text); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", f.flag, pathless(err))
 	}
-	return fh.Sync()
+	if err := fh.Sync(); err != nil {
+		return fmt.Errorf("%s: %w", f.flag, pathless(err))
+	}
+	return nil
 }
 
 // loadBack loads the written files the way services will (session.LoadKeyFile,
@@ -216,5 +224,14 @@ func loadBack(alg, kid string, files []keyFile, now func() time.Time) error {
 		return err
 	}
 	_, err = v.Verify(context.Background(), tok)
+	return err
+}
+
+// pathless returns the cause of an os error without the path it names.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
 	return err
 }

@@ -14,8 +14,10 @@
 // ES256, ES384, EdDSA, RS256 and PS256 (RSA keys have 2048 bits) it writes the
 // private key as PKCS#8 PEM at PATH (mode 0600) and the public key as PKIX
 // PEM at PATH.pub (mode 0644). It never overwrites a file, and it loads the
-// result back before reporting success. -kid is only checked for validity:
-// key files carry no kid.
+// result back before reporting success. It refuses a PATH whose file name
+// looks like key material or a token (a key pasted in its place): it would
+// be printed, and listed with the directory. -kid is only checked for
+// validity: key files carry no kid.
 //
 // # token issue
 //
@@ -51,17 +53,18 @@
 // as one line on standard error.
 //
 // No output ever contains key material, and inspect never echoes the token
-// it was given.
+// it was given. Errors name the flag or argument that is wrong and never
+// quote its value, since a key or a token pasted in the wrong place must
+// not end up in a terminal's scrollback or a CI log; whatever they print is
+// passed through session.Redact besides.
 package main
 
 import (
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -108,7 +111,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 	case "token":
 		return token(e, args[1:])
 	}
-	return e.fail(exitUsage, "unknown command %q (want keygen or token; see tollgate help)", args[0])
+	return e.fail(exitUsage, "unknown command (want keygen or token; see tollgate help)")
 }
 
 // env is what a command runs against.
@@ -119,15 +122,17 @@ type env struct {
 	now            func() time.Time
 }
 
-// fail reports msg as one line on stderr and returns code. Any argument of
-// the command line that looks like a token or key material is cut out of the
-// message first: the flag package and os errors quote what they were given,
-// and a key pasted where a path belongs must not end up in a log.
+// fail reports msg as one line on stderr and returns code. Messages name
+// what is wrong and quote no value, but the flag package and the os package
+// quote what they were given, and a key pasted where a path belongs must
+// not end up in a log: so whatever the message holds that looks like a
+// token or key material, or shares a run of 16 bytes with an argument that
+// does, is cut out first (session.Redact).
 //
 // The message is made one line of printable text, whatever the arguments
 // held: scripts read it as one line, and terminals should not interpret it.
 func (e *env) fail(code int, format string, a ...any) int {
-	msg := redact(fmt.Sprintf(format, a...), e.args)
+	msg := session.Redact(fmt.Sprintf(format, a...), e.args...)
 	msg = strings.Join(strings.Fields(msg), " ")
 	msg = strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
@@ -139,77 +144,69 @@ func (e *env) fail(code int, format string, a ...any) int {
 	return code
 }
 
-// redact cuts out of msg every argument, or part of one as the flag package
-// quotes it (without leading dashes, either side of "=", Go-quoted), that
-// looks sensitive.
-func redact(msg string, args []string) string {
-	for _, arg := range args {
-		trimmed := strings.TrimLeft(arg, "-")
-		parts := []string{arg, trimmed}
-		if name, value, ok := strings.Cut(trimmed, "="); ok {
-			parts = append(parts, name, value)
-		}
-		for _, p := range parts {
-			if looksSensitive(p) {
-				msg = strings.ReplaceAll(msg, strconv.Quote(p), "[redacted]")
-				msg = strings.ReplaceAll(msg, p, "[redacted]")
-			}
-		}
-	}
-	return msg
-}
-
-// looksSensitive reports whether s could be a compact token, a PEM key or a
-// base64 secret of a usable size (32 bytes or more). A false positive only
-// hides a path from an error message; absolute paths and paths with a dot,
-// such as keys/hs256.key, never match.
-func looksSensitive(s string) bool {
-	if strings.Contains(s, "-----BEGIN") || strings.Contains(s, "PRIVATE KEY") {
-		return true
-	}
-	s = strings.TrimSpace(s)
-	if strings.Count(s, ".") == 2 && len(s) >= 40 && strings.Trim(s, b64URLChars+".") == "" {
-		return true
-	}
-	if len(s) < 43 || strings.ContainsAny(s[:1], "/.~") ||
-		!strings.ContainsAny(s, upper) || !strings.ContainsAny(s, lower) || !strings.ContainsAny(s, digits) {
-		return false
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if _, err := enc.Strict().DecodeString(s); err == nil {
-			return true
-		}
-	}
-	return false
-}
-
-const (
-	upper       = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	lower       = "abcdefghijklmnopqrstuvwxyz"
-	digits      = "0123456789"
-	b64URLChars = upper + lower + digits + "-_"
-)
-
 // newFlagSet returns a flag set that reports nothing itself: errors are
 // printed by parse, as one line.
 func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
 // parse parses args into fs. When it returns false the command is over and
-// code is its exit status: -h printed the usage, or a flag was bad.
+// code is its exit status: -h printed the usage, or a flag was bad. A bad
+// value is reported as the flag's name and what it wants, never the value
+// (the flag package's own message quotes it).
 func (e *env) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	var bad badValue
+	fs.VisitAll(func(f *flag.Flag) { f.Value = quietValue{f.Value, f.Name, &bad} })
 	err := fs.Parse(args)
 	switch {
 	case err == flag.ErrHelp:
 		fmt.Fprint(e.stdout, usage)
 		return exitOK, false
+	case bad.name != "":
+		return e.fail(exitUsage, "%s: -%s: %s", fs.Name(), bad.name, bad.want), false
 	case err != nil:
 		return e.fail(exitUsage, "%s: %v", fs.Name(), err), false
 	}
 	return exitOK, true
+}
+
+// badValue is the flag whose value failed to parse, and what it wants.
+type badValue struct{ name, want string }
+
+// quietValue wraps a flag's value to record which flag refused its value
+// and why, in words that do not repeat the value.
+type quietValue struct {
+	flag.Value
+	name string
+	bad  *badValue
+}
+
+func (v quietValue) Set(s string) error {
+	err := v.Value.Set(s)
+	if err != nil && v.bad.name == "" {
+		want := err.Error() // the values of this package say what they want
+		if g, ok := v.Value.(flag.Getter); ok {
+			switch g.Get().(type) {
+			case time.Duration:
+				want = "want a duration such as 15m, 90s or -50s"
+			case bool:
+				want = "want true or false"
+			case int, int64, uint, uint64:
+				want = "want a whole number"
+			}
+		}
+		*v.bad = badValue{v.name, want}
+	}
+	return err
+}
+
+// IsBoolFlag keeps boolean flags usable without a value (-flag).
+func (v quietValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // missing names the flags among names whose value is empty, for a "missing
@@ -233,10 +230,11 @@ func isSet(fs *flag.FlagSet, name string) bool {
 }
 
 // checkAlg returns an error message for an algorithm session does not
-// support, naming the ones it does.
+// support, naming the ones it does (not the one given: it may be a key
+// pasted in the wrong place).
 func checkAlg(alg string) error {
 	if slices.Contains(session.Algorithms(), alg) {
 		return nil
 	}
-	return fmt.Errorf("unknown -alg %q (supported: %s)", alg, strings.Join(session.Algorithms(), ", "))
+	return fmt.Errorf("unknown -alg (supported: %s)", strings.Join(session.Algorithms(), ", "))
 }

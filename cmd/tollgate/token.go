@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -35,7 +33,7 @@ func token(e *env, args []string) int {
 		fmt.Fprint(e.stdout, usage)
 		return exitOK
 	}
-	return e.fail(exitUsage, "token: unknown subcommand %q (want issue or inspect)", args[0])
+	return e.fail(exitUsage, "token: unknown subcommand (want issue or inspect)")
 }
 
 // issue implements "tollgate token issue".
@@ -59,7 +57,7 @@ func issue(e *env, args []string) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return e.fail(exitUsage, "token issue: unexpected argument %q after the flags", fs.Arg(0))
+		return e.fail(exitUsage, "token issue: unexpected argument after the flags")
 	}
 	if m := missing(fs, "key", "alg", "iss", "aud", "sub"); m != "" {
 		return e.fail(exitUsage, "token issue: missing required flags: %s", m)
@@ -67,7 +65,7 @@ func issue(e *env, args []string) int {
 	if err := checkAlg(*alg); err != nil {
 		return e.fail(exitUsage, "token issue: %v", err)
 	}
-	if err := checkKID(*kid); err != nil {
+	if err := session.CheckKID(*kid); err != nil {
 		return e.fail(exitUsage, "token issue: invalid -kid: %v", err)
 	}
 	// NumericDates have whole seconds: a shorter lifetime would sign exp == iat.
@@ -83,13 +81,15 @@ func issue(e *env, args []string) int {
 		permissions = splitList(*perms)
 	}
 
-	key, err := loadKey(*keyPath, *kid, *alg)
+	// LoadKeyFile's errors never hold the path: it is the likeliest place
+	// for a key pasted instead of its path.
+	key, err := session.LoadKeyFile(*keyPath, *kid, *alg)
 	if err != nil {
 		return e.fail(exitUsage, "token issue: -key: %v", err)
 	}
 	signer, err := session.NewSigner(key)
 	if err != nil {
-		return e.fail(exitUsage, "token issue: -key %s is a public key; signing needs the private key", *keyPath)
+		return e.fail(exitUsage, "token issue: -key holds a public key; signing needs the private key")
 	}
 	if *sid == "" {
 		if *sid, err = session.NewID(); err != nil {
@@ -149,7 +149,7 @@ func (c claimFlag) Set(s string) error {
 		return errors.New("want name=value")
 	}
 	if _, dup := c[name]; dup {
-		return fmt.Errorf("claim %q given twice", name)
+		return errors.New("a claim name given twice")
 	}
 	c[name] = claimValue(value)
 	return nil
@@ -220,7 +220,7 @@ func inspect(e *env, args []string) int {
 	var key *session.Key
 	if verify {
 		var err error
-		if key, err = loadKey(*keyPath, "", *alg); err != nil {
+		if key, err = session.LoadKeyFile(*keyPath, "", *alg); err != nil {
 			return e.fail(exitUsage, "token inspect: -key: %v", err)
 		}
 	}
@@ -298,18 +298,4 @@ func decodeSegment(seg string) (map[string]any, error) {
 		return nil, errors.New("not a JSON object: data follows it")
 	}
 	return m, nil
-}
-
-// loadKey loads a key file with session.LoadKeyFile. A path that does not
-// exist is left out of the error: it is the likeliest place for a key pasted
-// instead of its path.
-func loadKey(path, kid, alg string) (*session.Key, error) {
-	if _, err := os.Stat(path); err != nil {
-		var pathErr *fs.PathError
-		if errors.As(err, &pathErr) {
-			err = pathErr.Err
-		}
-		return nil, fmt.Errorf("cannot read the key file: %w", err)
-	}
-	return session.LoadKeyFile(path, kid, alg)
 }

@@ -1,6 +1,6 @@
-// Package archtest holds the import rules of design.md as a test: a package
-// that must work from any transport must not pull in gRPC, however
-// indirectly.
+// Package archtest holds tollgate's import rules (which package may depend
+// on which, listed in TestImportRules) as a test: a package that must work
+// from any transport must not pull in gRPC, however indirectly.
 package archtest
 
 import (
@@ -41,7 +41,7 @@ func TestImportRules(t *testing.T) {
 		for _, d := range deps(t, r.pkg) {
 			for _, f := range r.forbidden {
 				if d == f || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/") {
-					t.Errorf("%s depends on %s, which design.md forbids (%s)", r.pkg, d, f)
+					t.Errorf("%s depends on %s, which the import rules forbid (%s)", r.pkg, d, f)
 				}
 			}
 		}

@@ -97,8 +97,8 @@ func (s *Service) DeletePrice(_ context.Context, req *pricingv1.DeletePriceReque
 }
 
 // ImportPrices stores every price the client sends and counts them. When a
-// message fails (tollgate refuses it, or it is invalid) the call ends with
-// that error; the prices stored before it stay.
+// message fails (tollgate refuses it, it is invalid, or the store is full)
+// the call ends with that error; the prices stored before it stay.
 func (s *Service) ImportPrices(stream grpc.ClientStreamingServer[pricingv1.SetPriceRequest, pricingv1.ImportPricesResponse]) error {
 	var n int32
 	for {
@@ -173,13 +173,17 @@ func toProto(p store.Price) *pricingv1.Price {
 }
 
 // toStatus maps the store's errors to gRPC codes. Their messages name only
-// fields and rules, never stored data, so they may reach the caller.
+// fields, rules and limits, never stored data, so they may reach the caller.
+// A full store is ResourceExhausted, without the RetryInfo of a throttle
+// refusal: waiting does not free a place, deleting prices does.
 func toStatus(err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, "price not found")
 	case errors.Is(err, store.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, store.ErrFull):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	}
 	return status.Error(codes.Internal, "internal error")
 }
@@ -188,7 +192,8 @@ func toStatus(err error) error {
 type Config struct {
 	// Verifier checks every token. Required: there is no default key.
 	Verifier *session.Verifier
-	// Store holds the prices; nil means store.New(), the demo catalogue.
+	// Store holds the prices; nil means store.New(), the demo catalogue
+	// with the store's default limits (store.DefaultLimits).
 	Store *store.Store
 	// Limiter enforces the throttles pricing.proto declares (reads 20 a
 	// second per consumer, the shared "writes" bucket, Ping per peer). Nil

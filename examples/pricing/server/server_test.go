@@ -94,6 +94,9 @@ func startWith(t *testing.T, edit func(*server.Config)) *harness {
 	}
 	if edit != nil {
 		edit(&cfg)
+		if cfg.Store != nil {
+			h.store = cfg.Store
+		}
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -178,5 +179,159 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if n := len(s.List("s-9")); n != 400 {
 		t.Errorf("after concurrent Sets, s-9 holds %d prices; want 400", n)
+	}
+}
+
+func TestDefaultLimits(t *testing.T) {
+	if got, want := DefaultLimits(), (Limits{PerSeller: DefaultMaxSKUsPerSeller, Total: DefaultMaxSKUs}); got != want {
+		t.Fatalf("DefaultLimits() = %+v; want %+v", got, want)
+	}
+	if DefaultMaxSKUsPerSeller < 1 || DefaultMaxSKUsPerSeller > DefaultMaxSKUs {
+		t.Fatalf("default per-seller limit %d is not within 1..%d", DefaultMaxSKUsPerSeller, DefaultMaxSKUs)
+	}
+	// New and NewEmpty apply them: a seller fills up at the default.
+	s := NewEmpty()
+	for n := range DefaultMaxSKUsPerSeller {
+		if _, err := s.Set(Price{SKU: fmt.Sprintf("d-%d", n), SellerID: "s-1", AmountCents: 1, Currency: "USD"}, false); err != nil {
+			t.Fatalf("SKU %d of %d: %v", n+1, DefaultMaxSKUsPerSeller, err)
+		}
+	}
+	if _, err := s.Set(Price{SKU: "one-more", SellerID: "s-1", AmountCents: 1, Currency: "USD"}, false); !errors.Is(err, ErrFull) {
+		t.Fatalf("SKU %d of seller s-1: %v; want ErrFull", DefaultMaxSKUsPerSeller+1, err)
+	}
+}
+
+func TestNewWithLimitsRefusesBadLimits(t *testing.T) {
+	for _, l := range []Limits{{0, 10}, {10, 0}, {-1, 10}, {10, -1}, {11, 10}} {
+		if s, err := NewWithLimits(l); err == nil || s != nil {
+			t.Errorf("NewWithLimits(%+v) = %v, %v; want an error", l, s, err)
+		}
+	}
+	if s, err := NewWithLimits(Limits{PerSeller: 1, Total: 1}); err != nil || s == nil {
+		t.Fatalf("NewWithLimits(1, 1) = %v, %v", s, err)
+	}
+}
+
+// usd is a valid price of sku for seller.
+func usd(sku, seller string, cents int64) Price {
+	return Price{SKU: sku, SellerID: seller, AmountCents: cents, Currency: "USD"}
+}
+
+func TestSellerLimit(t *testing.T) {
+	s, err := NewWithLimits(Limits{PerSeller: 3, Total: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sku := range []string{"a", "b", "c"} {
+		if _, err := s.Set(usd(sku, "s-1", 1), false); err != nil {
+			t.Fatalf("Set(%s): %v", sku, err)
+		}
+	}
+	_, err = s.Set(usd("d", "s-1", 1), false)
+	if !errors.Is(err, ErrFull) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound) {
+		t.Fatalf("a fourth SKU of s-1: %v; want ErrFull only", err)
+	}
+	// The message names the limit and nothing the caller stored.
+	if msg := err.Error(); !strings.Contains(msg, "3") || !strings.Contains(msg, "per seller") || strings.Contains(msg, "s-1") || strings.Contains(msg, `"d"`) {
+		t.Errorf("error %q; want the per-seller limit 3 named, and neither seller nor sku", msg)
+	}
+	if _, err := s.Get("d"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the refused SKU was stored: %v", err)
+	}
+
+	// A full seller may still replace its prices; other sellers are not
+	// affected.
+	if got, err := s.Set(usd("b", "s-1", 99), false); err != nil || got.AmountCents != 99 {
+		t.Fatalf("replacing a price of a full seller = %+v, %v", got, err)
+	}
+	if _, err := s.Set(usd("x", "s-2", 1), false); err != nil {
+		t.Fatalf("another seller: %v", err)
+	}
+
+	// Moving a SKU to a full seller is refused; moving one away frees a
+	// place, and so does Delete.
+	if _, err := s.Set(usd("x", "s-1", 1), true); !errors.Is(err, ErrFull) {
+		t.Fatalf("moving x to the full s-1: %v; want ErrFull", err)
+	}
+	if got, _ := s.Get("x"); got.SellerID != "s-2" {
+		t.Fatalf("the refused move changed x to %+v", got)
+	}
+	if _, err := s.Set(usd("a", "s-2", 1), true); err != nil {
+		t.Fatalf("moving a from s-1 to s-2: %v", err)
+	}
+	if _, err := s.Set(usd("d", "s-1", 1), false); err != nil {
+		t.Fatalf("s-1 after a SKU moved away: %v", err)
+	}
+	if err := s.Delete("d", "s-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(usd("e", "s-1", 1), false); err != nil {
+		t.Fatalf("s-1 after a Delete: %v", err)
+	}
+}
+
+func TestTotalLimit(t *testing.T) {
+	s, err := NewWithLimits(Limits{PerSeller: 2, Total: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []Price{usd("a", "s-1", 1), usd("b", "s-1", 1), usd("c", "s-2", 1)} {
+		if _, err := s.Set(p, false); err != nil {
+			t.Fatalf("Set(%+v): %v", p, err)
+		}
+	}
+	_, err = s.Set(usd("d", "s-3", 1), false)
+	if !errors.Is(err, ErrFull) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("a fourth SKU in a store of 3: %v; want ErrFull", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "3") || strings.Contains(msg, "s-3") {
+		t.Errorf("error %q; want the total limit 3 named, and not the seller", msg)
+	}
+	// Replacing and moving add no SKU: both work in a full store.
+	if _, err := s.Set(usd("c", "s-2", 7), false); err != nil {
+		t.Fatalf("replacing a price in a full store: %v", err)
+	}
+	if _, err := s.Set(usd("b", "s-2", 7), true); err != nil {
+		t.Fatalf("moving a SKU in a full store: %v", err)
+	}
+	if err := s.Delete("a", "s-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(usd("d", "s-3", 1), false); err != nil {
+		t.Fatalf("after a Delete: %v", err)
+	}
+}
+
+// Concurrent writers cannot overshoot a limit between check and insert.
+func TestLimitsHoldUnderConcurrency(t *testing.T) {
+	s, err := NewWithLimits(Limits{PerSeller: 50, Total: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seller := fmt.Sprintf("s-%d", i%4)
+			for n := range 40 {
+				_, err := s.Set(usd(fmt.Sprintf("c-%d-%d", i, n), seller, 1), false)
+				if err != nil && !errors.Is(err, ErrFull) {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i := range 4 {
+		n := len(s.List(fmt.Sprintf("s-%d", i)))
+		if n > 50 {
+			t.Errorf("seller s-%d holds %d SKUs; limit 50", i, n)
+		}
+		total += n
+	}
+	if total != 120 {
+		t.Errorf("the store holds %d SKUs; want exactly the limit, 120 (320 were offered)", total)
 	}
 }

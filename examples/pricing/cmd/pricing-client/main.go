@@ -55,7 +55,11 @@
 //	error: <code>: <message> [<ErrorInfo reason> <key=value>...] [retry_delay=<duration>]
 //
 // on standard output and exits 1 (as does -repeat when any call failed); bad
-// usage or an unreadable token exits 2. The token is never printed.
+// usage or an unreadable token exits 2, with one line on standard error that
+// names the flag, variable or argument that is wrong. The token is never
+// printed: no message quotes a value the user gave, and every line of
+// errors, on either stream, has whatever looks like a token or key material
+// cut out besides (session.Redact).
 package main
 
 import (
@@ -67,6 +71,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -75,6 +80,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -86,6 +92,7 @@ import (
 
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/interceptors"
+	"github.com/tollgate/tollgate/session"
 )
 
 const tokenEnv = "TOLLGATE_TOKEN"
@@ -131,6 +138,7 @@ type client struct {
 	src       *interceptors.TokenSource // nil without a token
 	bodyToken bool
 	out       io.Writer
+	suspects  []string // for session.Redact: arguments, $TOLLGATE_TOKEN, the token
 }
 
 // renewal records the latest token the server handed back.
@@ -153,40 +161,67 @@ func (r *renewal) get() (string, time.Time) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// Anything that may hold the token, or a key pasted by mistake, and
+	// must not reach an output: the arguments, $TOLLGATE_TOKEN, and below,
+	// the token itself.
+	suspects := append([]string{os.Getenv(tokenEnv)}, args...)
+	// fail is the one place errors are printed on stderr, as one line of
+	// printable text.
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "pricing-client: %s\n", oneLine(session.Redact(err.Error(), suspects...)))
+		return code
+	}
 	fs := flag.NewFlagSet("pricing-client", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	addrList := fs.String("addr", "127.0.0.1:8443", "server address; several, comma-separated, are called in turn")
 	token := fs.String("token", "", "access token (default: $"+tokenEnv+")")
 	tokenFile := fs.String("token-file", "", "file holding the access token; a renewed token is written back to it")
 	bodyToken := fs.Bool("body-token", false, "send the token in the request body (quote only)")
 	repeat := fs.Int("repeat", 0, "run the command this many times and print a summary")
+	bad := quietValues(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
-		fmt.Fprintf(stderr, "pricing-client: %s (see pricing-client -h)\n", redact(err.Error(), args))
-		return 2
+		if *bad != nil {
+			err = *bad
+		}
+		return fail(2, fmt.Errorf("%w (see pricing-client -h)", err))
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	fail := func(code int, err error) int {
-		fmt.Fprintf(stderr, "pricing-client: %s\n", redact(err.Error(), args))
-		return code
-	}
 	if isSet(fs, "repeat") && *repeat < 1 {
 		return fail(2, errors.New("-repeat: want a count of at least 1"))
 	}
 	addrs := strings.Split(*addrList, ",")
-	tok, err := loadToken(*token, *tokenFile)
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if _, perr := strconv.ParseUint(port, 10, 16); err == nil && perr != nil {
+			err = perr
+		}
+		switch {
+		case err != nil:
+			return fail(2, errors.New("-addr: want HOST:PORT[,HOST:PORT...]"))
+		case session.Redact(host) != host:
+			// A host name is looked up in DNS: a key or a token pasted as
+			// one would be sent to the resolver.
+			return fail(2, errors.New("-addr: a host looks like key material or a token"))
+		}
+	}
+	tok, from, err := loadToken(*token, *tokenFile)
 	if err != nil {
 		return fail(2, err)
 	}
+	suspects = append(suspects, tok)
 	for _, a := range addrs {
 		if tok != "" && !isLoopback(a) {
-			return fail(2, fmt.Errorf("refusing to send a token in plaintext to %s: only loopback addresses", a))
+			// Quoted: its host was checked above not to look like a key
+			// or a token, and with several addresses the one is wanted.
+			return fail(2, fmt.Errorf("-addr: refusing to send a token in plaintext to %q: only loopback addresses", a))
 		}
 	}
 
@@ -196,17 +231,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if tok != "" {
 		src, err = interceptors.NewTokenSource(tok, interceptors.WithOnRenew(renewed.set))
 		if err != nil {
-			return fail(2, errors.New("the token is not a JWT with a readable exp"))
+			return fail(2, fmt.Errorf("%s: not a JWT with a readable exp", from))
 		}
 		dialOpts = append(dialOpts,
 			grpc.WithChainUnaryInterceptor(unaryInterceptor(src)),
 			grpc.WithChainStreamInterceptor(interceptors.StreamClientInterceptor(src)))
 	}
-	c := &client{src: src, bodyToken: *bodyToken}
+	c := &client{src: src, bodyToken: *bodyToken, suspects: suspects}
 	for _, a := range addrs {
 		conn, err := grpc.NewClient(a, dialOpts...)
 		if err != nil {
-			return fail(2, err)
+			return fail(2, fmt.Errorf("-addr: %w", err))
 		}
 		defer conn.Close()
 		c.apis = append(c.apis, pricingv1.NewPriceServiceClient(conn))
@@ -225,10 +260,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fail(2, err)
 	}
 	if newTok, exp := renewed.get(); newTok != "" {
+		suspects = append(suspects, newTok)
 		if *tokenFile != "" {
 			if err := saveToken(*tokenFile, newTok); err != nil {
 				out.Flush()
-				return fail(1, fmt.Errorf("saving the renewed token: %w", err))
+				return fail(1, fmt.Errorf("-token-file: saving the renewed token: %w", pathless(err)))
 			}
 		}
 		fmt.Fprintf(stderr, "renewed token (expires %s)\n", exp.UTC().Format(time.RFC3339))
@@ -244,35 +280,96 @@ func isSet(fs *flag.FlagSet, name string) bool {
 }
 
 // loadToken returns the token of -token, of -token-file, or of
-// $TOLLGATE_TOKEN, in that order; "" when there is none.
-func loadToken(flagToken, path string) (string, error) {
+// $TOLLGATE_TOKEN, in that order, and where it came from; "" when there is
+// none. Its errors name the flag, never the path: the likeliest thing in
+// place of a token file's path is the token itself.
+func loadToken(flagToken, path string) (tok, from string, err error) {
 	switch {
 	case flagToken != "" && path != "":
-		return "", errors.New("-token and -token-file: give one, not both")
+		return "", "", errors.New("-token and -token-file: give one, not both")
 	case flagToken != "":
-		return flagToken, nil
+		return flagToken, "-token", nil
 	case path == "":
-		return os.Getenv(tokenEnv), nil
+		return os.Getenv(tokenEnv), "$" + tokenEnv, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("-token-file: %w", err)
+		return "", "", fmt.Errorf("-token-file: %w", pathless(err))
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile))
 	if err != nil {
-		return "", fmt.Errorf("-token-file: %w", err)
+		return "", "", fmt.Errorf("-token-file: %w", pathless(err))
 	}
-	tok := strings.TrimSpace(string(b))
+	tok = strings.TrimSpace(string(b))
 	switch {
 	case len(b) == maxTokenFile:
-		return "", fmt.Errorf("-token-file %s: larger than any token tollgate accepts", path)
+		return "", "", errors.New("-token-file: larger than any token tollgate accepts")
 	case tok == "":
-		return "", fmt.Errorf("-token-file %s: empty", path)
+		return "", "", errors.New("-token-file: empty")
 	case strings.ContainsAny(tok, " \t\r\n"):
-		return "", fmt.Errorf("-token-file %s: holds more than one line", path)
+		return "", "", errors.New("-token-file: holds more than one line")
 	}
-	return tok, nil
+	return tok, "-token-file", nil
+}
+
+// pathless returns the cause of an os error without the path it names.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// oneLine makes s one line of printable text, for scripts and terminals.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return ' '
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// quietValues wraps every flag of fs so that a value it refuses is reported
+// as the flag's name and what it wants, never the value: the flag package's
+// own message ("invalid value %q for flag -x") quotes it. After a failed
+// Parse, *bad is that report, or nil when the error was another one.
+func quietValues(fs *flag.FlagSet) *error {
+	bad := new(error)
+	fs.VisitAll(func(f *flag.Flag) { f.Value = quietValue{f.Value, f.Name, bad} })
+	return bad
+}
+
+type quietValue struct {
+	flag.Value
+	name string
+	bad  *error
+}
+
+func (v quietValue) Set(s string) error {
+	err := v.Value.Set(s)
+	if err != nil && *v.bad == nil {
+		want := "invalid value"
+		if g, ok := v.Value.(flag.Getter); ok {
+			switch g.Get().(type) {
+			case bool:
+				want = "want true or false"
+			case int:
+				want = "want a whole number"
+			}
+		}
+		*v.bad = fmt.Errorf("-%s: %s", v.name, want)
+	}
+	return err
+}
+
+// IsBoolFlag keeps boolean flags usable without a value (-body-token).
+func (v quietValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // saveToken replaces the file at path with tok, mode 0600: written to a
@@ -332,7 +429,7 @@ func (c *client) once(cmd string, args []string) (int, error) {
 	case errors.As(err, &ue):
 		return 2, ue
 	case err != nil:
-		fmt.Fprintln(c.out, describe(err))
+		fmt.Fprintln(c.out, c.describe(err))
 		return 1, nil
 	}
 	return 0, nil
@@ -360,12 +457,12 @@ func (c *client) repeat(n int, cmd string, args []string) (int, error) {
 		case status.Code(err) == codes.ResourceExhausted:
 			throttled++
 			if firstThrottled == "" {
-				firstThrottled = describe(err)
+				firstThrottled = c.describe(err)
 			}
 		default:
 			other++
 			if firstOther == "" {
-				firstOther = describe(err)
+				firstOther = c.describe(err)
 			}
 		}
 	}
@@ -379,20 +476,6 @@ func (c *client) repeat(n int, cmd string, args []string) (int, error) {
 		return 1, nil
 	}
 	return 0, nil
-}
-
-// redact cuts out of msg every argument that could be a token (the flag
-// package quotes bad values, and a token may be pasted anywhere).
-func redact(msg string, args []string) string {
-	for _, a := range args {
-		_, v, _ := strings.Cut(a, "=")
-		for _, s := range []string{a, v} {
-			if len(s) >= 16 && strings.Count(s, ".") >= 2 {
-				msg = strings.ReplaceAll(msg, s, "[redacted]")
-			}
-		}
-	}
-	return msg
 }
 
 // isLoopback reports whether addr names this machine: localhost or a
@@ -448,7 +531,7 @@ func (c *client) do(ctx context.Context, cmd string, args []string) error {
 		}
 		amount, err := strconv.ParseInt(args[2], 10, 64)
 		if err != nil {
-			return usageErr("set: AMOUNT_CENTS %q is not an integer", args[2])
+			return usageErr("set: AMOUNT_CENTS is not an integer")
 		}
 		resp, err := c.api().SetPrice(ctx, &pricingv1.SetPriceRequest{Sku: args[0], SellerId: args[1], AmountCents: amount, Currency: args[3]})
 		return c.print(resp, err)
@@ -479,7 +562,7 @@ func (c *client) do(ctx context.Context, cmd string, args []string) error {
 		resp, err := c.api().QuotePrices(ctx, &pricingv1.QuotePricesRequest{AccessToken: c.token(), Skus: args})
 		return c.print(resp, err)
 	}
-	return usageErr("unknown command %q (see pricing-client -h)", cmd)
+	return usageErr("unknown command (see pricing-client -h)")
 }
 
 // api returns the client of the next address in turn.
@@ -500,11 +583,11 @@ func (c *client) token() string {
 // setRequests parses SKU=AMOUNT pairs of one seller, in USD.
 func setRequests(seller string, pairs []string) ([]*pricingv1.SetPriceRequest, error) {
 	reqs := make([]*pricingv1.SetPriceRequest, 0, len(pairs))
-	for _, p := range pairs {
+	for i, p := range pairs {
 		sku, amount, ok := strings.Cut(p, "=")
 		n, err := strconv.ParseInt(amount, 10, 64)
 		if !ok || err != nil {
-			return nil, usageErr("%q is not SKU=AMOUNT_CENTS", p)
+			return nil, usageErr("the SKU=AMOUNT_CENTS pair %d is not one", i+1)
 		}
 		reqs = append(reqs, &pricingv1.SetPriceRequest{Sku: sku, SellerId: seller, AmountCents: n, Currency: "USD"})
 	}
@@ -587,6 +670,14 @@ func (c *client) print(m proto.Message, err error) error {
 	line.WriteByte('\n')
 	_, err = c.out.Write(line.Bytes())
 	return err
+}
+
+// describe is where errors of calls are printed (on stdout, one line each):
+// it renders err and cuts out anything that looks like a token or a key, or
+// shares a run with the token (a server, or a transport error, could quote
+// anything).
+func (c *client) describe(err error) string {
+	return oneLine(session.Redact(describe(err), c.suspects...))
 }
 
 // describe renders an error as "error: <code>: <message> [<reason>

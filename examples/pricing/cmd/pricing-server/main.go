@@ -13,6 +13,12 @@
 // form session.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
 // There is no default key: without one the server refuses to start.
 //
+// The prices live in memory, starting from the demo catalogue, and are
+// capped at the store's defaults: 10,000 SKUs per seller and 100,000 in
+// all. A call that would add a SKU past either is refused with
+// ResourceExhausted naming the limit; prices already held can always be
+// replaced.
+//
 // # Throttling
 //
 // pricing.proto declares how often each consumer (the token's azp) may call:
@@ -50,7 +56,10 @@
 // works and scripts can read the port. Denied calls are logged on standard
 // error. SIGINT or SIGTERM stops the server gracefully (in-flight calls get
 // a few seconds to finish) and it exits 0. Any start-up problem is one line
-// on standard error and exit status 1 (2 for bad usage).
+// on standard error and exit status 1 (2 for bad usage). That line names the
+// flag or variable that is wrong and never quotes its value: a key or a
+// token pasted in the wrong place is not echoed, and anything that looks like
+// one is cut from the line besides (session.Redact).
 package main
 
 import (
@@ -60,13 +69,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
@@ -123,12 +135,24 @@ type config struct {
 
 // run is the whole command; it serves until ctx is done.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// fail is the one place errors are printed: as one line of printable
+	// text, scrubbed of anything shaped like a token or key material or
+	// sharing a run with an argument or $TOLLGATE_KEY that is (the flag
+	// package and the os package quote what they were given).
 	fail := func(code int, err error) int {
-		fmt.Fprintln(stderr, "pricing-server: "+strings.Join(strings.Fields(err.Error()), " "))
+		msg := session.Redact(err.Error(), append([]string{os.Getenv(keyEnv)}, args...)...)
+		msg = strings.Map(func(r rune) rune {
+			if unicode.IsPrint(r) {
+				return r
+			}
+			return ' '
+		}, msg)
+		fmt.Fprintln(stderr, "pricing-server: "+strings.Join(strings.Fields(msg), " "))
 		return code
 	}
 	fs := flag.NewFlagSet("pricing-server", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	var c config
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to listen on")
 	fs.StringVar(&c.keyPath, "key", "", "verification key file (default: $"+keyEnv+")")
@@ -142,15 +166,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of renewed tokens")
 	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
 	fs.DurationVar(&c.renewGrace, "renew-grace", 0, "how long a call may wait for its token's renewal after its handler returns")
+	bad := quietValues(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
+		if *bad != nil {
+			return fail(2, *bad)
+		}
 		return fail(2, err)
 	}
 	if fs.NArg() > 0 {
-		return fail(2, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+		return fail(2, errors.New("unexpected argument after the flags"))
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return fail(2, errors.New("-tls-cert and -tls-key go together: give both or neither"))
@@ -166,7 +194,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer closeLimiter()
 	lis, err := net.Listen("tcp", c.listen)
 	if err != nil {
-		return fail(1, err)
+		return fail(1, fmt.Errorf("-listen: %s", addressless(err)))
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
 
@@ -197,14 +225,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // check validates the flags that need more than parsing; its errors are
 // usage errors.
 func (c *config) check() error {
+	if !slices.Contains(session.Algorithms(), c.alg) {
+		return fmt.Errorf("-alg: unsupported algorithm (supported: %s)", strings.Join(session.Algorithms(), ", "))
+	}
 	p, err := throttle.ParsePolicy(c.throttleFail)
 	if err != nil {
-		return fmt.Errorf("-throttle-fail %q: want local, open or closed", c.throttleFail)
+		return errors.New("-throttle-fail: want local, open or closed")
 	}
 	c.failPolicy = p
+	// A host name is looked up in DNS: a key or a token pasted as one
+	// would be sent to the resolver.
+	if host, _, err := net.SplitHostPort(c.listen); err == nil && session.Redact(host) != host {
+		return errors.New("-listen: the host looks like key material or a token")
+	}
 	if c.redisAddr != "" {
-		if _, _, err := net.SplitHostPort(c.redisAddr); err != nil {
-			return fmt.Errorf("-redis %q: want HOST:PORT", c.redisAddr)
+		host, _, err := net.SplitHostPort(c.redisAddr)
+		if err != nil {
+			return errors.New("-redis: want HOST:PORT")
+		}
+		if session.Redact(host) != host {
+			return errors.New("-redis: the host looks like key material or a token")
 		}
 	}
 	switch {
@@ -252,9 +292,9 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 		logger.Warn("token renewal is off: the key cannot sign (a public key); tokens must be renewed by their issuer")
 	}
 	if c.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		cert, err := loadTLS(c.tlsCert, c.tlsKey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("TLS: %w", err)
+			return nil, nil, err
 		}
 		creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		cfg.ServerOptions = append(cfg.ServerOptions, grpc.Creds(creds))
@@ -325,13 +365,103 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 
 // loadKey reads the key from path or, without one, from $TOLLGATE_KEY. The
 // key files of tollgate keygen carry no kid, and the server holds exactly
-// one key, so tokens need not name one.
+// one key, so tokens need not name one. The loaders' errors hold neither
+// the path nor the value; they get the flag's or the variable's name.
 func loadKey(path, alg string) (*session.Key, error) {
 	if path != "" {
-		return session.LoadKeyFile(path, "", alg)
+		k, err := session.LoadKeyFile(path, "", alg)
+		if err != nil {
+			return nil, fmt.Errorf("-key: %w", err)
+		}
+		return k, nil
 	}
 	if _, ok := os.LookupEnv(keyEnv); !ok {
 		return nil, fmt.Errorf("no key: pass -key PATH or set %s (tollgate has no default key)", keyEnv)
 	}
 	return session.LoadKeyEnv(keyEnv, "", alg)
+}
+
+// loadTLS reads the certificate and key files of -tls-cert and -tls-key.
+// Its errors name the flag, never the path (tls.LoadX509KeyPair's quote
+// it, and a PEM key pasted as -tls-key would be echoed).
+func loadTLS(certPath, keyPath string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("-tls-cert: %w", pathless(err))
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("-tls-key: %w", pathless(err))
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	clear(keyPEM)
+	if err != nil {
+		// X509KeyPair's errors are fixed words ("failed to find any PEM
+		// data in key input"), and they say which of the two is wrong.
+		return tls.Certificate{}, fmt.Errorf("-tls-cert, -tls-key: %w", err)
+	}
+	return cert, nil
+}
+
+// pathless returns the cause of an os error without the path it names.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// addressless returns what went wrong in a net error without the address
+// it names ("no such host", "missing port in address", "bind: address
+// already in use").
+func addressless(err error) string {
+	var dnsErr *net.DNSError
+	var addrErr *net.AddrError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &dnsErr):
+		return "cannot resolve the host: " + dnsErr.Err
+	case errors.As(err, &addrErr):
+		return addrErr.Err
+	case errors.As(err, &opErr):
+		return opErr.Err.Error()
+	}
+	return err.Error()
+}
+
+// quietValues wraps every flag of fs so that a value it refuses is reported
+// as the flag's name and what it wants, never the value: the flag package's
+// own message ("invalid value %q for flag -x") quotes it. After a failed
+// Parse, *bad is that report, or nil when the error was another one.
+func quietValues(fs *flag.FlagSet) *error {
+	bad := new(error)
+	fs.VisitAll(func(f *flag.Flag) { f.Value = quietValue{f.Value, f.Name, bad} })
+	return bad
+}
+
+type quietValue struct {
+	flag.Value
+	name string
+	bad  *error
+}
+
+func (v quietValue) Set(s string) error {
+	err := v.Value.Set(s)
+	if err != nil && *v.bad == nil {
+		want := "invalid value"
+		if g, ok := v.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				want = "want a duration such as 15m or 90s"
+			}
+		}
+		*v.bad = fmt.Errorf("-%s: %s", v.name, want)
+	}
+	return err
+}
+
+// IsBoolFlag keeps boolean flags usable without a value.
+func (v quietValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }

@@ -310,12 +310,15 @@ func selfSigned(t *testing.T) (certPath, keyPath string, pool *x509.CertPool) {
 }
 
 // runToExit runs the binary, which must exit by itself, and returns its
-// exit code and outputs.
+// exit code and outputs. waitLimit bounds the run only: the binary is built
+// (by the first test to need it, which may take longer than waitLimit on a
+// loaded machine) before the clock starts.
 func runToExit(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	bin := serverBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, serverBinary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -358,7 +361,8 @@ func TestRefusesToStart(t *testing.T) {
 		{"key of another algorithm", envWithout(keyEnv), []string{"-key", good, "-alg", "ES256"}, "PEM"},
 		{"-tls-cert without -tls-key", envWithout(keyEnv), []string{"-key", good, "-tls-cert", good}, "-tls-key"},
 		{"unknown flag", envWithout(keyEnv), []string{"-key", good, "-port", "1"}, "-port"},
-		{"bad listen address", envWithout(keyEnv), []string{"-key", good, "-listen", "256.0.0.1:1"}, "256.0.0.1"},
+		{"bad listen address", envWithout(keyEnv), []string{"-key", good, "-listen", "256.0.0.1:1"}, "-listen: cannot resolve the host"},
+		{"unknown algorithm", envWithout(keyEnv), []string{"-key", good, "-alg", "HS257"}, "-alg: unsupported algorithm"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// material is a secret or a token and every spelling of it that must never
+// appear in any output, not even in part.
+type material struct {
+	name, value string
+	spellings   []string
+}
+
+// leak returns the first 16-byte piece of a spelling of m that out holds,
+// or "".
+func (m material) leak(out string) string {
+	for _, s := range m.spellings {
+		for i := 0; i+16 <= len(s); i++ {
+			if strings.Contains(out, s[i:i+16]) {
+				return s[i : i+16]
+			}
+		}
+	}
+	return ""
+}
+
+func b64Spellings(b []byte) []string {
+	var out []string
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		out = append(out, enc.EncodeToString(b))
+	}
+	return out
+}
+
+// secretMaterial returns a random 32-byte secret in its standard and its
+// URL-safe spelling, an ES256 private key in PEM, and a token signed with
+// the secret.
+func secretMaterial(t *testing.T) []material {
+	t.Helper()
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	pemSpellings := append([]string{pemKey}, b64Spellings(der)...)
+	for line := range strings.Lines(pemKey) {
+		pemSpellings = append(pemSpellings, strings.TrimSpace(line))
+	}
+	tok := mint(t, raw, "prices.read")
+	return []material{
+		{"secret", base64.StdEncoding.EncodeToString(raw), b64Spellings(raw)},
+		{"secret, URL-safe", base64.RawURLEncoding.EncodeToString(raw), b64Spellings(raw)},
+		{"ES256 private key", pemKey, pemSpellings},
+		{"token", tok, []string{tok, base64.StdEncoding.EncodeToString([]byte(tok))}},
+	}
+}
+
+// TestSecretInTheWrongPlace starts the server with a real secret, a real
+// private key and a real token in every flag, variable and argument where
+// a mistake could put them. Each run must refuse to start with its exit
+// status and one line naming the flag or variable, and no output may hold
+// the value or any 16-byte piece of any spelling of it: the server's own
+// messages quote none of it, and the flag package's are scrubbed where
+// they are printed.
+func TestSecretInTheWrongPlace(t *testing.T) {
+	key, _ := writeKey(t, 32)
+	cert, tlsKey, _ := selfSigned(t)
+	ms := secretMaterial(t)
+	cases := []struct {
+		name string
+		env  func(v string) []string // nil: no $TOLLGATE_KEY
+		args func(v string) []string
+		code int
+		want string
+		skip []string // materials accepted there
+	}{
+		{"-key", nil, func(v string) []string { return []string{"-key", v} }, 1, "-key: session: unusable key: cannot open the key file", nil},
+		{"-key=", nil, func(v string) []string { return []string{"-key=" + v} }, 1, "-key: session: unusable key: cannot open the key file", nil},
+		{"$TOLLGATE_KEY for HS256", func(v string) []string { return append(envWithout(keyEnv), keyEnv+"="+v) }, nil, 1, "$" + keyEnv + ": session: unusable key", []string{"secret", "secret, URL-safe"}},
+		{"$TOLLGATE_KEY for ES256", func(v string) []string { return append(envWithout(keyEnv), keyEnv+"="+v) }, func(string) []string { return []string{"-alg", "ES256"} }, 1, "$" + keyEnv + ": session: unusable key", []string{"ES256 private key"}},
+		{"-alg", nil, func(v string) []string { return []string{"-key", key, "-alg", v} }, 2, "-alg: unsupported algorithm", nil},
+		{"-token-ttl", nil, func(v string) []string { return []string{"-key", key, "-token-ttl", v} }, 2, "-token-ttl: want a duration", nil},
+		{"-max-session=", nil, func(v string) []string { return []string{"-key", key, "-max-session=" + v} }, 2, "-max-session: want a duration", nil},
+		{"-renew-grace", nil, func(v string) []string { return []string{"-key", key, "-renew-grace", v} }, 2, "-renew-grace: want a duration", nil},
+		{"-listen", nil, func(v string) []string { return []string{"-key", key, "-listen", v} }, 1, "-listen: ", nil},
+		{"-listen host", nil, func(v string) []string { return []string{"-key", key, "-listen", v + ":1"} }, 2, "-listen: the host looks like key material or a token", nil},
+		{"-redis host", nil, func(v string) []string { return []string{"-key", key, "-redis", v + ":6379"} }, 2, "-redis: the host looks like key material or a token", nil},
+		{"-redis", nil, func(v string) []string { return []string{"-key", key, "-redis", v} }, 2, "-redis: want HOST:PORT", nil},
+		{"-throttle-fail", nil, func(v string) []string { return []string{"-key", key, "-throttle-fail", v} }, 2, "-throttle-fail: want local, open or closed", nil},
+		{"-tls-cert", nil, func(v string) []string { return []string{"-key", key, "-tls-cert", v, "-tls-key", tlsKey} }, 1, "-tls-cert: ", nil},
+		{"-tls-key", nil, func(v string) []string { return []string{"-key", key, "-tls-cert", cert, "-tls-key", v} }, 1, "-tls-key: ", nil},
+		{"argument", nil, func(v string) []string { return []string{"-key", key, v} }, 2, "unexpected argument", nil},
+		{"flag name", nil, func(v string) []string { return []string{"-key", key, "-" + v} }, 2, "", nil},
+	}
+	for _, c := range cases {
+		for _, m := range ms {
+			if slices.Contains(c.skip, m.name) {
+				continue
+			}
+			t.Run(c.name+"/"+m.name, func(t *testing.T) {
+				env := envWithout(keyEnv)
+				if c.env != nil {
+					env = c.env(m.value)
+				}
+				args := []string{"-listen", "127.0.0.1:0"}
+				if c.args != nil {
+					args = append(args, c.args(m.value)...)
+				}
+				code, want, byFlagPackage := c.code, c.want, c.name == "flag name"
+				if c.name == "argument" && strings.HasPrefix(m.value, "-") {
+					// A PEM block starts with dashes: the flag package
+					// takes it for a flag.
+					want, byFlagPackage = "bad flag syntax", true
+				}
+				if c.name == "flag name" {
+					want = "flag provided but not defined"
+					if strings.HasPrefix(m.value, "-") {
+						want = "bad flag syntax"
+					}
+				}
+				gotCode, stdout, stderr := runToExit(t, env, args...)
+				if gotCode != code {
+					t.Errorf("exit status %d; want %d (stderr %q)", gotCode, code, stderr)
+				}
+				if stdout != "" {
+					t.Errorf("stdout = %q; want nothing", stdout)
+				}
+				if !strings.HasPrefix(stderr, "pricing-server: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
+					t.Errorf("stderr = %q; want one line mentioning %q", stderr, want)
+				}
+				if w := m.leak(stdout + stderr); w != "" {
+					t.Errorf("output holds %q of the %s: stderr %q", w, m.name, stderr)
+				}
+				if !byFlagPackage && strings.Contains(stderr, "[redacted]") {
+					t.Errorf("stderr %q: the message itself held the %s", stderr, m.name)
+				}
+			})
+		}
+	}
+}
