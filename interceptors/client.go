@@ -44,11 +44,11 @@ type heldToken struct {
 // TokenSourceOption configures a [TokenSource].
 type TokenSourceOption func(*TokenSource)
 
-// WithOnRenew calls f, synchronously, each time a renewed token replaces the
+// OnRenew calls f, synchronously, each time a renewed token replaces the
 // current one, so an application can persist it. Calls never overlap and
 // come in the order of the swaps, so expiries only increase. f must not
 // block, nor call Offer.
-func WithOnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
+func OnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
 	return func(s *TokenSource) { s.onRenew = f }
 }
 

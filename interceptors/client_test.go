@@ -438,7 +438,7 @@ func TestUnaryIgnoresUnusableRenewals(t *testing.T) {
 	m := newClMinter(t)
 	tok0 := m.at(t, 20*time.Minute)
 	var renewals atomic.Int64
-	src := newSource(t, tok0, interceptors.WithOnRenew(func(string, time.Time) { renewals.Add(1) }))
+	src := newSource(t, tok0, interceptors.OnRenew(func(string, time.Time) { renewals.Add(1) }))
 	r := newClRig(t, nil, withInterceptors(src)...)
 	defer r.stop()
 
@@ -485,7 +485,7 @@ func TestOnRenewOncePerSwap(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var calls []call
-	src := newSource(t, m.at(t, 10*time.Minute), interceptors.WithOnRenew(func(tok string, exp time.Time) {
+	src := newSource(t, m.at(t, 10*time.Minute), interceptors.OnRenew(func(tok string, exp time.Time) {
 		mu.Lock()
 		calls = append(calls, call{tok, exp})
 		mu.Unlock()
@@ -596,7 +596,7 @@ func TestStreamsPickRenewedTokenFromTrailer(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				tok0 := m.at(t, 10*time.Minute)
 				var swaps atomic.Int64
-				src := newSource(t, tok0, interceptors.WithOnRenew(func(string, time.Time) { swaps.Add(1) }))
+				src := newSource(t, tok0, interceptors.OnRenew(func(string, time.Time) { swaps.Add(1) }))
 				r := newClRig(t, nil, withInterceptors(src)...)
 				defer r.stop()
 
@@ -713,7 +713,7 @@ func TestOfferConcurrent(t *testing.T) {
 	for round := range 20 {
 		var mu sync.Mutex
 		var seen []time.Time
-		src := newSource(t, m.at(t, 10*time.Second), interceptors.WithOnRenew(func(_ string, exp time.Time) {
+		src := newSource(t, m.at(t, 10*time.Second), interceptors.OnRenew(func(_ string, exp time.Time) {
 			mu.Lock()
 			seen = append(seen, exp)
 			mu.Unlock()

@@ -644,7 +644,7 @@ func TestCase35StreamRefusedMidwayNoToken(t *testing.T) {
 // End to end with the client side: a TokenSource and the unary client
 // interceptor. Outside the window nothing changes; once the fake clock
 // enters it, the call's trailer swaps the source to the successor
-// (WithOnRenew fires once) and the next call carries it: the server sees
+// (OnRenew fires once) and the next call carries it: the server sees
 // the new jti.
 func TestRenewalEndToEndWithTokenSource(t *testing.T) {
 	var (
@@ -668,7 +668,7 @@ func TestRenewalEndToEndWithTokenSource(t *testing.T) {
 		exp time.Time
 	}
 	var renewals []renewal
-	src, err := NewTokenSource(first, WithOnRenew(func(tok string, exp time.Time) {
+	src, err := NewTokenSource(first, OnRenew(func(tok string, exp time.Time) {
 		renewals = append(renewals, renewal{tok, exp})
 	}))
 	if err != nil {
@@ -699,7 +699,7 @@ func TestRenewalEndToEndWithTokenSource(t *testing.T) {
 		t.Fatal("the source kept the old token inside the window")
 	}
 	if len(renewals) != 1 || renewals[0].tok != src.Token() || !renewals[0].exp.Equal(h.clock.Now().Add(renewalPolicy.TTL)) {
-		t.Fatalf("WithOnRenew saw %+v, want the one swap to the source's token", renewals)
+		t.Fatalf("OnRenew saw %+v, want the one swap to the source's token", renewals)
 	}
 	ns, err := h.verifier.Verify(context.Background(), src.Token())
 	if err != nil {

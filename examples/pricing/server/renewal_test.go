@@ -46,7 +46,7 @@ type renewingClient struct {
 func (h *harness) renewingClient(t *testing.T, tok string) *renewingClient {
 	t.Helper()
 	rc := &renewingClient{}
-	src, err := interceptors.NewTokenSource(tok, interceptors.WithOnRenew(func(_ string, exp time.Time) {
+	src, err := interceptors.NewTokenSource(tok, interceptors.OnRenew(func(_ string, exp time.Time) {
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
 		rc.renewals = append(rc.renewals, exp)

@@ -194,7 +194,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	var src *interceptors.TokenSource
 	if tok != "" {
-		src, err = interceptors.NewTokenSource(tok, interceptors.WithOnRenew(renewed.set))
+		src, err = interceptors.NewTokenSource(tok, interceptors.OnRenew(renewed.set))
 		if err != nil {
 			return fail(2, errors.New("the token is not a JWT with a readable exp"))
 		}
