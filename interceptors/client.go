@@ -104,15 +104,23 @@ func (s *TokenSource) offerFrom(mds ...metadata.MD) {
 }
 
 type clientOptions struct {
-	attach bool
+	attach   bool
+	insecure bool
 }
 
-// ClientOption configures the client interceptors.
+// ClientOption configures the client interceptors and [PerRPCCredentials].
 type ClientOption func(*clientOptions)
 
 // PickUpOnly makes the interceptors only collect renewed tokens, for clients
-// that attach the token with [PerRPCCredentials] instead.
+// that attach the token with [PerRPCCredentials] instead. PerRPCCredentials
+// ignores it.
 func PickUpOnly() ClientOption { return func(o *clientOptions) { o.attach = false } }
+
+// AllowInsecureTransport lets the interceptors and [PerRPCCredentials] send
+// the token over a connection without transport security. For tests and
+// loopback demos only: a bearer token on plaintext can be read by anyone on
+// the path.
+func AllowInsecureTransport() ClientOption { return func(o *clientOptions) { o.insecure = true } }
 
 func clientOpts(opts []ClientOption) clientOptions {
 	o := clientOptions{attach: true}
@@ -122,26 +130,34 @@ func clientOpts(opts []ClientOption) clientOptions {
 	return o
 }
 
-// attach adds "authorization: Bearer <token>" unless the call already
-// carries an authorization value: two values would be refused by the guard.
-func attach(ctx context.Context, src *TokenSource) context.Context {
-	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get("authorization")) > 0 {
-		return ctx
-	}
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+src.Token())
+// hasAuthorization reports whether the call's outgoing metadata already
+// carries an authorization value: the interceptors then attach no token, as
+// two values would be refused by the guard.
+func hasAuthorization(ctx context.Context) bool {
+	md, ok := metadata.FromOutgoingContext(ctx)
+	return ok && len(md.Get("authorization")) > 0
 }
 
 // UnaryClientInterceptor attaches src's token to every call and swaps in a
-// renewed token from the response's trailers or headers.
+// renewed token from the response's trailers or headers. The token travels
+// as per-call credentials (grpc.PerRPCCredentials), so grpc-go refuses to
+// send it on a connection without transport security: the call fails with
+// Unauthenticated before anything is sent, unless [AllowInsecureTransport]
+// is given. No token is attached to a call whose outgoing metadata already
+// carries authorization.
 func UnaryClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.UnaryClientInterceptor {
 	o := clientOpts(opts)
+	creds := grpc.PerRPCCredentials(&perRPC{src: src, insecure: o.insecure})
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
-		if o.attach {
-			ctx = attach(ctx, src)
+		all := make([]grpc.CallOption, 0, len(callOpts)+3)
+		if o.attach && !hasAuthorization(ctx) {
+			// First, so that credentials the caller gave for this call
+			// replace them.
+			all = append(all, creds)
 		}
 		var header, trailer metadata.MD
-		callOpts = append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))
-		err := invoker(ctx, method, req, reply, cc, callOpts...)
+		all = append(append(all, callOpts...), grpc.Header(&header), grpc.Trailer(&trailer))
+		err := invoker(ctx, method, req, reply, cc, all...)
 		src.offerFrom(header, trailer)
 		return err
 	}
@@ -149,12 +165,15 @@ func UnaryClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.UnaryCl
 
 // StreamClientInterceptor attaches src's token to every stream and swaps in
 // a renewed token from the stream's headers and, once RecvMsg returns io.EOF
-// or an error (or, on a client stream, its one answer), its trailers.
+// or an error (or, on a client stream, its one answer), its trailers. The
+// token is attached as by [UnaryClientInterceptor], with the same refusal
+// on a connection without transport security.
 func StreamClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.StreamClientInterceptor {
 	o := clientOpts(opts)
+	creds := grpc.PerRPCCredentials(&perRPC{src: src, insecure: o.insecure})
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
-		if o.attach {
-			ctx = attach(ctx, src)
+		if o.attach && !hasAuthorization(ctx) {
+			callOpts = append([]grpc.CallOption{creds}, callOpts...)
 		}
 		cs, err := streamer(ctx, desc, cc, method, callOpts...)
 		if err != nil {
@@ -212,25 +231,14 @@ type perRPC struct {
 	insecure bool
 }
 
-// CredentialsOption configures [PerRPCCredentials].
-type CredentialsOption func(*perRPC)
-
-// AllowInsecureTransport lets the credentials travel over a connection
-// without transport security. For tests and loopback demos only: a bearer
-// token on plaintext can be read by anyone on the path.
-func AllowInsecureTransport() CredentialsOption { return func(p *perRPC) { p.insecure = true } }
-
 // PerRPCCredentials adapts src to credentials.PerRPCCredentials (for
 // grpc.WithPerRPCCredentials). It requires transport security unless
 // [AllowInsecureTransport] is given; grpc-go then refuses to send the token
 // on an insecure connection. It only attaches tokens: add the client
 // interceptors with [PickUpOnly] to collect renewed ones.
-func PerRPCCredentials(src *TokenSource, opts ...CredentialsOption) credentials.PerRPCCredentials {
-	p := &perRPC{src: src}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
+func PerRPCCredentials(src *TokenSource, opts ...ClientOption) credentials.PerRPCCredentials {
+	o := clientOpts(opts)
+	return &perRPC{src: src, insecure: o.insecure}
 }
 
 func (p *perRPC) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {

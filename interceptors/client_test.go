@@ -318,15 +318,15 @@ func TestNewTokenSourceNeedsReadableExp(t *testing.T) {
 	}
 }
 
-// TestUnaryAttachesBearer: the interceptor attaches "Bearer <current>", and
+// TestUnaryAttachesBearer: the interceptors attach "Bearer <current>", and
 // never a second value when the caller set authorization itself (two values
-// are refused by the guard).
+// are refused by the guard) nor over per-call credentials of the caller's.
 func TestUnaryAttachesBearer(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m := newClMinter(t)
 	tok := m.at(t, 10*time.Minute)
 	src := newSource(t, tok)
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 	ctx := context.Background()
 
@@ -352,13 +352,35 @@ func TestUnaryAttachesBearer(t *testing.T) {
 		}
 	}
 
-	// Streams attach it too.
+	// Credentials the caller gives for the call replace the source's.
+	other := m.at(t, 5*time.Minute)
+	own := grpc.PerRPCCredentials(interceptors.PerRPCCredentials(newSource(t, other), interceptors.AllowInsecureTransport()))
+	if _, err := r.client.Get(ctx, &testpb.GetRequest{Id: "4"}, own); err != nil {
+		t.Fatal(err)
+	}
+	wantAuth(t, r.srv.lastAuth(t), other)
+
+	// Streams attach it too, under the same rules.
 	st, err := r.client.List(ctx, &testpb.ListRequest{Count: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	drain(t, st.Recv)
 	wantAuth(t, r.srv.lastAuth(t), tok)
+	st, err = r.client.List(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer caller-own"), &testpb.ListRequest{Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(t, st.Recv)
+	if got := r.srv.lastAuth(t); len(got) != 1 || got[0] != "Bearer caller-own" {
+		t.Errorf("stream, caller set authorization: server received %d values, want only the caller's", len(got))
+	}
+	st, err = r.client.List(ctx, &testpb.ListRequest{Count: 1}, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(t, st.Recv)
+	wantAuth(t, r.srv.lastAuth(t), other)
 }
 
 // drain receives until io.EOF, failing on any other error.
@@ -385,7 +407,7 @@ func TestUnaryPicksRenewedTokenFromTrailer(t *testing.T) {
 	m := newClMinter(t)
 	tok0 := m.at(t, 10*time.Minute)
 	src := newSource(t, tok0)
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 	ctx := context.Background()
 
@@ -419,7 +441,7 @@ func TestUnaryPicksRenewedTokenFromHeader(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m := newClMinter(t)
 	src := newSource(t, m.at(t, 10*time.Minute))
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 
 	tok1 := m.at(t, 20*time.Minute)
@@ -439,7 +461,7 @@ func TestUnaryIgnoresUnusableRenewals(t *testing.T) {
 	tok0 := m.at(t, 20*time.Minute)
 	var renewals atomic.Int64
 	src := newSource(t, tok0, interceptors.OnRenew(func(string, time.Time) { renewals.Add(1) }))
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 
 	for name, tok := range map[string]string{
@@ -490,7 +512,7 @@ func TestOnRenewOncePerSwap(t *testing.T) {
 		calls = append(calls, call{tok, exp})
 		mu.Unlock()
 	}))
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 
 	tok20, tok30 := m.at(t, 20*time.Minute), m.at(t, 30*time.Minute)
@@ -597,7 +619,7 @@ func TestStreamsPickRenewedTokenFromTrailer(t *testing.T) {
 				tok0 := m.at(t, 10*time.Minute)
 				var swaps atomic.Int64
 				src := newSource(t, tok0, interceptors.OnRenew(func(string, time.Time) { swaps.Add(1) }))
-				r := newClRig(t, nil, withInterceptors(src)...)
+				r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 				defer r.stop()
 
 				tok1 := m.at(t, 20*time.Minute)
@@ -629,7 +651,7 @@ func TestStreamsPickRenewedTokenFromHeader(t *testing.T) {
 	for _, sc := range streamCases {
 		t.Run(sc.name, func(t *testing.T) {
 			src := newSource(t, m.at(t, 10*time.Minute))
-			r := newClRig(t, nil, withInterceptors(src)...)
+			r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 			defer r.stop()
 			tok1 := m.at(t, 20*time.Minute)
 			r.srv.set(plan{header: tok1})
@@ -651,7 +673,7 @@ func TestServerStreamHeaderBeforeFirstMessage(t *testing.T) {
 
 	t.Run("Header", func(t *testing.T) {
 		src := newSource(t, tok0)
-		r := newClRig(t, nil, withInterceptors(src)...)
+		r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 		defer r.stop()
 		tok1 := m.at(t, 20*time.Minute)
 		release := make(chan struct{})
@@ -676,7 +698,7 @@ func TestServerStreamHeaderBeforeFirstMessage(t *testing.T) {
 
 	t.Run("first RecvMsg", func(t *testing.T) {
 		src := newSource(t, tok0)
-		r := newClRig(t, nil, withInterceptors(src)...)
+		r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 		defer r.stop()
 		tok1 := m.at(t, 20*time.Minute)
 		r.srv.set(plan{header: tok1})

@@ -33,8 +33,9 @@
 //     "tollgate-renewed-token".
 //
 // The client side ([TokenSource], [UnaryClientInterceptor],
-// [StreamClientInterceptor], [PerRPCCredentials]) attaches the token and
-// keeps whichever token expires later.
+// [StreamClientInterceptor], [PerRPCCredentials]) attaches the token, only
+// over transport security unless told [AllowInsecureTransport], and keeps
+// whichever token expires later.
 //
 // # Errors a caller sees
 //

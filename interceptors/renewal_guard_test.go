@@ -676,7 +676,7 @@ func TestRenewalEndToEndWithTokenSource(t *testing.T) {
 	}
 	conn, err := grpc.NewClient(h.conn.Target(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(UnaryClientInterceptor(src)))
+		grpc.WithUnaryInterceptor(UnaryClientInterceptor(src, AllowInsecureTransport())))
 	if err != nil {
 		t.Fatal(err)
 	}
