@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,21 +20,45 @@ import (
 // end of a call, or, for server streams configured to, a header.
 const RenewedTokenKey = "tollgate-renewed-token"
 
+// successorSkew is how far in the future, by the source's clock, a
+// successor's iat may be: the clock-skew leeway the verifier allows by
+// default.
+const successorSkew = session.DefaultLeeway
+
 // TokenSource holds a client's current token. It is safe for concurrent use:
 // calls read it while responses offer renewed tokens, and it keeps whichever
 // token expires later, so concurrent responses can never swap an older
 // token back in.
 //
-// The client holds no keys, so expiries are read without verification
-// (session.UnverifiedExpiry): that only orders tokens the client was given;
-// the server verifies everything.
+// A renewed token arrives in metadata the server (or anything on the path)
+// writes, so the source takes only a successor that continues the session
+// of the token it was built with: the same iss, sub, sid, aud and azp; an
+// iat that is present and not in the future (30 s of clock skew allowed);
+// a lifetime exp − iat no longer than the first token's (its exp − iat, or
+// exp − now when it has no iat); and an exp strictly later than the current
+// token's. A forged token can therefore not outlive the session it claims to
+// continue by more than one lifetime. Issue the first token with at least
+// the lifetime the issuer gives renewed tokens (its renewal TTL), or every
+// renewal is refused.
+//
+// Without keys those claims are read unverified ([session.UnverifiedClaims]):
+// they only guard the client against an implausible successor; the server
+// verifies everything. A client that holds the issuer's public keys should
+// give [VerifyRenewalsWith], and then a successor must also verify.
 type TokenSource struct {
 	cur atomic.Pointer[heldToken]
 	// swap serializes replacements, so that onRenew sees them in the order
 	// they happened: an application persisting each one must end with the
 	// latest. Readers never take it.
-	swap    sync.Mutex
-	onRenew func(token string, expiresAt time.Time)
+	swap     sync.Mutex
+	onRenew  func(token string, expiresAt time.Time)
+	verifier *session.Verifier
+	now      func() time.Time
+
+	// The session every successor must continue, from the first token.
+	iss, sub, sid, azp string
+	aud                []string
+	lifetime           time.Duration
 }
 
 type heldToken struct {
@@ -41,29 +66,74 @@ type heldToken struct {
 	exp   time.Time
 }
 
+type tokenSourceOptions struct {
+	onRenew     func(token string, expiresAt time.Time)
+	verifier    *session.Verifier
+	verifierSet bool
+	now         func() time.Time
+}
+
 // TokenSourceOption configures a [TokenSource].
-type TokenSourceOption func(*TokenSource)
+type TokenSourceOption func(*tokenSourceOptions)
 
 // OnRenew calls f, synchronously, each time a renewed token replaces the
 // current one, so an application can persist it. Calls never overlap and
 // come in the order of the swaps, so expiries only increase. f must not
 // block, nor call Offer.
 func OnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
-	return func(s *TokenSource) { s.onRenew = f }
+	return func(o *tokenSourceOptions) { o.onRenew = f }
 }
 
-// NewTokenSource returns a source holding token, whose expiry must be
-// readable.
+// VerifyRenewalsWith makes the source verify every successor with v (its
+// signature and every claim, at v's clock) before the continuity checks: for
+// clients that hold the issuer's public keys. A successor v refuses is
+// ignored. The first token is not verified. v must not be nil.
+func VerifyRenewalsWith(v *session.Verifier) TokenSourceOption {
+	return func(o *tokenSourceOptions) { o.verifier, o.verifierSet = v, true }
+}
+
+// TokenSourceClock sets the clock a successor's iat is checked against, and
+// that dates a first token without iat (default time.Now). now must not be
+// nil.
+func TokenSourceClock(now func() time.Time) TokenSourceOption {
+	return func(o *tokenSourceOptions) { o.now = now }
+}
+
+// NewTokenSource returns a source holding token, whose claims must be
+// readable ([session.UnverifiedClaims]: exp required). The token is not
+// verified: it is the one the client was given, and the session every
+// successor must continue. The error never contains the token.
 func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, error) {
-	exp, err := session.UnverifiedExpiry(token)
+	o := tokenSourceOptions{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	switch {
+	case o.now == nil:
+		return nil, errors.New("interceptors: TokenSourceClock(nil)")
+	case o.verifierSet && o.verifier == nil:
+		return nil, errors.New("interceptors: VerifyRenewalsWith(nil)")
+	}
+	c, err := session.UnverifiedClaims(token)
 	if err != nil {
-		return nil, errors.New("interceptors: the initial token has no readable exp")
+		return nil, errors.New("interceptors: the initial token has no readable claims or exp")
 	}
-	s := &TokenSource{}
-	for _, o := range opts {
-		o(s)
+	s := &TokenSource{
+		onRenew:  o.onRenew,
+		verifier: o.verifier,
+		now:      o.now,
+		iss:      c.Issuer,
+		sub:      c.Subject,
+		sid:      c.SessionID,
+		azp:      c.AuthorizedParty,
+		aud:      slices.Clone(c.Audience),
 	}
-	s.cur.Store(&heldToken{token: token, exp: exp})
+	if c.IssuedAt.IsZero() {
+		s.lifetime = c.ExpiresAt.Sub(o.now())
+	} else {
+		s.lifetime = c.ExpiresAt.Sub(c.IssuedAt)
+	}
+	s.cur.Store(&heldToken{token: token, exp: c.ExpiresAt})
 	return s, nil
 }
 
@@ -73,25 +143,48 @@ func (s *TokenSource) Token() string { return s.cur.Load().token }
 // ExpiresAt returns the current token's (unverified) expiry.
 func (s *TokenSource) ExpiresAt() time.Time { return s.cur.Load().exp }
 
-// Offer replaces the current token with token when token expires strictly
-// later, and reports whether it did. An unreadable token is ignored.
+// Offer replaces the current token with token when token continues the
+// session (see [TokenSource]), passes the verifier given with
+// [VerifyRenewalsWith] if any, and expires strictly later than the current
+// token; it reports whether it did. Anything else, an unreadable token
+// included, is ignored.
 func (s *TokenSource) Offer(token string) bool {
-	exp, err := session.UnverifiedExpiry(token)
-	if err != nil || !exp.After(s.cur.Load().exp) {
+	c, err := session.UnverifiedClaims(token)
+	// The cheap test first: a trailer usually repeats a token already held.
+	if err != nil || !c.ExpiresAt.After(s.cur.Load().exp) || !s.continues(&c) {
 		return false
+	}
+	if s.verifier != nil {
+		if _, err := s.verifier.Verify(context.Background(), token); err != nil {
+			return false
+		}
 	}
 	s.swap.Lock()
 	defer s.swap.Unlock()
 	// Rechecked under the lock: a later token may have won meanwhile. With
 	// onRenew inside the lock too, two swaps cannot report out of order.
-	if !exp.After(s.cur.Load().exp) {
+	if !c.ExpiresAt.After(s.cur.Load().exp) {
 		return false
 	}
-	s.cur.Store(&heldToken{token: token, exp: exp})
+	s.cur.Store(&heldToken{token: token, exp: c.ExpiresAt})
 	if s.onRenew != nil {
-		s.onRenew(token, exp)
+		s.onRenew(token, c.ExpiresAt)
 	}
 	return true
+}
+
+// continues reports whether a successor's claims c continue the session of
+// the first token. Every successor taken passed this test against the same
+// first token, so comparing with it is comparing with the current one.
+func (s *TokenSource) continues(c *session.Claims) bool {
+	if c.Issuer != s.iss || c.Subject != s.sub || c.SessionID != s.sid ||
+		c.AuthorizedParty != s.azp || !slices.Equal(c.Audience, s.aud) {
+		return false
+	}
+	if c.IssuedAt.IsZero() || c.IssuedAt.After(s.now().Add(successorSkew)) {
+		return false
+	}
+	return c.ExpiresAt.Sub(c.IssuedAt) <= s.lifetime
 }
 
 // offerFrom offers the renewed token found in any of mds.

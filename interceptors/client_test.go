@@ -41,7 +41,8 @@ import (
 // received.
 
 // clT0 anchors the expiries of the tokens these tests mint. The client never
-// checks them against a clock; it only orders them.
+// checks an expiry against a clock; it only orders them (and checks a
+// successor's iat against clNow).
 var clT0 = time.Unix(1_800_000_000, 0).UTC()
 
 // clMinter signs tokens whose only interesting claim is exp.
@@ -275,8 +276,14 @@ func withInterceptors(src *interceptors.TokenSource, opts ...interceptors.Client
 	}
 }
 
+// clNow is the clock of every source newSource returns: a day after clT0,
+// so that the successors these tests mint are not issued in the future.
+var clNow = clT0.Add(24 * time.Hour)
+
+// newSource returns a source holding tok, on the clock clNow, then opts.
 func newSource(t testing.TB, tok string, opts ...interceptors.TokenSourceOption) *interceptors.TokenSource {
 	t.Helper()
+	opts = append([]interceptors.TokenSourceOption{interceptors.TokenSourceClock(func() time.Time { return clNow })}, opts...)
 	src, err := interceptors.NewTokenSource(tok, opts...)
 	if err != nil {
 		t.Fatal(err)

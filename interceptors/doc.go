@@ -34,8 +34,8 @@
 //
 // The client side ([TokenSource], [UnaryClientInterceptor],
 // [StreamClientInterceptor], [PerRPCCredentials]) attaches the token, only
-// over transport security unless told [AllowInsecureTransport], and keeps
-// whichever token expires later.
+// over transport security unless told [AllowInsecureTransport], and swaps in
+// a renewed token that expires later and continues the same session.
 //
 // # Errors a caller sees
 //

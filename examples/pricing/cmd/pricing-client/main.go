@@ -206,7 +206,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if tok != "" {
 		src, err = interceptors.NewTokenSource(tok, interceptors.OnRenew(renewed.set))
 		if err != nil {
-			return fail(2, errors.New("the token is not a JWT with a readable exp"))
+			return fail(2, errors.New("the token is not a JWT with readable claims and exp"))
 		}
 		dialOpts = append(dialOpts,
 			grpc.WithChainUnaryInterceptor(unaryInterceptor(src, clientOpts...)),
