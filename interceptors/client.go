@@ -59,6 +59,11 @@ type TokenSource struct {
 	iss, sub, sid, azp string
 	aud                []string
 	lifetime           time.Duration
+
+	// beforeLock, nil in production, runs in Offer after the lock-free
+	// pre-check and before the lock is taken: tests use it to lose the
+	// race to a concurrent Offer on purpose.
+	beforeLock func()
 }
 
 type heldToken struct {
@@ -158,6 +163,9 @@ func (s *TokenSource) Offer(token string) bool {
 		if _, err := s.verifier.Verify(context.Background(), token); err != nil {
 			return false
 		}
+	}
+	if s.beforeLock != nil {
+		s.beforeLock()
 	}
 	s.swap.Lock()
 	defer s.swap.Unlock()
