@@ -36,10 +36,10 @@ const successorSkew = session.DefaultLeeway
 // iat that is present and not in the future (30 s of clock skew allowed);
 // a lifetime exp − iat no longer than the first token's (its exp − iat, or
 // exp − now when it has no iat); and an exp strictly later than the current
-// token's. A forged token can therefore not outlive the session it claims to
-// continue by more than one lifetime. Issue the first token with at least
-// the lifetime the issuer gives renewed tokens (its renewal TTL), or every
-// renewal is refused.
+// token's. A forged successor therefore expires at most one lifetime (plus
+// the skew) after the source's now, never years later. Issue the first
+// token with at least the lifetime the issuer gives renewed tokens (its
+// renewal TTL), or every renewal is refused.
 //
 // Without keys those claims are read unverified ([session.UnverifiedClaims]):
 // they only guard the client against an implausible successor; the server
