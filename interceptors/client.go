@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,21 +20,50 @@ import (
 // end of a call, or, for server streams configured to, a header.
 const RenewedTokenKey = "tollgate-renewed-token"
 
+// successorSkew is how far in the future, by the source's clock, a
+// successor's iat may be: the clock-skew leeway the verifier allows by
+// default.
+const successorSkew = session.DefaultLeeway
+
 // TokenSource holds a client's current token. It is safe for concurrent use:
 // calls read it while responses offer renewed tokens, and it keeps whichever
 // token expires later, so concurrent responses can never swap an older
 // token back in.
 //
-// The client holds no keys, so expiries are read without verification
-// (session.UnverifiedExpiry): that only orders tokens the client was given;
-// the server verifies everything.
+// A renewed token arrives in metadata the server (or anything on the path)
+// writes, so the source takes only a successor that continues the session
+// of the token it was built with: the same iss, sub, sid, aud and azp; an
+// iat that is present and not in the future (30 s of clock skew allowed);
+// a lifetime exp − iat no longer than the first token's (its exp − iat, or
+// exp − now when it has no iat); and an exp strictly later than the current
+// token's. A forged successor therefore expires at most one lifetime (plus
+// the skew) after the source's now, never years later. Issue the first
+// token with at least the lifetime the issuer gives renewed tokens (its
+// renewal TTL), or every renewal is refused.
+//
+// Without keys those claims are read unverified ([session.UnverifiedClaims]):
+// they only guard the client against an implausible successor; the server
+// verifies everything. A client that holds the issuer's public keys should
+// give [VerifyRenewalsWith], and then a successor must also verify.
 type TokenSource struct {
 	cur atomic.Pointer[heldToken]
 	// swap serializes replacements, so that onRenew sees them in the order
 	// they happened: an application persisting each one must end with the
 	// latest. Readers never take it.
-	swap    sync.Mutex
-	onRenew func(token string, expiresAt time.Time)
+	swap     sync.Mutex
+	onRenew  func(token string, expiresAt time.Time)
+	verifier *session.Verifier
+	now      func() time.Time
+
+	// The session every successor must continue, from the first token.
+	iss, sub, sid, azp string
+	aud                []string
+	lifetime           time.Duration
+
+	// beforeLock, nil in production, runs in Offer after the lock-free
+	// pre-check and before the lock is taken: tests use it to lose the
+	// race to a concurrent Offer on purpose.
+	beforeLock func()
 }
 
 type heldToken struct {
@@ -41,29 +71,74 @@ type heldToken struct {
 	exp   time.Time
 }
 
-// TokenSourceOption configures a [TokenSource].
-type TokenSourceOption func(*TokenSource)
+type tokenSourceOptions struct {
+	onRenew     func(token string, expiresAt time.Time)
+	verifier    *session.Verifier
+	verifierSet bool
+	now         func() time.Time
+}
 
-// WithOnRenew calls f, synchronously, each time a renewed token replaces the
+// TokenSourceOption configures a [TokenSource].
+type TokenSourceOption func(*tokenSourceOptions)
+
+// OnRenew calls f, synchronously, each time a renewed token replaces the
 // current one, so an application can persist it. Calls never overlap and
 // come in the order of the swaps, so expiries only increase. f must not
 // block, nor call Offer.
-func WithOnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
-	return func(s *TokenSource) { s.onRenew = f }
+func OnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
+	return func(o *tokenSourceOptions) { o.onRenew = f }
 }
 
-// NewTokenSource returns a source holding token, whose expiry must be
-// readable.
+// VerifyRenewalsWith makes the source verify every successor with v (its
+// signature and every claim, at v's clock) before the continuity checks: for
+// clients that hold the issuer's public keys. A successor v refuses is
+// ignored. The first token is not verified. v must not be nil.
+func VerifyRenewalsWith(v *session.Verifier) TokenSourceOption {
+	return func(o *tokenSourceOptions) { o.verifier, o.verifierSet = v, true }
+}
+
+// TokenSourceClock sets the clock a successor's iat is checked against, and
+// that dates a first token without iat (default time.Now). now must not be
+// nil.
+func TokenSourceClock(now func() time.Time) TokenSourceOption {
+	return func(o *tokenSourceOptions) { o.now = now }
+}
+
+// NewTokenSource returns a source holding token, whose claims must be
+// readable ([session.UnverifiedClaims]: exp required). The token is not
+// verified: it is the one the client was given, and the session every
+// successor must continue. The error never contains the token.
 func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, error) {
-	exp, err := session.UnverifiedExpiry(token)
+	o := tokenSourceOptions{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	switch {
+	case o.now == nil:
+		return nil, errors.New("interceptors: TokenSourceClock(nil)")
+	case o.verifierSet && o.verifier == nil:
+		return nil, errors.New("interceptors: VerifyRenewalsWith(nil)")
+	}
+	c, err := session.UnverifiedClaims(token)
 	if err != nil {
-		return nil, errors.New("interceptors: the initial token has no readable exp")
+		return nil, errors.New("interceptors: the initial token has no readable claims or exp")
 	}
-	s := &TokenSource{}
-	for _, o := range opts {
-		o(s)
+	s := &TokenSource{
+		onRenew:  o.onRenew,
+		verifier: o.verifier,
+		now:      o.now,
+		iss:      c.Issuer,
+		sub:      c.Subject,
+		sid:      c.SessionID,
+		azp:      c.AuthorizedParty,
+		aud:      slices.Clone(c.Audience),
 	}
-	s.cur.Store(&heldToken{token: token, exp: exp})
+	if c.IssuedAt.IsZero() {
+		s.lifetime = c.ExpiresAt.Sub(o.now())
+	} else {
+		s.lifetime = c.ExpiresAt.Sub(c.IssuedAt)
+	}
+	s.cur.Store(&heldToken{token: token, exp: c.ExpiresAt})
 	return s, nil
 }
 
@@ -73,25 +148,51 @@ func (s *TokenSource) Token() string { return s.cur.Load().token }
 // ExpiresAt returns the current token's (unverified) expiry.
 func (s *TokenSource) ExpiresAt() time.Time { return s.cur.Load().exp }
 
-// Offer replaces the current token with token when token expires strictly
-// later, and reports whether it did. An unreadable token is ignored.
+// Offer replaces the current token with token when token continues the
+// session (see [TokenSource]), passes the verifier given with
+// [VerifyRenewalsWith] if any, and expires strictly later than the current
+// token; it reports whether it did. Anything else, an unreadable token
+// included, is ignored.
 func (s *TokenSource) Offer(token string) bool {
-	exp, err := session.UnverifiedExpiry(token)
-	if err != nil || !exp.After(s.cur.Load().exp) {
+	c, err := session.UnverifiedClaims(token)
+	// The cheap test first: a trailer usually repeats a token already held.
+	if err != nil || !c.ExpiresAt.After(s.cur.Load().exp) || !s.continues(&c) {
 		return false
+	}
+	if s.verifier != nil {
+		if _, err := s.verifier.Verify(context.Background(), token); err != nil {
+			return false
+		}
+	}
+	if s.beforeLock != nil {
+		s.beforeLock()
 	}
 	s.swap.Lock()
 	defer s.swap.Unlock()
 	// Rechecked under the lock: a later token may have won meanwhile. With
 	// onRenew inside the lock too, two swaps cannot report out of order.
-	if !exp.After(s.cur.Load().exp) {
+	if !c.ExpiresAt.After(s.cur.Load().exp) {
 		return false
 	}
-	s.cur.Store(&heldToken{token: token, exp: exp})
+	s.cur.Store(&heldToken{token: token, exp: c.ExpiresAt})
 	if s.onRenew != nil {
-		s.onRenew(token, exp)
+		s.onRenew(token, c.ExpiresAt)
 	}
 	return true
+}
+
+// continues reports whether a successor's claims c continue the session of
+// the first token. Every successor taken passed this test against the same
+// first token, so comparing with it is comparing with the current one.
+func (s *TokenSource) continues(c *session.Claims) bool {
+	if c.Issuer != s.iss || c.Subject != s.sub || c.SessionID != s.sid ||
+		c.AuthorizedParty != s.azp || !slices.Equal(c.Audience, s.aud) {
+		return false
+	}
+	if c.IssuedAt.IsZero() || c.IssuedAt.After(s.now().Add(successorSkew)) {
+		return false
+	}
+	return c.ExpiresAt.Sub(c.IssuedAt) <= s.lifetime
 }
 
 // offerFrom offers the renewed token found in any of mds.
@@ -104,15 +205,23 @@ func (s *TokenSource) offerFrom(mds ...metadata.MD) {
 }
 
 type clientOptions struct {
-	attach bool
+	attach   bool
+	insecure bool
 }
 
-// ClientOption configures the client interceptors.
+// ClientOption configures the client interceptors and [PerRPCCredentials].
 type ClientOption func(*clientOptions)
 
 // PickUpOnly makes the interceptors only collect renewed tokens, for clients
-// that attach the token with [PerRPCCredentials] instead.
+// that attach the token with [PerRPCCredentials] instead. PerRPCCredentials
+// ignores it.
 func PickUpOnly() ClientOption { return func(o *clientOptions) { o.attach = false } }
+
+// AllowInsecureTransport lets the interceptors and [PerRPCCredentials] send
+// the token over a connection without transport security. For tests and
+// loopback demos only: a bearer token on plaintext can be read by anyone on
+// the path.
+func AllowInsecureTransport() ClientOption { return func(o *clientOptions) { o.insecure = true } }
 
 func clientOpts(opts []ClientOption) clientOptions {
 	o := clientOptions{attach: true}
@@ -122,26 +231,34 @@ func clientOpts(opts []ClientOption) clientOptions {
 	return o
 }
 
-// attach adds "authorization: Bearer <token>" unless the call already
-// carries an authorization value: two values would be refused by the guard.
-func attach(ctx context.Context, src *TokenSource) context.Context {
-	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get("authorization")) > 0 {
-		return ctx
-	}
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+src.Token())
+// hasAuthorization reports whether the call's outgoing metadata already
+// carries an authorization value: the interceptors then attach no token, as
+// two values would be refused by the guard.
+func hasAuthorization(ctx context.Context) bool {
+	md, ok := metadata.FromOutgoingContext(ctx)
+	return ok && len(md.Get("authorization")) > 0
 }
 
 // UnaryClientInterceptor attaches src's token to every call and swaps in a
-// renewed token from the response's trailers or headers.
+// renewed token from the response's trailers or headers. The token travels
+// as per-call credentials (grpc.PerRPCCredentials), so grpc-go refuses to
+// send it on a connection without transport security: the call fails with
+// Unauthenticated before anything is sent, unless [AllowInsecureTransport]
+// is given. No token is attached to a call whose outgoing metadata already
+// carries authorization.
 func UnaryClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.UnaryClientInterceptor {
 	o := clientOpts(opts)
+	creds := grpc.PerRPCCredentials(&perRPC{src: src, insecure: o.insecure})
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
-		if o.attach {
-			ctx = attach(ctx, src)
+		all := make([]grpc.CallOption, 0, len(callOpts)+3)
+		if o.attach && !hasAuthorization(ctx) {
+			// First, so that credentials the caller gave for this call
+			// replace them.
+			all = append(all, creds)
 		}
 		var header, trailer metadata.MD
-		callOpts = append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))
-		err := invoker(ctx, method, req, reply, cc, callOpts...)
+		all = append(append(all, callOpts...), grpc.Header(&header), grpc.Trailer(&trailer))
+		err := invoker(ctx, method, req, reply, cc, all...)
 		src.offerFrom(header, trailer)
 		return err
 	}
@@ -149,12 +266,15 @@ func UnaryClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.UnaryCl
 
 // StreamClientInterceptor attaches src's token to every stream and swaps in
 // a renewed token from the stream's headers and, once RecvMsg returns io.EOF
-// or an error (or, on a client stream, its one answer), its trailers.
+// or an error (or, on a client stream, its one answer), its trailers. The
+// token is attached as by [UnaryClientInterceptor], with the same refusal
+// on a connection without transport security.
 func StreamClientInterceptor(src *TokenSource, opts ...ClientOption) grpc.StreamClientInterceptor {
 	o := clientOpts(opts)
+	creds := grpc.PerRPCCredentials(&perRPC{src: src, insecure: o.insecure})
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
-		if o.attach {
-			ctx = attach(ctx, src)
+		if o.attach && !hasAuthorization(ctx) {
+			callOpts = append([]grpc.CallOption{creds}, callOpts...)
 		}
 		cs, err := streamer(ctx, desc, cc, method, callOpts...)
 		if err != nil {
@@ -212,25 +332,14 @@ type perRPC struct {
 	insecure bool
 }
 
-// CredentialsOption configures [PerRPCCredentials].
-type CredentialsOption func(*perRPC)
-
-// AllowInsecureTransport lets the credentials travel over a connection
-// without transport security. For tests and loopback demos only: a bearer
-// token on plaintext can be read by anyone on the path.
-func AllowInsecureTransport() CredentialsOption { return func(p *perRPC) { p.insecure = true } }
-
 // PerRPCCredentials adapts src to credentials.PerRPCCredentials (for
 // grpc.WithPerRPCCredentials). It requires transport security unless
 // [AllowInsecureTransport] is given; grpc-go then refuses to send the token
 // on an insecure connection. It only attaches tokens: add the client
 // interceptors with [PickUpOnly] to collect renewed ones.
-func PerRPCCredentials(src *TokenSource, opts ...CredentialsOption) credentials.PerRPCCredentials {
-	p := &perRPC{src: src}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
+func PerRPCCredentials(src *TokenSource, opts ...ClientOption) credentials.PerRPCCredentials {
+	o := clientOpts(opts)
+	return &perRPC{src: src, insecure: o.insecure}
 }
 
 func (p *perRPC) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {

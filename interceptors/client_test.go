@@ -41,7 +41,8 @@ import (
 // received.
 
 // clT0 anchors the expiries of the tokens these tests mint. The client never
-// checks them against a clock; it only orders them.
+// checks an expiry against a clock; it only orders them (and checks a
+// successor's iat against clNow).
 var clT0 = time.Unix(1_800_000_000, 0).UTC()
 
 // clMinter signs tokens whose only interesting claim is exp.
@@ -275,8 +276,14 @@ func withInterceptors(src *interceptors.TokenSource, opts ...interceptors.Client
 	}
 }
 
+// clNow is the clock of every source newSource returns: a day after clT0,
+// so that the successors these tests mint are not issued in the future.
+var clNow = clT0.Add(24 * time.Hour)
+
+// newSource returns a source holding tok, on the clock clNow, then opts.
 func newSource(t testing.TB, tok string, opts ...interceptors.TokenSourceOption) *interceptors.TokenSource {
 	t.Helper()
+	opts = append([]interceptors.TokenSourceOption{interceptors.TokenSourceClock(func() time.Time { return clNow })}, opts...)
 	src, err := interceptors.NewTokenSource(tok, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +294,9 @@ func newSource(t testing.TB, tok string, opts ...interceptors.TokenSourceOption)
 func wantAuth(t testing.TB, got []string, tok string) {
 	t.Helper()
 	if len(got) != 1 || got[0] != "Bearer "+tok {
-		t.Errorf("server received authorization %q, want exactly [Bearer <token>] (%d values)", got, len(got))
+		// Never the values themselves: they are tokens.
+		t.Errorf("server received %d authorization values, want exactly one, Bearer <the expected token> (first matches: %v)",
+			len(got), len(got) > 0 && got[0] == "Bearer "+tok)
 	}
 }
 
@@ -316,15 +325,15 @@ func TestNewTokenSourceNeedsReadableExp(t *testing.T) {
 	}
 }
 
-// TestUnaryAttachesBearer: the interceptor attaches "Bearer <current>", and
+// TestUnaryAttachesBearer: the interceptors attach "Bearer <current>", and
 // never a second value when the caller set authorization itself (two values
-// are refused by the guard).
+// are refused by the guard) nor over per-call credentials of the caller's.
 func TestUnaryAttachesBearer(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m := newClMinter(t)
 	tok := m.at(t, 10*time.Minute)
 	src := newSource(t, tok)
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 	ctx := context.Background()
 
@@ -350,13 +359,35 @@ func TestUnaryAttachesBearer(t *testing.T) {
 		}
 	}
 
-	// Streams attach it too.
+	// Credentials the caller gives for the call replace the source's.
+	other := m.at(t, 5*time.Minute)
+	own := grpc.PerRPCCredentials(interceptors.PerRPCCredentials(newSource(t, other), interceptors.AllowInsecureTransport()))
+	if _, err := r.client.Get(ctx, &testpb.GetRequest{Id: "4"}, own); err != nil {
+		t.Fatal(err)
+	}
+	wantAuth(t, r.srv.lastAuth(t), other)
+
+	// Streams attach it too, under the same rules.
 	st, err := r.client.List(ctx, &testpb.ListRequest{Count: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	drain(t, st.Recv)
 	wantAuth(t, r.srv.lastAuth(t), tok)
+	st, err = r.client.List(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer caller-own"), &testpb.ListRequest{Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(t, st.Recv)
+	if got := r.srv.lastAuth(t); len(got) != 1 || got[0] != "Bearer caller-own" {
+		t.Errorf("stream, caller set authorization: server received %d values, want only the caller's", len(got))
+	}
+	st, err = r.client.List(ctx, &testpb.ListRequest{Count: 1}, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(t, st.Recv)
+	wantAuth(t, r.srv.lastAuth(t), other)
 }
 
 // drain receives until io.EOF, failing on any other error.
@@ -383,7 +414,7 @@ func TestUnaryPicksRenewedTokenFromTrailer(t *testing.T) {
 	m := newClMinter(t)
 	tok0 := m.at(t, 10*time.Minute)
 	src := newSource(t, tok0)
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 	ctx := context.Background()
 
@@ -417,7 +448,7 @@ func TestUnaryPicksRenewedTokenFromHeader(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m := newClMinter(t)
 	src := newSource(t, m.at(t, 10*time.Minute))
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 
 	tok1 := m.at(t, 20*time.Minute)
@@ -436,8 +467,8 @@ func TestUnaryIgnoresUnusableRenewals(t *testing.T) {
 	m := newClMinter(t)
 	tok0 := m.at(t, 20*time.Minute)
 	var renewals atomic.Int64
-	src := newSource(t, tok0, interceptors.WithOnRenew(func(string, time.Time) { renewals.Add(1) }))
-	r := newClRig(t, nil, withInterceptors(src)...)
+	src := newSource(t, tok0, interceptors.OnRenew(func(string, time.Time) { renewals.Add(1) }))
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 
 	for name, tok := range map[string]string{
@@ -483,12 +514,12 @@ func TestOnRenewOncePerSwap(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var calls []call
-	src := newSource(t, m.at(t, 10*time.Minute), interceptors.WithOnRenew(func(tok string, exp time.Time) {
+	src := newSource(t, m.at(t, 10*time.Minute), interceptors.OnRenew(func(tok string, exp time.Time) {
 		mu.Lock()
 		calls = append(calls, call{tok, exp})
 		mu.Unlock()
 	}))
-	r := newClRig(t, nil, withInterceptors(src)...)
+	r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 	defer r.stop()
 
 	tok20, tok30 := m.at(t, 20*time.Minute), m.at(t, 30*time.Minute)
@@ -594,8 +625,8 @@ func TestStreamsPickRenewedTokenFromTrailer(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				tok0 := m.at(t, 10*time.Minute)
 				var swaps atomic.Int64
-				src := newSource(t, tok0, interceptors.WithOnRenew(func(string, time.Time) { swaps.Add(1) }))
-				r := newClRig(t, nil, withInterceptors(src)...)
+				src := newSource(t, tok0, interceptors.OnRenew(func(string, time.Time) { swaps.Add(1) }))
+				r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 				defer r.stop()
 
 				tok1 := m.at(t, 20*time.Minute)
@@ -627,7 +658,7 @@ func TestStreamsPickRenewedTokenFromHeader(t *testing.T) {
 	for _, sc := range streamCases {
 		t.Run(sc.name, func(t *testing.T) {
 			src := newSource(t, m.at(t, 10*time.Minute))
-			r := newClRig(t, nil, withInterceptors(src)...)
+			r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 			defer r.stop()
 			tok1 := m.at(t, 20*time.Minute)
 			r.srv.set(plan{header: tok1})
@@ -649,7 +680,7 @@ func TestServerStreamHeaderBeforeFirstMessage(t *testing.T) {
 
 	t.Run("Header", func(t *testing.T) {
 		src := newSource(t, tok0)
-		r := newClRig(t, nil, withInterceptors(src)...)
+		r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 		defer r.stop()
 		tok1 := m.at(t, 20*time.Minute)
 		release := make(chan struct{})
@@ -674,7 +705,7 @@ func TestServerStreamHeaderBeforeFirstMessage(t *testing.T) {
 
 	t.Run("first RecvMsg", func(t *testing.T) {
 		src := newSource(t, tok0)
-		r := newClRig(t, nil, withInterceptors(src)...)
+		r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
 		defer r.stop()
 		tok1 := m.at(t, 20*time.Minute)
 		r.srv.set(plan{header: tok1})
@@ -711,7 +742,7 @@ func TestOfferConcurrent(t *testing.T) {
 	for round := range 20 {
 		var mu sync.Mutex
 		var seen []time.Time
-		src := newSource(t, m.at(t, 10*time.Second), interceptors.WithOnRenew(func(_ string, exp time.Time) {
+		src := newSource(t, m.at(t, 10*time.Second), interceptors.OnRenew(func(_ string, exp time.Time) {
 			mu.Lock()
 			seen = append(seen, exp)
 			mu.Unlock()

@@ -44,8 +44,9 @@
 //     verifier, goes out in the trailer "tollgate-renewed-token".
 //
 // The client side ([TokenSource], [UnaryClientInterceptor],
-// [StreamClientInterceptor], [PerRPCCredentials]) attaches the token and
-// keeps whichever token expires later.
+// [StreamClientInterceptor], [PerRPCCredentials]) attaches the token, only
+// over transport security unless told [AllowInsecureTransport], and swaps in
+// a renewed token that expires later and continues the same session.
 //
 // # Errors a caller sees
 //

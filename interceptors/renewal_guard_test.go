@@ -762,71 +762,114 @@ func TestRenewalNeverHandsOutRefusedToken(t *testing.T) {
 	}
 }
 
-// End to end with the client side: a TokenSource and the unary client
-// interceptor. Outside the window nothing changes; once the fake clock
-// enters it, the call's trailer swaps the source to the successor
-// (WithOnRenew fires once) and the next call carries it: the server sees
-// the new jti.
+// End to end with the client side: a TokenSource and the client
+// interceptors, on a unary call and on a server stream, with and without
+// the verifier. Outside the window nothing changes; once the fake clock
+// enters it, the call's trailer swaps the source to the successor (OnRenew
+// fires once) and the next call carries it: the server sees the new jti.
+// The first token lives as long as the renewal TTL (15 min), so the
+// successor's lifetime is within the first token's.
 func TestRenewalEndToEndWithTokenSource(t *testing.T) {
+	calls := []struct {
+		name string
+		call func(t *testing.T, c testpb.TestServiceClient)
+	}{
+		{"unary Get", func(t *testing.T, c testpb.TestServiceClient) {
+			if _, err := c.Get(ctxWith(t), &testpb.GetRequest{}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"server stream List", func(t *testing.T, c testpb.TestServiceClient) {
+			stream, err := c.List(ctxWith(t), &testpb.ListRequest{Count: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			drainList(t, stream, 2)
+		}},
+	}
+	for _, verified := range []bool{false, true} {
+		for _, kind := range calls {
+			name := kind.name
+			if verified {
+				name += ", VerifyRenewalsWith"
+			}
+			t.Run(name, func(t *testing.T) {
+				testRenewalEndToEnd(t, kind.call, verified)
+			})
+		}
+	}
+}
+
+func testRenewalEndToEnd(t *testing.T, call func(*testing.T, testpb.TestServiceClient), verified bool) {
 	var (
 		mu   sync.Mutex
 		jtis []string
 	)
-	record := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	sawJTI := func(ctx context.Context) {
 		if s, ok := session.FromContext(ctx); ok {
 			mu.Lock()
 			jtis = append(jtis, s.ID())
 			mu.Unlock()
 		}
+	}
+	unary := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		sawJTI(ctx)
 		return handler(ctx, req)
 	}
+	stream := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		sawJTI(ss.Context())
+		return handler(srv, ss)
+	}
 	r := &testRenewer{}
-	h := newRenewalHarness(t, r, withServerOptions(grpc.ChainUnaryInterceptor(record)))
-	first := h.token(t, renewable, func(c *session.Claims) { c.ID = "jti-first" })
+	h := newRenewalHarness(t, r, withServerOptions(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)))
+	first := h.token(t, renewable, func(c *session.Claims) {
+		c.ID = "jti-first"
+		c.ExpiresAt = c.IssuedAt.Add(renewalPolicy.TTL)
+	})
 
 	type renewal struct {
 		tok string
 		exp time.Time
 	}
 	var renewals []renewal
-	src, err := NewTokenSource(first, WithOnRenew(func(tok string, exp time.Time) {
-		renewals = append(renewals, renewal{tok, exp})
-	}))
+	opts := []TokenSourceOption{
+		TokenSourceClock(h.clock.Now),
+		OnRenew(func(tok string, exp time.Time) { renewals = append(renewals, renewal{tok, exp}) }),
+	}
+	if verified {
+		opts = append(opts, VerifyRenewalsWith(h.verifier))
+	}
+	src, err := NewTokenSource(first, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	conn, err := grpc.NewClient(h.conn.Target(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(UnaryClientInterceptor(src)))
+		grpc.WithUnaryInterceptor(UnaryClientInterceptor(src, AllowInsecureTransport())),
+		grpc.WithStreamInterceptor(StreamClientInterceptor(src, AllowInsecureTransport())))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	client := testpb.NewTestServiceClient(conn)
-	call := func() {
-		t.Helper()
-		if _, err := client.Get(ctxWith(t), &testpb.GetRequest{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 
-	call() // outside the window
+	call(t, client) // outside the window
 	if src.Token() != first || len(renewals) != 0 {
 		t.Fatal("the source changed outside the window")
 	}
-	h.clock.Advance(7 * time.Minute) // 3 min left
-	call()
+	h.clock.Advance(11 * time.Minute) // 4 min of 15 left
+	call(t, client)
 	if src.Token() == first {
 		t.Fatal("the source kept the old token inside the window")
 	}
 	if len(renewals) != 1 || renewals[0].tok != src.Token() || !renewals[0].exp.Equal(h.clock.Now().Add(renewalPolicy.TTL)) {
-		t.Fatalf("WithOnRenew saw %+v, want the one swap to the source's token", renewals)
+		t.Fatalf("OnRenew saw %+v, want the one swap to the source's token", renewals)
 	}
 	ns, err := h.verifier.Verify(context.Background(), src.Token())
 	if err != nil {
 		t.Fatal(err)
 	}
-	call()
+	call(t, client)
 	mu.Lock()
 	got := slices.Clone(jtis)
 	mu.Unlock()

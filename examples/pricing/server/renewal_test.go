@@ -46,7 +46,7 @@ type renewingClient struct {
 func (h *harness) renewingClient(t *testing.T, tok string) *renewingClient {
 	t.Helper()
 	rc := &renewingClient{}
-	src, err := interceptors.NewTokenSource(tok, interceptors.WithOnRenew(func(_ string, exp time.Time) {
+	src, err := interceptors.NewTokenSource(tok, interceptors.OnRenew(func(_ string, exp time.Time) {
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
 		rc.renewals = append(rc.renewals, exp)
@@ -54,10 +54,11 @@ func (h *harness) renewingClient(t *testing.T, tok string) *renewingClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Plaintext to a loopback server: the interceptors must be told so.
 	conn, err := grpc.NewClient(h.addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(interceptors.UnaryClientInterceptor(src)),
-		grpc.WithChainStreamInterceptor(interceptors.StreamClientInterceptor(src)))
+		grpc.WithChainUnaryInterceptor(interceptors.UnaryClientInterceptor(src, interceptors.AllowInsecureTransport())),
+		grpc.WithChainStreamInterceptor(interceptors.StreamClientInterceptor(src, interceptors.AllowInsecureTransport())))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,7 +274,7 @@ func TestTokenInputErrors(t *testing.T) {
 		{"missing file", []string{"-token-file", filepath.Join(t.TempDir(), "none"), "get", "sku-1"}, "no such file"},
 		{"empty file", []string{"-token-file", empty, "get", "sku-1"}, "empty"},
 		{"two tokens", []string{"-token-file", twoLines, "get", "sku-1"}, "more than one line"},
-		{"not a JWT", []string{"-token-file", garbage, "get", "sku-1"}, "readable exp"},
+		{"not a JWT", []string{"-token-file", garbage, "get", "sku-1"}, "readable claims"},
 		{"too large", []string{"-token-file", big, "get", "sku-1"}, "larger"},
 		{"-repeat 0", []string{"-repeat", "0", "ping"}, "-repeat"},
 		{"bad command under -repeat", []string{"-token-file", good, "-repeat", "3", "get"}, "usage: get SKU"},
