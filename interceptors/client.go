@@ -37,9 +37,9 @@ const successorSkew = session.DefaultLeeway
 // a lifetime exp − iat no longer than the first token's (its exp − iat, or
 // exp − now when it has no iat); and an exp strictly later than the current
 // token's. A forged successor therefore expires at most one lifetime (plus
-// the skew) after the source's now, never years later. Issue the first
-// token with at least the lifetime the issuer gives renewed tokens (its
-// renewal TTL), or every renewal is refused.
+// the skew) after the source's now, never years later. When the issuer
+// renews for longer than the first token lived (its renewal TTL is longer),
+// say so with [MaxRenewedLifetime]; otherwise every renewal is refused.
 //
 // Without keys those claims are read unverified ([session.UnverifiedClaims]):
 // they only guard the client against an implausible successor; the server
@@ -76,6 +76,7 @@ type tokenSourceOptions struct {
 	verifier    *session.Verifier
 	verifierSet bool
 	now         func() time.Time
+	maxLifetime time.Duration // 0: the first token's
 }
 
 // TokenSourceOption configures a [TokenSource].
@@ -95,6 +96,15 @@ func OnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
 // ignored. The first token is not verified. v must not be nil.
 func VerifyRenewalsWith(v *session.Verifier) TokenSourceOption {
 	return func(o *tokenSourceOptions) { o.verifier, o.verifierSet = v, true }
+}
+
+// MaxRenewedLifetime lets a successor live up to d (exp − iat) instead of
+// the first token's lifetime: for an issuer whose renewal TTL is longer
+// than the lifetime of the token a client starts with. d must be positive;
+// keep it to the issuer's TTL, as it bounds how long a forged successor
+// could keep the client on a wrong token.
+func MaxRenewedLifetime(d time.Duration) TokenSourceOption {
+	return func(o *tokenSourceOptions) { o.maxLifetime = d }
 }
 
 // TokenSourceClock sets the clock a successor's iat is checked against, and
@@ -118,6 +128,8 @@ func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, erro
 		return nil, errors.New("interceptors: TokenSourceClock(nil)")
 	case o.verifierSet && o.verifier == nil:
 		return nil, errors.New("interceptors: VerifyRenewalsWith(nil)")
+	case o.maxLifetime < 0:
+		return nil, errors.New("interceptors: MaxRenewedLifetime must be positive")
 	}
 	c, err := session.UnverifiedClaims(token)
 	if err != nil {
@@ -133,9 +145,12 @@ func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, erro
 		azp:      c.AuthorizedParty,
 		aud:      slices.Clone(c.Audience),
 	}
-	if c.IssuedAt.IsZero() {
+	switch {
+	case o.maxLifetime > 0:
+		s.lifetime = o.maxLifetime
+	case c.IssuedAt.IsZero():
 		s.lifetime = c.ExpiresAt.Sub(o.now())
-	} else {
+	default:
 		s.lifetime = c.ExpiresAt.Sub(c.IssuedAt)
 	}
 	s.cur.Store(&heldToken{token: token, exp: c.ExpiresAt})

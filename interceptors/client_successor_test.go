@@ -211,6 +211,25 @@ func TestFirstTokenWithoutIat(t *testing.T) {
 	}
 }
 
+// TestMaxRenewedLifetime: a client that starts with a 10-minute token from
+// an issuer renewing for 15 minutes takes the 15-minute successor once it
+// says so, and still refuses a longer one.
+func TestMaxRenewedLifetime(t *testing.T) {
+	m := newClMinter(t)
+	first := m.sign(t, sessionClaims(clNow.Add(-8*time.Minute), 10*time.Minute))
+	renewed := m.sign(t, sessionClaims(clNow, 15*time.Minute))
+	if newSource(t, first).Offer(renewed) {
+		t.Fatal("a successor living longer than the first token taken without MaxRenewedLifetime")
+	}
+	if !newSource(t, first, interceptors.MaxRenewedLifetime(15*time.Minute)).Offer(renewed) {
+		t.Fatal("MaxRenewedLifetime(15m): the 15-minute successor refused")
+	}
+	longer := m.sign(t, sessionClaims(clNow, 15*time.Minute+time.Second))
+	if newSource(t, first, interceptors.MaxRenewedLifetime(15*time.Minute)).Offer(longer) {
+		t.Fatal("MaxRenewedLifetime(15m): a longer successor taken")
+	}
+}
+
 // TestVerifyRenewalsWith: with the issuer's key, a successor whose claims
 // are all right but whose signature is not is refused; without it the same
 // token passes the claim checks (so the verifier is what refused it), and a
@@ -265,6 +284,7 @@ func TestNewTokenSourceRefusesNilOptions(t *testing.T) {
 	for name, opt := range map[string]interceptors.TokenSourceOption{
 		"TokenSourceClock(nil)":   interceptors.TokenSourceClock(nil),
 		"VerifyRenewalsWith(nil)": interceptors.VerifyRenewalsWith(nil),
+		"MaxRenewedLifetime(-1)":  interceptors.MaxRenewedLifetime(-time.Second),
 	} {
 		src, err := interceptors.NewTokenSource(tok, opt)
 		if err == nil || src != nil {
