@@ -341,9 +341,10 @@ func (g *Guard) plan(ctx context.Context, method string) (*plan, error) {
 
 // authenticate verifies tok. A token the verifier has accepted before (a
 // cache hit) is admitted at once: it is never refused for other callers'
-// failures from the same address. For any other token, a peer that has
-// spent its budget of failed authentications is refused before any
-// signature check, and each failure is charged to the peer.
+// failures from the same address. Any other attempt first reserves one of
+// the peer's failed authentications: a peer that has spent them is refused
+// before any signature check, a failure keeps the reservation as its
+// charge, and a success gives it back.
 func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *tokenProblem) (*session.Session, error) {
 	if g.opts.requireTransportSecurity && !transportSecure(ctx) {
 		g.log(ctx, method, ReasonTransportInsecure, nil, "call without transport security")
@@ -354,12 +355,11 @@ func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *
 			return sess, nil
 		}
 	}
-	pk, err := g.authFailuresExhausted(ctx, method)
+	pk, err := g.reserveAuthAttempt(ctx, method)
 	if err != nil {
 		return nil, err
 	}
 	if p != nil {
-		g.chargeAuthFailure(ctx, pk)
 		if p.missing {
 			g.log(ctx, method, ReasonTokenMissing, nil, p.cause)
 			return nil, errTokenMissing
@@ -368,17 +368,16 @@ func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *
 		return nil, errTokenInvalid
 	}
 	if tok == "" {
-		g.chargeAuthFailure(ctx, pk)
 		g.log(ctx, method, ReasonTokenMissing, nil, problemMissing.cause)
 		return nil, errTokenMissing
 	}
 	sess, err := g.verifier.Verify(ctx, tok)
 	if err != nil {
-		g.chargeAuthFailure(ctx, pk)
 		reason, st := verifyStatus(err)
 		g.log(ctx, method, reason, nil, causeOf(err))
 		return nil, st
 	}
+	g.refundAuthAttempt(pk)
 	return sess, nil
 }
 

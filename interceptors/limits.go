@@ -298,15 +298,19 @@ func rateLimitedStatus(bucket, subject string, d throttle.Decision) error {
 	return withDetails.Err()
 }
 
-// authFailuresExhausted reports whether the peer has spent its budget of
-// failed authentications; the caller then refuses the call before verifying
-// anything.
-func (g *Guard) authFailuresExhausted(ctx context.Context, method string) (string, error) {
+// reserveAuthAttempt takes one of the peer's failed authentications before
+// the caller checks a token, so that concurrent calls from one peer can
+// never check more tokens than its budget allows: the reservation is the
+// charge when the check fails, and [Guard.refundAuthAttempt] gives it back
+// when it succeeds. A peer whose budget is spent is refused with the
+// returned status, before anything is verified. The key is "" when the
+// budget is off.
+func (g *Guard) reserveAuthAttempt(ctx context.Context, method string) (string, error) {
 	if g.preauth == nil {
 		return "", nil
 	}
 	pk := g.peerKey(ctx)
-	d, err := g.preauth.Peek(throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
+	d, err := g.preauth.Allow(ctx, throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
 	if err != nil || d.Allowed {
 		return pk, nil
 	}
@@ -314,13 +318,10 @@ func (g *Guard) authFailuresExhausted(ctx context.Context, method string) (strin
 	return pk, rateLimitedStatus(authFailureBucket, pk, d)
 }
 
-// chargeAuthFailure takes one token from the peer's failure bucket.
-func (g *Guard) chargeAuthFailure(ctx context.Context, pk string) {
-	if g.preauth == nil {
-		return
+// refundAuthAttempt gives back the reservation of a check that succeeded:
+// only failures are charged.
+func (g *Guard) refundAuthAttempt(pk string) {
+	if g.preauth != nil && pk != "" {
+		_ = g.preauth.Refund(throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
 	}
-	if pk == "" {
-		pk = g.peerKey(ctx)
-	}
-	_, _ = g.preauth.Allow(ctx, throttle.Key{Consumer: pk, Bucket: authFailureBucket}, g.opts.authFailureLimit, 1)
 }

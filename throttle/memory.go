@@ -208,26 +208,37 @@ func (m *Memory) Allow(_ context.Context, key Key, limit Limit, cost int) (d Dec
 	return d, nil
 }
 
-// Peek reports the decision Allow would make now, without taking anything.
-// The guard uses it to refuse a peer whose failed authentications have
-// exhausted their bucket before spending a signature check on its next
-// token, and charges the bucket with Allow only when a check fails.
-func (m *Memory) Peek(key Key, limit Limit, cost int) (Decision, error) {
+// Refund gives back cost tokens that [Memory.Allow] took from the bucket key
+// under limit: for a caller that reserves tokens before work it may not
+// need to charge for. The guard reserves one of a peer's failed
+// authentications before it checks a signature, and refunds it when the
+// check succeeds, so that concurrent calls can never spend more than the
+// budget on failures. A refund never makes a bucket fuller than full, and
+// on a bucket not held it does nothing. An invalid limit returns an error
+// wrapping [ErrInvalidLimit].
+func (m *Memory) Refund(key Key, limit Limit, cost int) error {
 	if err := limit.Validate(); err != nil {
-		return Decision{}, err
+		return err
+	}
+	if cost <= 0 {
+		cost = 1
 	}
 	now := m.now()
 	h := m.hash(key)
 	s := &m.shards[h>>m.shift]
 	s.mu.Lock()
-	var tat int64
 	if i, held := s.find(h); held {
-		tat = s.slots[i].tat
+		// Back by cost intervals. A bucket that is full again holds no
+		// information: it is dropped, as the package documentation allows
+		// (a tat of 0 would mark the slot empty).
+		if tat := s.slots[i].tat - int64(cost)*int64(limit.Interval()); tat > now {
+			s.slots[i].tat = tat
+		} else {
+			s.deleteAt(i)
+		}
 	}
 	s.mu.Unlock()
-	d, _ := gcra(tat, now, limit, cost)
-	d.Source = sourceMemory
-	return d, nil
+	return nil
 }
 
 // Len returns the number of buckets the limiter holds, at most MaxKeys.
