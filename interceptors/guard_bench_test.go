@@ -100,3 +100,30 @@ func serveBufconn(b *testing.B, srv *grpc.Server) (testpb.TestServiceClient, fun
 		<-served
 	}
 }
+
+// BenchmarkUnaryAlternating is BenchmarkUnary measured in tight
+// alternation: the same Update call through a guarded server and through a
+// bare one, one of each in turn, each server on its own bufconn.
+//
+//	go test -run=^$ -bench=BenchmarkUnaryAlternating -benchmem ./interceptors
+func BenchmarkUnaryAlternating(b *testing.B) {
+	key := newTestKey(b, testKID)
+	guarded, stopG := benchGuardServer(b, key)
+	defer stopG()
+	bareSrv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(bareSrv, &testServer{})
+	bare, stopB := serveBufconn(b, bareSrv)
+	defer stopB()
+	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+key.sign(b, claims(t0))))
+	req := &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o1"}, Id: "item-1"}
+	call := func(c testpb.TestServiceClient) func() {
+		return func() {
+			if _, err := c.Update(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	call(guarded)() // warm up: connect, verify and cache the token
+	call(bare)()
+	alternate(b, 1, "call", call(guarded), call(bare))
+}

@@ -167,3 +167,57 @@ func benchRenewal(b *testing.B, alg string, inWindow bool) {
 		b.Fatalf("handler reached %d times, want %d", ts.reached.Load(), want)
 	}
 }
+
+// BenchmarkRenewalAlternating is BenchmarkRenewal measured in tight
+// alternation: one guard, one client, a token inside its window and one
+// outside it, one call of each in turn. The ratio is the claim.
+//
+//	go test -run=^$ -bench=BenchmarkRenewalAlternating -benchmem ./interceptors
+func BenchmarkRenewalAlternating(b *testing.B) {
+	for _, alg := range []string{session.HS256, session.EdDSA} {
+		b.Run(alg, func(b *testing.B) {
+			v, signer, now := benchVerifier(b, alg)
+			lr, err := session.NewLocalRenewer(v, session.DefaultRenewalPolicy())
+			if err != nil {
+				b.Fatal(err)
+			}
+			g, err := NewGuard(v, WithRenewal(lr, session.DefaultRenewalPolicy()), WithRenewalGrace(time.Second))
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := grpc.NewServer(g.ServerOptions()...)
+			testpb.RegisterTestServiceServer(srv, &testServer{})
+			if err := g.Init(srv); err != nil {
+				b.Fatal(err)
+			}
+			client, stop := serveBufconn(b, srv)
+			defer func() {
+				stop()
+				g.Close()
+			}()
+			ctxFor := func(inWindow bool) context.Context {
+				tok, err := signer.Sign(benchClaims(now, inWindow))
+				if err != nil {
+					b.Fatal(err)
+				}
+				return metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
+			}
+			in, out := ctxFor(true), ctxFor(false)
+			req := &testpb.GetRequest{Id: "item-1"}
+			call := func(ctx context.Context, want int) func() {
+				return func() {
+					var trailer metadata.MD
+					if _, err := client.Get(ctx, req, grpc.Trailer(&trailer)); err != nil {
+						b.Fatal(err)
+					}
+					if got := len(trailer.Get(RenewedTokenKey)); got != want {
+						b.Fatalf("%d renewed tokens, want %d", got, want)
+					}
+				}
+			}
+			call(in, 1)() // warm up: verify both, renew the one in its window
+			call(out, 0)()
+			alternate(b, 1, "call", call(in, 1), call(out, 0))
+		})
+	}
+}
