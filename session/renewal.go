@@ -19,6 +19,15 @@ const (
 // expired, or at the end of its maximum session.
 var ErrNotRenewable = errors.New("session: not renewable")
 
+// Why a session is not renewable, built once: Due runs on every call and
+// must not format an error to say no.
+var (
+	errNoAuthTime  = fmt.Errorf("%w: no auth_time", ErrNotRenewable)
+	errRenewLate   = fmt.Errorf("%w: expired", ErrNotRenewable)
+	errSessionEnd  = fmt.Errorf("%w: maximum session reached", ErrNotRenewable)
+	errNotOutlived = fmt.Errorf("%w: the successor would not expire later", ErrNotRenewable)
+)
+
 // RenewalPolicy decides when a token is renewed and what its successor
 // looks like. Stateless tokens cannot be revoked, so they must be short; the
 // policy keeps renewal from turning a short token into an endless one:
@@ -63,18 +72,21 @@ func (p RenewalPolicy) Validate() error {
 // past exp with no leeway: a token accepted only thanks to the leeway is
 // never renewed.
 func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
-	if sess == nil || sess.issuedAt.IsZero() {
+	if sess == nil || sess.issuedAt.IsZero() || sess.authTime.IsZero() {
+		return false
+	}
+	// The window first: most calls are outside it, and the test is two
+	// subtractions.
+	life := sess.expiresAt.Sub(sess.issuedAt)
+	remaining := sess.expiresAt.Sub(now)
+	if float64(remaining) > p.Window*float64(life) {
 		return false
 	}
 	// A token whose successor would not outlive it (it already ends at the
 	// session's end, or it has more left than the TTL) is not due: renewing
 	// it is refused, and it would be retried on every call.
-	if _, _, err := p.successorTimes(sess, now); err != nil {
-		return false
-	}
-	life := sess.expiresAt.Sub(sess.issuedAt)
-	remaining := sess.expiresAt.Sub(now)
-	return float64(remaining) <= p.Window*float64(life)
+	_, _, err := p.successorTimes(sess, now)
+	return err == nil
 }
 
 // successorTimes returns the iat and exp of the token that renews sess at
@@ -82,10 +94,10 @@ func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
 // by Due and Successor so the two can never disagree.
 func (p RenewalPolicy) successorTimes(sess *Session, now time.Time) (iat, exp time.Time, err error) {
 	if sess == nil || sess.authTime.IsZero() {
-		return iat, exp, fmt.Errorf("%w: no auth_time", ErrNotRenewable)
+		return iat, exp, errNoAuthTime
 	}
 	if !now.Before(sess.expiresAt) {
-		return iat, exp, fmt.Errorf("%w: expired", ErrNotRenewable)
+		return iat, exp, errRenewLate
 	}
 	end := sess.authTime.Add(p.MaxSession)
 	iat = now.Truncate(time.Second)
@@ -97,13 +109,13 @@ func (p RenewalPolicy) successorTimes(sess *Session, now time.Time) (iat, exp ti
 	}
 	exp = exp.Truncate(time.Second)
 	if !exp.After(iat) || !now.Before(end) {
-		return iat, exp, fmt.Errorf("%w: maximum session reached", ErrNotRenewable)
+		return iat, exp, errSessionEnd
 	}
 	// A successor that does not outlive the token it replaces renews
 	// nothing: clients and the remote renewer discard it. Refusing it ends a
 	// chain at its cap instead of minting one useless token per call there.
 	if !exp.After(sess.expiresAt) {
-		return iat, exp, fmt.Errorf("%w: the successor would not expire later", ErrNotRenewable)
+		return iat, exp, errNotOutlived
 	}
 	return iat, exp, nil
 }

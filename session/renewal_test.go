@@ -167,6 +167,32 @@ func TestDueWindow(t *testing.T) {
 	}
 }
 
+// Due runs on every call: saying no, outside the window or inside it for a
+// token that cannot be renewed, allocates nothing.
+func TestDueAllocatesNothing(t *testing.T) {
+	r := newRenRig(t)
+	sess := r.verify(t, r.mint(t, renClaims(renT0)))
+	c := renClaims(renT0)
+	c.ExpiresAt = renT0.Add(15 * time.Minute)
+	c.AuthTime = renT0.Add(-8 * time.Hour).Add(10 * time.Minute) // the session ends at exp
+	capped := r.verify(t, r.mint(t, c))
+	p := session.DefaultRenewalPolicy()
+	inWindow := renT0.Add(12 * time.Minute)
+	for name, f := range map[string]func(){
+		"outside the window":    func() { _ = p.Due(sess, renT0) },
+		"inside the window":     func() { _ = p.Due(sess, inWindow) },
+		"inside it, at the cap": func() { _ = p.Due(capped, inWindow) },
+		"past exp":              func() { _ = p.Due(sess, renT0.Add(time.Hour)) },
+	} {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: Due allocates %v times per call", name, n)
+		}
+	}
+	if p.Due(capped, inWindow) {
+		t.Error("a token at the session's cap is due")
+	}
+}
+
 // TestNoRenewalInsideLeeway: a token the verifier still accepts thanks to the
 // leeway is never renewed (gin-jwt #176/#184 refreshed expired tokens).
 func TestNoRenewalInsideLeeway(t *testing.T) {
