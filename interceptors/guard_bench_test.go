@@ -2,6 +2,8 @@ package interceptors
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -126,4 +128,48 @@ func BenchmarkUnaryAlternating(b *testing.B) {
 	call(guarded)() // warm up: connect, verify and cache the token
 	call(bare)()
 	alternate(b, 1, "call", call(guarded), call(bare))
+}
+
+// BenchmarkServerStream measures a server stream of one message (List)
+// through a guarded server against a bare one, in tight alternation, and,
+// as sub-benchmarks, each on its own for their allocations.
+//
+//	go test -run=^$ -bench=BenchmarkServerStream -benchmem ./interceptors
+func BenchmarkServerStream(b *testing.B) {
+	key := newTestKey(b, testKID)
+	guarded, stopG := benchGuardServer(b, key)
+	defer stopG()
+	bareSrv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(bareSrv, &testServer{})
+	bare, stopB := serveBufconn(b, bareSrv)
+	defer stopB()
+	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+key.sign(b, claims(t0))))
+	req := &testpb.ListRequest{Count: 1}
+	call := func(c testpb.TestServiceClient) func() {
+		return func() {
+			stream, err := c.List(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				if _, err := stream.Recv(); err != nil {
+					if !errors.Is(err, io.EOF) {
+						b.Fatal(err)
+					}
+					return
+				}
+			}
+		}
+	}
+	call(guarded)() // warm up: connect, verify and cache the token
+	call(bare)()
+	b.Run("alternating", func(b *testing.B) { alternate(b, 1, "stream", call(guarded), call(bare)) })
+	for name, f := range map[string]func(){"bare": call(bare), "guard": call(guarded)} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				f()
+			}
+		})
+	}
 }

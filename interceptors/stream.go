@@ -68,11 +68,11 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			// Charged like an admitted stream (see Guard.admit).
 			return g.admit(ctx, pl, key, sess, ss, denial)
 		}
-		release, err := g.openStream(ctx, pl, key)
+		open, err := g.openStream(ctx, pl, key)
 		if err != nil {
 			return err
 		}
-		defer release()
+		defer g.streams.release(open)
 		if err := g.admit(ctx, pl, key, sess, ss, nil); err != nil {
 			return err
 		}
@@ -128,11 +128,11 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 func (g *Guard) publicStream(srv any, ss grpc.ServerStream, pl *plan, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
 	key := g.peerKey(ctx)
-	release, err := g.openStream(ctx, pl, key)
+	open, err := g.openStream(ctx, pl, key)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer g.streams.release(open)
 	if err := g.admit(ctx, pl, key, nil, ss, nil); err != nil {
 		return err
 	}

@@ -31,31 +31,33 @@ type streamCounts struct {
 type streamKey struct{ who, method string }
 
 // acquire counts one more stream of p for who, unless who already holds
-// p.maxStreams of them; release must be called once the stream ends.
-func (c *streamCounts) acquire(who string, p *plan) (release func(), ok bool) {
+// p.maxStreams of them; release(k) must be called once the stream ends.
+func (c *streamCounts) acquire(who string, p *plan) (streamKey, bool) {
 	k := streamKey{who, p.method}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.open == nil {
 		c.open = make(map[streamKey]int)
 	}
 	if c.open[k] >= p.maxStreams {
-		c.mu.Unlock()
-		return nil, false
+		return k, false
 	}
 	c.open[k]++
+	return k, true
+}
+
+// release counts one stream of k fewer.
+func (c *streamCounts) release(k streamKey) {
+	c.mu.Lock()
+	if c.open[k] <= 1 {
+		delete(c.open, k)
+	} else {
+		c.open[k]--
+	}
 	c.mu.Unlock()
-	return func() {
-		c.mu.Lock()
-		if c.open[k] <= 1 {
-			delete(c.open, k)
-		} else {
-			c.open[k]--
-		}
-		c.mu.Unlock()
-		if c.released != nil {
-			c.released(k.who, k.method)
-		}
-	}, true
+	if c.released != nil {
+		c.released(k.who, k.method)
+	}
 }
 
 // held returns how many streams of method who holds open (for tests).
@@ -65,14 +67,15 @@ func (c *streamCounts) held(who, method string) int {
 	return c.open[streamKey{who, method}]
 }
 
-// openStream counts the stream for who, or returns the status refusing it.
-func (g *Guard) openStream(ctx context.Context, p *plan, who string) (func(), error) {
-	release, ok := g.streams.acquire(who, p)
+// openStream counts the stream for who, or returns the status refusing it;
+// the caller releases the key it returns once the stream ends.
+func (g *Guard) openStream(ctx context.Context, p *plan, who string) (streamKey, error) {
+	k, ok := g.streams.acquire(who, p)
 	if ok {
-		return release, nil
+		return k, nil
 	}
 	g.log(ctx, p.method, ReasonTooManyStreams, nil, "already holds "+strconv.Itoa(p.maxStreams)+" open streams of this method")
-	return nil, tooManyStreamsStatus(p, who)
+	return k, tooManyStreamsStatus(p, who)
 }
 
 func tooManyStreamsStatus(p *plan, who string) error {

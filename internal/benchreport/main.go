@@ -45,6 +45,7 @@ type alternation struct {
 
 var alternations = []alternation{
 	{"Guarded unary call (issue 2)", "unary call through the guard (HS256, cache hit, ownership) vs the same call with no interceptor, bufconn", "BenchmarkUnaryAlternating", "call", 1.10},
+	{"Guarded unary call (issue 2)", "server stream of one message (List) through the guard vs with no interceptor, bufconn (issue 8 measures this over TCP with server CPU)", "BenchmarkServerStream/alternating", "stream", 0},
 	{"Renewal (issue 4)", "HS256 unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewalAlternating/HS256", "call", 1.15},
 	{"Renewal (issue 4)", "EdDSA unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewalAlternating/EdDSA", "call", 1.15},
 	{"Hardening (issue 7)", "client stream of 1,000 messages, every message charged to a memory limiter, vs the same stream unthrottled (per message)", "BenchmarkStreamThrottle", "msg", 1.10},
