@@ -763,7 +763,7 @@ func TestOfferConcurrent(t *testing.T) {
 					readerErr <- errors.New("ExpiresAt went down from " + last.String() + " to " + exp.String())
 					return
 				}
-				if te, err := session.UnverifiedExpiry(tok); err != nil || te.Before(last) {
+				if c, err := session.UnverifiedClaims(tok); err != nil || c.ExpiresAt.Before(last) {
 					readerErr <- errors.New("Token() went back to an older token")
 					return
 				}

@@ -18,7 +18,7 @@ import (
 	"github.com/tollgate/tollgate/session"
 )
 
-// Tests of the renewal policy, the local renewer and UnverifiedExpiry, from
+// Tests of the renewal policy, the local renewer and UnverifiedClaims, from
 // outside the package: only the exported API, as a service would use it.
 // They map to research/security.md cases 32 (window, successor), 33
 // (absolute cap) and the "Renewal pitfalls".
@@ -748,17 +748,23 @@ func rawToken(hdr, payload string) string {
 	return enc.EncodeToString([]byte(hdr)) + "." + enc.EncodeToString([]byte(payload)) + ".c2lnbmF0dXJl"
 }
 
-// TestUnverifiedExpiry: clients read exp without keys, and only a plain
-// JSON number in a well-formed, bounded token counts.
-func TestUnverifiedExpiry(t *testing.T) {
+// unverifiedExp is the exp UnverifiedClaims reads.
+func unverifiedExp(tok string) (time.Time, error) {
+	c, err := session.UnverifiedClaims(tok)
+	return c.ExpiresAt, err
+}
+
+// TestUnverifiedExp: clients read exp without keys, and only a plain JSON
+// number in a well-formed, bounded token counts.
+func TestUnverifiedExp(t *testing.T) {
 	r := newRenRig(t)
 	tok := r.mint(t, renClaims(renT0))
-	exp, err := session.UnverifiedExpiry(tok)
+	exp, err := unverifiedExp(tok)
 	if err != nil || !exp.Equal(renT0.Add(15*time.Minute)) {
-		t.Fatalf("UnverifiedExpiry(signed) = %v, %v; want %v", exp, err, renT0.Add(15*time.Minute))
+		t.Fatalf("UnverifiedClaims(signed) = %v, %v; want %v", exp, err, renT0.Add(15*time.Minute))
 	}
 	const hdr = `{"alg":"HS256","typ":"at+jwt"}`
-	if got, err := session.UnverifiedExpiry(rawToken(hdr, `{"sub":"a","exp":1800000900}`)); err != nil || got.Unix() != 1800000900 {
+	if got, err := unverifiedExp(rawToken(hdr, `{"sub":"a","exp":1800000900}`)); err != nil || got.Unix() != 1800000900 {
 		t.Errorf("hand-built token: %v, %v", got, err)
 	}
 
@@ -797,8 +803,8 @@ func TestUnverifiedExpiry(t *testing.T) {
 		"embedded space":        strings.Replace(rawToken(hdr, `{"exp":1800000900}`), ".", ". ", 1),
 	}
 	for name, tok := range bad {
-		if got, err := session.UnverifiedExpiry(tok); !errors.Is(err, session.ErrUnreadable) {
-			t.Errorf("%s: UnverifiedExpiry = %v, %v; want ErrUnreadable", name, got, err)
+		if got, err := unverifiedExp(tok); !errors.Is(err, session.ErrUnreadable) {
+			t.Errorf("%s: UnverifiedClaims exp = %v, %v; want ErrUnreadable", name, got, err)
 		}
 	}
 
@@ -810,26 +816,26 @@ func TestUnverifiedExpiry(t *testing.T) {
 	if len(atCap) != 64<<10 {
 		t.Fatalf("fixture: %d bytes", len(atCap))
 	}
-	if _, err := session.UnverifiedExpiry(atCap); err != nil {
+	if _, err := unverifiedExp(atCap); err != nil {
 		t.Errorf("64 KiB token: %v", err)
 	}
-	if _, err := session.UnverifiedExpiry(atCap + "A"); !errors.Is(err, session.ErrUnreadable) {
+	if _, err := unverifiedExp(atCap + "A"); !errors.Is(err, session.ErrUnreadable) {
 		t.Errorf("64 KiB + 1 token: err = %v, want ErrUnreadable", err)
 	}
-	if _, err := session.UnverifiedExpiry(rawToken(hdr, `{"exp":1800000900,"pad":"`+strings.Repeat("x", 70<<10)+`"}`)); !errors.Is(err, session.ErrUnreadable) {
+	if _, err := unverifiedExp(rawToken(hdr, `{"exp":1800000900,"pad":"`+strings.Repeat("x", 70<<10)+`"}`)); !errors.Is(err, session.ErrUnreadable) {
 		t.Errorf("70 KiB of claims: err = %v, want ErrUnreadable", err)
 	}
 }
 
-// TestUnverifiedExpiryIgnoresSignature: the expiry is read from any
+// TestUnverifiedClaimsIgnoreSignature: the expiry is read from any
 // well-formed token, signed or not, by anyone: it only orders tokens a client
 // was handed and must never decide anything else. Pin that a forged token is
 // readable (so no caller mistakes it for verification).
-func TestUnverifiedExpiryIgnoresSignature(t *testing.T) {
+func TestUnverifiedClaimsIgnoreSignature(t *testing.T) {
 	forged := rawToken(`{"alg":"none"}`, `{"exp":4102444800,"sub":"root"}`)
-	exp, err := session.UnverifiedExpiry(forged)
+	exp, err := unverifiedExp(forged)
 	if err != nil || exp.Unix() != 4102444800 {
-		t.Fatalf("UnverifiedExpiry(forged) = %v, %v", exp, err)
+		t.Fatalf("UnverifiedClaims(forged) = %v, %v", exp, err)
 	}
 	r := newRenRig(t)
 	if _, err := r.v.Verify(context.Background(), forged); err == nil {

@@ -2,44 +2,11 @@ package session
 
 import (
 	"errors"
-	"time"
 	"unicode/utf8"
 )
 
-// ErrUnreadable reports a token whose claims (or expiry) cannot be read.
+// ErrUnreadable reports a token whose claims cannot be read.
 var ErrUnreadable = errors.New("session: token claims unreadable")
-
-// UnverifiedExpiry reads the exp claim of tok WITHOUT verifying anything
-// else: for clients, which hold no keys, to pick the later-expiring of two
-// tokens they were handed. Never base a security decision on it. The same
-// shape and size checks as [Verifier.Verify] apply (64 KiB at most,
-// base64url segments, two dots), and exp must be a JSON number.
-func UnverifiedExpiry(tok string) (time.Time, error) {
-	data, ok := unverifiedPayload(tok)
-	if !ok {
-		return time.Time{}, ErrUnreadable
-	}
-	var arr [16]member
-	members, ok := scanObject(data, arr[:0])
-	if !ok {
-		return time.Time{}, ErrUnreadable
-	}
-	var exp numericDate
-	found := false
-	for _, m := range members {
-		if string(m.key) != "exp" {
-			continue
-		}
-		if found || exp.UnmarshalJSON(m.value) != nil {
-			return time.Time{}, ErrUnreadable
-		}
-		found = true
-	}
-	if !found {
-		return time.Time{}, ErrUnreadable
-	}
-	return exp.t, nil
-}
 
 // UnverifiedClaims returns the registered claims of tok (iss, sub, aud,
 // exp, nbf, iat, jti, sid, azp, auth_time, perms) WITHOUT verifying its
@@ -50,7 +17,8 @@ func UnverifiedExpiry(tok string) (time.Time, error) {
 // nil), and a time claim that is absent is the zero time.
 //
 // The claim set is read as [Verifier.Verify] reads it: the same shape and
-// size checks as [UnverifiedExpiry], no duplicate members (compared case
+// size checks as [Verifier.Verify] (64 KiB at most, base64url segments, two
+// dots), no duplicate members (compared case
 // folded), no member named like a registered claim in another case, time
 // claims as JSON numbers only, and exp required. Any failure is
 // ErrUnreadable.

@@ -57,7 +57,7 @@ func TestUnverifiedClaims(t *testing.T) {
 
 // TestUnverifiedClaimsStrict: the claim set is read with the verifier's
 // strict rules, so a client and a server can never read one token two
-// ways; and a token's size and shape are checked as UnverifiedExpiry checks
+// ways; and a token's size and shape are checked as UnverifiedClaims checks
 // them.
 func TestUnverifiedClaimsStrict(t *testing.T) {
 	const hdr = `{"alg":"HS256","typ":"at+jwt"}`

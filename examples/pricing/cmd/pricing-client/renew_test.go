@@ -122,7 +122,8 @@ func TestTokenFileKeepsTheRenewedToken(t *testing.T) {
 	if renewed == old {
 		t.Fatal("the token file still holds the old token")
 	}
-	exp, err := session.UnverifiedExpiry(renewed)
+	c, err := session.UnverifiedClaims(renewed)
+	exp := c.ExpiresAt
 	if err != nil {
 		t.Fatal(err)
 	}
