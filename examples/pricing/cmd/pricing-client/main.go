@@ -73,7 +73,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -92,6 +91,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tollgate/tollgate/examples/pricing/internal/quiet"
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
@@ -181,7 +181,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", "", "file holding the access token; a renewed token is written back to it")
 	bodyToken := fs.Bool("body-token", false, "send the token in the request body (quote only)")
 	repeat := fs.Int("repeat", 0, "run the command this many times and print a summary")
-	bad := quietValues(fs)
+	bad := quiet.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -275,7 +275,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if *tokenFile != "" {
 			if err := saveToken(*tokenFile, newTok); err != nil {
 				out.Flush()
-				return fail(1, fmt.Errorf("-token-file: saving the renewed token: %w", pathless(err)))
+				return fail(1, fmt.Errorf("-token-file: saving the renewed token: %w", quiet.Pathless(err)))
 			}
 		}
 		fmt.Fprintf(stderr, "renewed token (expires %s)\n", exp.UTC().Format(time.RFC3339))
@@ -305,12 +305,12 @@ func loadToken(flagToken, path string) (tok, from string, err error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", "", fmt.Errorf("-token-file: %w", pathless(err))
+		return "", "", fmt.Errorf("-token-file: %w", quiet.Pathless(err))
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile))
 	if err != nil {
-		return "", "", fmt.Errorf("-token-file: %w", pathless(err))
+		return "", "", fmt.Errorf("-token-file: %w", quiet.Pathless(err))
 	}
 	tok = strings.TrimSpace(string(b))
 	switch {
@@ -324,15 +324,6 @@ func loadToken(flagToken, path string) (tok, from string, err error) {
 	return tok, "-token-file", nil
 }
 
-// pathless returns the cause of an os error without the path it names.
-func pathless(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // oneLine makes s one line of printable text, for scripts and terminals.
 func oneLine(s string) string {
 	s = strings.Map(func(r rune) rune {
@@ -342,45 +333,6 @@ func oneLine(s string) string {
 		return ' '
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// quietValues wraps every flag of fs so that a value it refuses is reported
-// as the flag's name and what it wants, never the value: the flag package's
-// own message ("invalid value %q for flag -x") quotes it. After a failed
-// Parse, *bad is that report, or nil when the error was another one.
-func quietValues(fs *flag.FlagSet) *error {
-	bad := new(error)
-	fs.VisitAll(func(f *flag.Flag) { f.Value = quietValue{f.Value, f.Name, bad} })
-	return bad
-}
-
-type quietValue struct {
-	flag.Value
-	name string
-	bad  *error
-}
-
-func (v quietValue) Set(s string) error {
-	err := v.Value.Set(s)
-	if err != nil && *v.bad == nil {
-		want := "invalid value"
-		if g, ok := v.Value.(flag.Getter); ok {
-			switch g.Get().(type) {
-			case bool:
-				want = "want true or false"
-			case int:
-				want = "want a whole number"
-			}
-		}
-		*v.bad = fmt.Errorf("-%s: %s", v.name, want)
-	}
-	return err
-}
-
-// IsBoolFlag keeps boolean flags usable without a value (-body-token).
-func (v quietValue) IsBoolFlag() bool {
-	b, ok := v.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
 }
 
 // saveToken replaces the file at path with tok, mode 0600: written to a

@@ -3,12 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,64 +14,16 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate/tollgate/examples/pricing/internal/leaktest"
 	"github.com/tollgate/tollgate/examples/pricing/server"
 )
 
-// material is a secret or a token and every spelling of it that must never
-// appear in any output, not even in part.
-type material struct {
-	name, value string
-	spellings   []string
-}
-
-// leak returns the first 16-byte piece of a spelling of m that out holds,
-// or "".
-func (m material) leak(out string) string {
-	for _, s := range m.spellings {
-		for i := 0; i+16 <= len(s); i++ {
-			if strings.Contains(out, s[i:i+16]) {
-				return s[i : i+16]
-			}
-		}
-	}
-	return ""
-}
-
-func b64Spellings(b []byte) []string {
-	var out []string
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		out = append(out, enc.EncodeToString(b))
-	}
-	return out
-}
-
-// secretMaterial returns a random 32-byte secret in its standard and its
-// URL-safe spelling, an ES256 private key in PEM, and tok.
-func secretMaterial(t *testing.T, tok string) []material {
+// secretMaterial returns a random secret in its spellings, an ES256
+// private key in PEM, and tok.
+func secretMaterial(t *testing.T, tok string) []leaktest.Material {
 	t.Helper()
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	pemSpellings := append([]string{pemKey}, b64Spellings(der)...)
-	for line := range strings.Lines(pemKey) {
-		pemSpellings = append(pemSpellings, strings.TrimSpace(line))
-	}
-	return []material{
-		{"secret", base64.StdEncoding.EncodeToString(raw), b64Spellings(raw)},
-		{"secret, URL-safe", base64.RawURLEncoding.EncodeToString(raw), b64Spellings(raw)},
-		{"ES256 private key", pemKey, pemSpellings},
-		{"token", tok, []string{tok, base64.StdEncoding.EncodeToString([]byte(tok))}},
-	}
+	_, ms := leaktest.Secrets(t)
+	return append(ms, leaktest.Token(tok))
 }
 
 // TestSecretInTheWrongPlace runs the client with a real secret, a real
@@ -123,17 +69,17 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, m := range ms {
-			if slices.Contains(c.skip, m.name) {
+			if slices.Contains(c.skip, m.Name) {
 				continue
 			}
-			t.Run(c.name+"/"+m.name, func(t *testing.T) {
+			t.Run(c.name+"/"+m.Name, func(t *testing.T) {
 				t.Setenv(tokenEnv, "")
 				if c.env {
-					t.Setenv(tokenEnv, m.value)
+					t.Setenv(tokenEnv, m.Value)
 				}
 				want, byFlagPackage := c.want, c.name == "flag name"
 				switch {
-				case c.name == "flag name" && strings.HasPrefix(m.value, "-"), c.name == "command" && strings.HasPrefix(m.value, "-"):
+				case c.name == "flag name" && strings.HasPrefix(m.Value, "-"), c.name == "command" && strings.HasPrefix(m.Value, "-"):
 					// A PEM block starts with dashes: the flag package
 					// takes it for a flag.
 					want, byFlagPackage = "bad flag syntax", true
@@ -141,7 +87,7 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 					want = "flag provided but not defined"
 				}
 				var stdout, stderr bytes.Buffer
-				code := run(append([]string{"-addr", addr}, c.args(m.value)...), &stdout, &stderr)
+				code := run(append([]string{"-addr", addr}, c.args(m.Value)...), &stdout, &stderr)
 				if code != 2 {
 					t.Errorf("exit %d; want 2 (stderr %q)", code, stderr.String())
 				}
@@ -151,11 +97,11 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 				if s := stderr.String(); !strings.HasPrefix(s, "pricing-client: ") || strings.Count(s, "\n") != 1 || !strings.Contains(s, want) {
 					t.Errorf("stderr = %q; want one line mentioning %q", s, want)
 				}
-				if w := m.leak(stdout.String() + stderr.String()); w != "" {
-					t.Errorf("output holds %q of the %s: stderr %q", w, m.name, stderr.String())
+				if w := m.Leak(stdout.String() + stderr.String()); w != "" {
+					t.Errorf("output holds %q of the %s: stderr %q", w, m.Name, stderr.String())
 				}
 				if !byFlagPackage && strings.Contains(stderr.String(), "[redacted]") {
-					t.Errorf("stderr %q: the message itself held the %s", stderr.String(), m.name)
+					t.Errorf("stderr %q: the message itself held the %s", stderr.String(), m.Name)
 				}
 			})
 		}
@@ -174,13 +120,13 @@ func TestCallErrorsAreScrubbed(t *testing.T) {
 		c.ServerOptions = append(c.ServerOptions, grpc.ChainUnaryInterceptor(echo))
 	})
 	tok := windowToken(t, signer)
-	m := material{"token", tok, []string{tok}}
+	m := leaktest.Material{Name: "token", Value: tok, Spellings: []string{tok}}
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"-addr", addr, "-token", tok, "get", "sku-1"}, &stdout, &stderr)
 	if code != 1 || !strings.HasPrefix(stdout.String(), "error: Internal: cannot serve /pricing.v1.PriceService/GetPrice with") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 and the server's error", code, stdout.String(), stderr.String())
 	}
-	if w := m.leak(stdout.String() + stderr.String()); w != "" || !strings.Contains(stdout.String(), "[redacted]") {
+	if w := m.Leak(stdout.String() + stderr.String()); w != "" || !strings.Contains(stdout.String(), "[redacted]") {
 		t.Errorf("stdout %q holds %q of the token; want it cut", stdout.String(), w)
 	}
 }

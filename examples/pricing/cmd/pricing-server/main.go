@@ -69,7 +69,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -84,6 +83,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/tollgate/tollgate/examples/pricing/internal/quiet"
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
@@ -166,7 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of renewed tokens")
 	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
 	fs.DurationVar(&c.renewGrace, "renew-grace", 0, "how long a call may wait for its token's renewal after its handler returns")
-	bad := quietValues(fs)
+	bad := quiet.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -387,11 +387,11 @@ func loadKey(path, alg string) (*session.Key, error) {
 func loadTLS(certPath, keyPath string) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("-tls-cert: %w", pathless(err))
+		return tls.Certificate{}, fmt.Errorf("-tls-cert: %w", quiet.Pathless(err))
 	}
 	keyPEM, err := os.ReadFile(keyPath)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("-tls-key: %w", pathless(err))
+		return tls.Certificate{}, fmt.Errorf("-tls-key: %w", quiet.Pathless(err))
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	clear(keyPEM)
@@ -401,15 +401,6 @@ func loadTLS(certPath, keyPath string) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("-tls-cert, -tls-key: %w", err)
 	}
 	return cert, nil
-}
-
-// pathless returns the cause of an os error without the path it names.
-func pathless(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // addressless returns what went wrong in a net error without the address
@@ -428,40 +419,4 @@ func addressless(err error) string {
 		return opErr.Err.Error()
 	}
 	return err.Error()
-}
-
-// quietValues wraps every flag of fs so that a value it refuses is reported
-// as the flag's name and what it wants, never the value: the flag package's
-// own message ("invalid value %q for flag -x") quotes it. After a failed
-// Parse, *bad is that report, or nil when the error was another one.
-func quietValues(fs *flag.FlagSet) *error {
-	bad := new(error)
-	fs.VisitAll(func(f *flag.Flag) { f.Value = quietValue{f.Value, f.Name, bad} })
-	return bad
-}
-
-type quietValue struct {
-	flag.Value
-	name string
-	bad  *error
-}
-
-func (v quietValue) Set(s string) error {
-	err := v.Value.Set(s)
-	if err != nil && *v.bad == nil {
-		want := "invalid value"
-		if g, ok := v.Value.(flag.Getter); ok {
-			if _, ok := g.Get().(time.Duration); ok {
-				want = "want a duration such as 15m or 90s"
-			}
-		}
-		*v.bad = fmt.Errorf("-%s: %s", v.name, want)
-	}
-	return err
-}
-
-// IsBoolFlag keeps boolean flags usable without a value.
-func (v quietValue) IsBoolFlag() bool {
-	b, ok := v.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
 }

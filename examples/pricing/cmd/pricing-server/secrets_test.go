@@ -1,74 +1,19 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/examples/pricing/internal/leaktest"
 )
 
-// material is a secret or a token and every spelling of it that must never
-// appear in any output, not even in part.
-type material struct {
-	name, value string
-	spellings   []string
-}
-
-// leak returns the first 16-byte piece of a spelling of m that out holds,
-// or "".
-func (m material) leak(out string) string {
-	for _, s := range m.spellings {
-		for i := 0; i+16 <= len(s); i++ {
-			if strings.Contains(out, s[i:i+16]) {
-				return s[i : i+16]
-			}
-		}
-	}
-	return ""
-}
-
-func b64Spellings(b []byte) []string {
-	var out []string
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		out = append(out, enc.EncodeToString(b))
-	}
-	return out
-}
-
-// secretMaterial returns a random 32-byte secret in its standard and its
-// URL-safe spelling, an ES256 private key in PEM, and a token signed with
-// the secret.
-func secretMaterial(t *testing.T) []material {
+// secretMaterial returns a random secret in its spellings, an ES256
+// private key in PEM, and a token signed with the secret.
+func secretMaterial(t *testing.T) []leaktest.Material {
 	t.Helper()
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	pemSpellings := append([]string{pemKey}, b64Spellings(der)...)
-	for line := range strings.Lines(pemKey) {
-		pemSpellings = append(pemSpellings, strings.TrimSpace(line))
-	}
-	tok := mint(t, raw, "prices.read")
-	return []material{
-		{"secret", base64.StdEncoding.EncodeToString(raw), b64Spellings(raw)},
-		{"secret, URL-safe", base64.RawURLEncoding.EncodeToString(raw), b64Spellings(raw)},
-		{"ES256 private key", pemKey, pemSpellings},
-		{"token", tok, []string{tok, base64.StdEncoding.EncodeToString([]byte(tok))}},
-	}
+	raw, ms := leaktest.Secrets(t)
+	return append(ms, leaktest.Token(mint(t, raw, "prices.read")))
 }
 
 // TestSecretInTheWrongPlace starts the server with a real secret, a real
@@ -110,27 +55,27 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, m := range ms {
-			if slices.Contains(c.skip, m.name) {
+			if slices.Contains(c.skip, m.Name) {
 				continue
 			}
-			t.Run(c.name+"/"+m.name, func(t *testing.T) {
+			t.Run(c.name+"/"+m.Name, func(t *testing.T) {
 				env := envWithout(keyEnv)
 				if c.env != nil {
-					env = c.env(m.value)
+					env = c.env(m.Value)
 				}
 				args := []string{"-listen", "127.0.0.1:0"}
 				if c.args != nil {
-					args = append(args, c.args(m.value)...)
+					args = append(args, c.args(m.Value)...)
 				}
 				code, want, byFlagPackage := c.code, c.want, c.name == "flag name"
-				if c.name == "argument" && strings.HasPrefix(m.value, "-") {
+				if c.name == "argument" && strings.HasPrefix(m.Value, "-") {
 					// A PEM block starts with dashes: the flag package
 					// takes it for a flag.
 					want, byFlagPackage = "bad flag syntax", true
 				}
 				if c.name == "flag name" {
 					want = "flag provided but not defined"
-					if strings.HasPrefix(m.value, "-") {
+					if strings.HasPrefix(m.Value, "-") {
 						want = "bad flag syntax"
 					}
 				}
@@ -144,11 +89,11 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 				if !strings.HasPrefix(stderr, "pricing-server: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
 					t.Errorf("stderr = %q; want one line mentioning %q", stderr, want)
 				}
-				if w := m.leak(stdout + stderr); w != "" {
-					t.Errorf("output holds %q of the %s: stderr %q", w, m.name, stderr)
+				if w := m.Leak(stdout + stderr); w != "" {
+					t.Errorf("output holds %q of the %s: stderr %q", w, m.Name, stderr)
 				}
 				if !byFlagPackage && strings.Contains(stderr, "[redacted]") {
-					t.Errorf("stderr %q: the message itself held the %s", stderr, m.name)
+					t.Errorf("stderr %q: the message itself held the %s", stderr, m.Name)
 				}
 			})
 		}
