@@ -5,72 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
 )
-
-// alternate measures candidate against baseline in tight alternation in one
-// benchmark: each iteration runs both once, in an order that flips every
-// iteration, timing each run on its own. It reports each one's time per
-// unit (cand-ns/<unit>, base-ns/<unit>) and their ratio, so that both sides
-// of the ratio share every burst of load the machine sees: a pair measured
-// seconds apart on a shared machine is not a pair.
-func alternate(b *testing.B, units float64, unit string, candidate, baseline func()) {
-	b.Helper()
-	var tc, tb time.Duration
-	run := func(f func()) time.Duration {
-		start := time.Now()
-		f()
-		return time.Since(start)
-	}
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		if n%2 == 0 {
-			tc += run(candidate)
-			tb += run(baseline)
-		} else {
-			tb += run(baseline)
-			tc += run(candidate)
-		}
-		n++
-	}
-	per := float64(n) * units
-	b.ReportMetric(float64(tc.Nanoseconds())/per, "cand-ns/"+unit)
-	b.ReportMetric(float64(tb.Nanoseconds())/per, "base-ns/"+unit)
-	b.ReportMetric(float64(tc)/float64(tb), "ratio")
-}
-
-// benchGuardServer serves the test services behind a guard built with opts
-// over bufconn, on a verifier whose clock stands at t0, and returns a
-// client, a token and the stop function.
-func benchGuardServer(b *testing.B, key *testKey, opts ...Option) (testpb.TestServiceClient, func()) {
-	b.Helper()
-	ks, err := session.NewKeySet(key.key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(func() time.Time { return t0 }))
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := NewGuard(v, append([]Option{WithLenientInit()}, opts...)...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer(g.ServerOptions()...)
-	testpb.RegisterTestServiceServer(srv, &testServer{})
-	if err := g.Init(srv); err != nil {
-		b.Fatal(err)
-	}
-	return serveBufconn(b, srv)
-}
 
 // BenchmarkStreamThrottle measures what per-message throttling costs a
 // client stream: one Upload stream of 1,000 messages through a guard whose

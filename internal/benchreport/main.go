@@ -44,12 +44,12 @@ type alternation struct {
 }
 
 var alternations = []alternation{
-	{"Guarded unary call (issue 2)", "unary call through the guard (HS256, cache hit, ownership) vs the same call with no interceptor, bufconn", "BenchmarkUnaryAlternating", "call", 1.10},
+	{"Guarded unary call (issue 2)", "unary call through the guard (HS256, cache hit, ownership) vs the same call with no interceptor, bufconn", "BenchmarkUnary/alternating", "call", 1.10},
 	{"Guarded unary call (issue 2)", "server stream of one message (List) through the guard vs with no interceptor, bufconn (issue 8 measures this over TCP with server CPU)", "BenchmarkServerStream/alternating", "stream", 0},
-	{"Renewal (issue 4)", "HS256 unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewalAlternating/HS256", "call", 1.15},
-	{"Renewal (issue 4)", "EdDSA unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewalAlternating/EdDSA", "call", 1.15},
+	{"Renewal (issue 4)", "HS256 unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewal/HS256/alternating", "call", 1.15},
+	{"Renewal (issue 4)", "EdDSA unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewal/EdDSA/alternating", "call", 1.15},
 	{"Hardening (issue 7)", "client stream of 1,000 messages, every message charged to a memory limiter, vs the same stream unthrottled (per message)", "BenchmarkStreamThrottle", "msg", 1.10},
-	{"Hardening (issue 7)", "cache-hit unary call from a peer over its failed-authentication budget vs one that is not", "BenchmarkCacheHitOverBudget", "call", 1.05},
+	{"Hardening (issue 7)", "cache-hit unary call from a peer over its failed-authentication budget vs one that is not (the same work on both sides: the cache is asked before the budget, so 1.00 within the spread is the expected result)", "BenchmarkCacheHitOverBudget", "call", 1.05},
 }
 
 // absolute is a target on a benchmark's own numbers.
