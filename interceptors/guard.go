@@ -40,6 +40,8 @@ type Guard struct {
 	renew    *renewals        // nil when renewal is off
 	streams  streamCounts     // open streams per consumer (or peer) and method
 
+	claimKeyPrefix string // "claim:<name>:" with WithConsumerClaim
+
 	// Whether a server has taken the guard's interceptors: Init refuses to
 	// compile for a server that would run without them.
 	unaryTaken, streamTaken atomic.Bool
@@ -99,6 +101,9 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		}
 	}
 	g := &Guard{verifier: v, opts: o, limiter: o.limiter}
+	if o.consumerClaim != "" {
+		g.claimKeyPrefix = "claim:" + o.consumerClaim + ":"
+	}
 	if g.limiter == nil {
 		m, err := throttle.NewMemory()
 		if err != nil {
@@ -196,9 +201,6 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 		return errors.New("interceptors: nil server")
 	}
 	infos := srv.GetServiceInfo()
-	if err := g.checkInstalled(infos); err != nil {
-		return err
-	}
 	publicSvc := make(map[string]bool, len(g.opts.publicServices))
 	for _, s := range g.opts.publicServices {
 		publicSvc[s] = true
@@ -231,6 +233,9 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 			descs = append(descs, sd)
 		}
 	}
+	if err := g.checkInstalled(kinds); err != nil {
+		return err
+	}
 	copts := []permissions.Option{
 		permissions.WithPublicMethods(public...),
 		permissions.WithAuthenticatedMethods(authn...),
@@ -256,17 +261,15 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 }
 
 // checkInstalled refuses a server that registers unary (or streaming)
-// methods while the guard's unary (or stream) interceptor was never taken.
-func (g *Guard) checkInstalled(infos map[string]grpc.ServiceInfo) error {
+// methods, kinds by full name, while the guard's unary (or stream)
+// interceptor was never taken.
+func (g *Guard) checkInstalled(kinds map[string]grpc.MethodInfo) error {
 	var unary, streams []string
-	for name, info := range infos {
-		for _, m := range info.Methods {
-			full := "/" + name + "/" + m.Name
-			if m.IsClientStream || m.IsServerStream {
-				streams = append(streams, full)
-			} else {
-				unary = append(unary, full)
-			}
+	for full, m := range kinds {
+		if m.IsClientStream || m.IsServerStream {
+			streams = append(streams, full)
+		} else {
+			unary = append(unary, full)
 		}
 	}
 	var missing []string

@@ -178,7 +178,7 @@ func peerAddrKey(ctx context.Context) string {
 func (g *Guard) consumerKey(sess *session.Session) string {
 	if g.opts.consumerClaim != "" {
 		if v, ok := sess.ClaimString(g.opts.consumerClaim); ok && v != "" {
-			return "claim:" + g.opts.consumerClaim + ":" + v
+			return g.claimKeyPrefix + v
 		}
 	}
 	return sess.ConsumerKey()

@@ -76,8 +76,11 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if err := g.admit(ctx, pl, key, sess, ss, nil); err != nil {
 			return err
 		}
-		ctx, cancel := endable(ctx)
-		if cancel != nil {
+		// A stream that can end itself needs no context of the guard's.
+		var cancel context.CancelFunc
+		end := endableStream(ctx)
+		if end == nil {
+			ctx, cancel = context.WithCancel(ctx)
 			defer cancel()
 		}
 		gs := &guardedStream{
@@ -104,7 +107,7 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			if gs.deny(errTokenExpired) == errTokenExpired {
 				g.log(ctx, info.FullMethod, ReasonTokenExpired, sess, "token expired during the stream")
 			}
-			endStream(ctx, errTokenExpired, cancel)
+			endStream(end, errTokenExpired, cancel)
 		})
 		err = handler(srv, gs)
 		stop()

@@ -93,32 +93,30 @@ func tooManyStreamsStatus(p *plan, who string) error {
 	return st.Err()
 }
 
-// endStream ends the stream of ctx with err now, from outside its handler:
-// a stream whose token expired while its handler waits for a message that
-// never comes. grpc-go's server stream can write its final status itself,
-// which also cancels the stream's context and so ends a pending RecvMsg or
-// SendMsg; the handler then returns and its own status is dropped. A
-// transport stream that cannot (another grpc version, a test double) is
-// left to cancel, which ends handlers waiting on their context.
-func endStream(ctx context.Context, err error, cancel context.CancelFunc) {
-	if w, ok := grpc.ServerTransportStreamFromContext(ctx).(interface {
-		WriteStatus(*status.Status) error
-	}); ok {
+// statusWriter is what grpc-go's server transport stream offers to end a
+// stream with a status from outside its handler.
+type statusWriter interface {
+	WriteStatus(*status.Status) error
+}
+
+// endableStream returns the stream of ctx as a statusWriter, or nil when its
+// transport stream cannot end itself (another grpc version, a test double).
+func endableStream(ctx context.Context) statusWriter {
+	w, _ := grpc.ServerTransportStreamFromContext(ctx).(statusWriter)
+	return w
+}
+
+// endStream ends a stream with err now, from outside its handler: a stream
+// whose token expired while its handler waits for a message that never
+// comes. Writing the final status also cancels the stream's context, which
+// ends a pending RecvMsg or SendMsg; the handler then returns and its own
+// status is dropped. Without w, cancel ends handlers waiting on their
+// context.
+func endStream(w statusWriter, err error, cancel context.CancelFunc) {
+	if w != nil {
 		_ = w.WriteStatus(status.Convert(err))
 	}
 	if cancel != nil {
 		cancel()
 	}
-}
-
-// endable returns ctx and nil when grpc-go's transport stream of ctx can end
-// the stream itself (see endStream); else a context of ctx's the guard can
-// cancel, and its cancel function.
-func endable(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := grpc.ServerTransportStreamFromContext(ctx).(interface {
-		WriteStatus(*status.Status) error
-	}); ok {
-		return ctx, nil
-	}
-	return context.WithCancel(ctx)
 }
