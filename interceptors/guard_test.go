@@ -425,7 +425,7 @@ func reflectList(t *testing.T, conn *grpc.ClientConn, ctx context.Context) ([]st
 // token (any permission): an anonymous caller would otherwise read every
 // rule, including which permission bypasses ownership.
 func TestHealthPublicReflectionAuthenticatedByDefault(t *testing.T) {
-	h := newHarness(t, withStrictInit(), withGuardOptions(WithLenientInit()))
+	h := newHarness(t)
 	resp, err := healthpb.NewHealthClient(h.conn).Check(ctxWith(t), &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatalf("health: %v", err)

@@ -732,7 +732,7 @@ func TestRenewalForgetsSuccessorOfRemovedKey(t *testing.T) {
 // out.
 func TestRenewalNeverHandsOutRefusedToken(t *testing.T) {
 	stranger := newTestKey(t, "k-stranger")
-	r := &testRenewer{hook: func(context.Context) error { return nil }}
+	r := &testRenewer{}
 	h := newRenewalHarness(t, r)
 	// Replace the inner renewer by one signing with a key the verifier
 	// does not know.

@@ -54,31 +54,56 @@ func TestRefund(t *testing.T) {
 	}
 }
 
-// Reserve-then-refund under concurrency: 100 goroutines each reserve one
-// token of a burst of 5 and refund it only when they were told to succeed;
-// exactly 5 reservations are ever granted while none is refunded, so no
-// more than the burst can be spent on failures at once.
+// Reserve-then-refund under concurrency, as the guard charges failed
+// authentications: 200 goroutines each reserve a token of a burst of 5 and
+// refund it when their check "succeeds" (every other one). Refunds hand the
+// tokens on, but those kept, the failures, can never exceed the burst, and
+// what is left after is exactly the burst minus the failures.
 func TestRefundReservationsExact(t *testing.T) {
-	m, _ := newTestMemory()
+	m, _ := newTestMemory() // the clock stands still: nothing refills
 	ctx := context.Background()
 	k := Key{Consumer: "peer:10.0.0.2", Bucket: "auth-failures"}
 	l := Limit{Rate: 1, Per: time.Hour, Burst: 5}
 	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		granted int
+		wg             sync.WaitGroup
+		mu             sync.Mutex
+		kept, refunded int
 	)
-	for range 100 {
+	for i := range 200 {
 		wg.Go(func() {
-			if d, _ := m.Allow(ctx, k, l, 1); d.Allowed {
-				mu.Lock()
-				granted++
-				mu.Unlock()
+			d, err := m.Allow(ctx, k, l, 1)
+			if err != nil || !d.Allowed {
+				return
 			}
+			if i%2 == 0 {
+				if err := m.Refund(k, l, 1); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				refunded++
+				mu.Unlock()
+				return
+			}
+			mu.Lock()
+			kept++
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	if granted != 5 {
-		t.Fatalf("%d reservations granted, want the burst of 5", granted)
+	if kept > 5 {
+		t.Fatalf("%d failures charged, more than the burst of 5", kept)
+	}
+	if refunded == 0 {
+		t.Fatal("no reservation was refunded: the test exercised nothing")
+	}
+	left := 0
+	for {
+		if d, _ := m.Allow(ctx, k, l, 1); !d.Allowed {
+			break
+		}
+		left++
+	}
+	if left != 5-kept {
+		t.Fatalf("%d tokens left after %d kept reservations, want %d", left, kept, 5-kept)
 	}
 }
