@@ -88,6 +88,20 @@ func inWindow(c *session.Claims) {
 	renewable(c)
 }
 
+// rotate gives the verifier a new signing key named kid beside the harness
+// key (which still verifies the harness's tokens); any other key leaves the
+// set.
+func (h *harness) rotate(t *testing.T, kid string) {
+	t.Helper()
+	ks, err := session.NewKeySet(newTestKey(t, kid).key, h.key.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.verifier.SetKeys(ks); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // renewedIn returns the renewed token in md, failing on more than one.
 func renewedIn(t testing.TB, md metadata.MD) string {
 	t.Helper()
@@ -158,14 +172,7 @@ func TestCase32RenewalWindow(t *testing.T) {
 	}
 
 	// Rotate: k2 signs from now on; k1 still verifies.
-	k2 := newTestKey(t, "k2")
-	ks, err := session.NewKeySet(k2.key, h.key.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.verifier.SetKeys(ks); err != nil {
-		t.Fatal(err)
-	}
+	h.rotate(t, "k2")
 	h.clock.Advance(time.Second) // +400 s: 200 s left, exactly a third
 	now := h.clock.Now()
 	renewed, err := h.getRenewed(t, tok)
@@ -684,14 +691,7 @@ func TestRenewalForgetsSuccessorOfRemovedKey(t *testing.T) {
 	r := &testRenewer{}
 	h := newRenewalHarness(t, r)
 	// k2 signs; the harness key k1 signed the presented token.
-	k2 := newTestKey(t, "k2")
-	ks, err := session.NewKeySet(k2.key, h.key.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.verifier.SetKeys(ks); err != nil {
-		t.Fatal(err)
-	}
+	h.rotate(t, "k2")
 	tok := h.token(t, inWindow)
 	first, err := h.getRenewed(t, tok)
 	if err != nil || first == "" {
@@ -701,14 +701,7 @@ func TestRenewalForgetsSuccessorOfRemovedKey(t *testing.T) {
 		t.Fatalf("signed by %v, want k2", kid)
 	}
 	// k2 is withdrawn; k3 signs from now on, k1 still verifies.
-	k3 := newTestKey(t, "k3")
-	ks, err = session.NewKeySet(k3.key, h.key.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.verifier.SetKeys(ks); err != nil {
-		t.Fatal(err)
-	}
+	h.rotate(t, "k3")
 	second, err := h.getRenewed(t, tok)
 	if err != nil {
 		t.Fatal(err)
