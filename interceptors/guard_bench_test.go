@@ -13,45 +13,15 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/tollgate/tollgate/internal/benchpair"
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
 )
 
 // The benchmarks of the guard's fast path share these helpers: servers over
-// bufconn (the interceptors are measured, not the network) and alternate,
-// which makes every claimed ratio a ratio of tightly interleaved runs.
-
-// alternate measures candidate against baseline in tight alternation in one
-// benchmark: each iteration runs both once, in an order that flips every
-// iteration, timing each run on its own. It reports each one's time per
-// unit (cand-ns/<unit>, base-ns/<unit>) and their ratio, so that both sides
-// of the ratio share every burst of load the machine sees: a pair measured
-// seconds apart on a shared machine is not a pair.
-func alternate(b *testing.B, units float64, unit string, candidate, baseline func()) {
-	b.Helper()
-	var tc, tb time.Duration
-	run := func(f func()) time.Duration {
-		start := time.Now()
-		f()
-		return time.Since(start)
-	}
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		if n%2 == 0 {
-			tc += run(candidate)
-			tb += run(baseline)
-		} else {
-			tb += run(baseline)
-			tc += run(candidate)
-		}
-		n++
-	}
-	per := float64(n) * units
-	b.ReportMetric(float64(tc.Nanoseconds())/per, "cand-ns/"+unit)
-	b.ReportMetric(float64(tb.Nanoseconds())/per, "base-ns/"+unit)
-	b.ReportMetric(float64(tc)/float64(tb), "ratio")
-}
+// bufconn (the interceptors are measured, not the network) and
+// benchpair.Alternate, which makes every claimed ratio a ratio of tightly
+// interleaved runs.
 
 // benchGuardServer serves the test services behind a guard built with opts
 // over bufconn, on a verifier whose clock stands at t0, and returns a
@@ -126,7 +96,7 @@ func guardedAndBare(b *testing.B) (guarded, bare testpb.TestServiceClient, ctx c
 func compare(b *testing.B, unit, candName string, candidate func(), baseName string, baseline func()) {
 	candidate()
 	baseline()
-	b.Run("alternating", func(b *testing.B) { alternate(b, 1, unit, candidate, baseline) })
+	b.Run("alternating", func(b *testing.B) { benchpair.Alternate(b, 1, unit, candidate, baseline) })
 	for _, v := range []struct {
 		name string
 		f    func()

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate/tollgate/internal/benchpair"
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/throttle"
 )
@@ -53,7 +54,7 @@ func BenchmarkStreamThrottle(b *testing.B) {
 	}
 	upload(throttled)() // warm up: connect, verify and cache the token
 	upload(plain)()
-	alternate(b, messages, "msg", upload(throttled), upload(plain))
+	benchpair.Alternate(b, messages, "msg", upload(throttled), upload(plain))
 }
 
 // BenchmarkCacheHitOverBudget measures a cache-hit unary call (Get, HS256)
@@ -96,5 +97,5 @@ func BenchmarkCacheHitOverBudget(b *testing.B) {
 			}
 		}
 	}
-	alternate(b, 1, "call", call(over), call(fresh))
+	benchpair.Alternate(b, 1, "call", call(over), call(fresh))
 }

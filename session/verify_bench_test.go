@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/benchpair"
 )
 
 // Benchmarks for docs/performance.md (names are parsed by the report tool):
@@ -13,6 +15,7 @@ import (
 //	BenchmarkVerify/<alg>/cached      default verifier, after one warm-up Verify
 //	BenchmarkVerify/<alg>/uncached    WithCache(0, 0): every call verifies in full
 //	BenchmarkVerify/<alg>/golang-jwt  baseline: golang-jwt's parser with the same checks
+//	BenchmarkVerify/<alg>/alternating uncached vs golang-jwt, alternating, fresh goroutines
 //	BenchmarkSign/<alg>               Signer.Sign
 //
 // The clock is fixed so tokens never expire during long runs.
@@ -64,6 +67,32 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 		ks := keySet(b, key)
+		uncached, err := NewVerifier(ks, testIss, testAud, WithClock(fixedClock), WithCache(0, 0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		verify := func() {
+			if _, err := uncached.Verify(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+		p := jwt.NewParser(
+			jwt.WithValidMethods([]string{alg}),
+			jwt.WithLeeway(30*time.Second),
+			jwt.WithIssuer(testIss),
+			jwt.WithAudience(testAud),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithStrictDecoding(),
+			jwt.WithTimeFunc(fixedClock),
+		)
+		keyfunc := func(*jwt.Token) (any, error) { return key.verifyKey, nil }
+		golangJWT := func() {
+			var c benchClaims
+			if _, err := p.ParseWithClaims(tok, &c, keyfunc); err != nil {
+				b.Fatal(err)
+			}
+		}
 
 		b.Run(alg, func(b *testing.B) {
 			b.Run("cached", func(b *testing.B) {
@@ -84,36 +113,22 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			})
 			b.Run("uncached", func(b *testing.B) {
-				v, err := NewVerifier(ks, testIss, testAud, WithClock(fixedClock), WithCache(0, 0))
-				if err != nil {
-					b.Fatal(err)
-				}
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := v.Verify(ctx, tok); err != nil {
-						b.Fatal(err)
-					}
+					verify()
 				}
 			})
 			b.Run("golang-jwt", func(b *testing.B) {
-				p := jwt.NewParser(
-					jwt.WithValidMethods([]string{alg}),
-					jwt.WithLeeway(30*time.Second),
-					jwt.WithIssuer(testIss),
-					jwt.WithAudience(testAud),
-					jwt.WithExpirationRequired(),
-					jwt.WithIssuedAt(),
-					jwt.WithStrictDecoding(),
-					jwt.WithTimeFunc(fixedClock),
-				)
-				keyfunc := func(*jwt.Token) (any, error) { return key.verifyKey, nil }
 				b.ReportAllocs()
 				for b.Loop() {
-					var c benchClaims
-					if _, err := p.ParseWithClaims(tok, &c, keyfunc); err != nil {
-						b.Fatal(err)
-					}
+					golangJWT()
 				}
+			})
+			// The claim: both in tight alternation, each on a fresh
+			// goroutine, as a server runs them (a long-lived benchmark
+			// goroutine hides the cost of growing a small stack).
+			b.Run("alternating", func(b *testing.B) {
+				benchpair.Alternate(b, 1, "verify", benchpair.OnFreshGoroutine(verify), benchpair.OnFreshGoroutine(golangJWT))
 			})
 		})
 	}
