@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tollgate/tollgate/internal/benchpair"
 )
 
 // benchLimit admits everything the benchmarks can send: a token every
@@ -53,6 +55,30 @@ func BenchmarkMemory(b *testing.B) {
 				b.Fatal("denied")
 			}
 		}
+	})
+
+	// The claim against the hand-written baseline: batches of 1000 calls on
+	// one existing key, Memory and x/time/rate in tight alternation.
+	b.Run("existing-key-vs-xtimerate", func(b *testing.B) {
+		const batch = 1000
+		m := mustMemory(b)
+		x := &xrate{limiters: map[string]*rate.Limiter{}}
+		key := benchKeys[0]
+		m.Allow(ctx, key, benchLimit, 1)
+		x.allow(key, benchLimit, 1)
+		benchpair.Alternate(b, batch, "call", func() {
+			for range batch {
+				if d, _ := m.Allow(ctx, key, benchLimit, 1); !d.Allowed {
+					b.Fatal("denied")
+				}
+			}
+		}, func() {
+			for range batch {
+				if !x.allow(key, benchLimit, 1) {
+					b.Fatal("denied")
+				}
+			}
+		})
 	})
 
 	// The same on a clock that does not move: what the limiter itself costs,
