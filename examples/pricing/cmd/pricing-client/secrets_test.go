@@ -79,12 +79,12 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 				}
 				want, byFlagPackage := c.want, c.name == "flag name"
 				switch {
-				case c.name == "flag name" && strings.HasPrefix(m.Value, "-"), c.name == "command" && strings.HasPrefix(m.Value, "-"):
-					// A PEM block starts with dashes: the flag package
-					// takes it for a flag.
-					want, byFlagPackage = "bad flag syntax", true
 				case c.name == "flag name":
-					want = "flag provided but not defined"
+					want = leaktest.FlagError("-" + m.Value)
+				case c.name == "command" && strings.HasPrefix(m.Value, "-"):
+					// A value starting with a dash (a PEM block, some
+					// URL-safe secrets) is taken for a flag.
+					want, byFlagPackage = leaktest.FlagError(m.Value), true
 				}
 				var stdout, stderr bytes.Buffer
 				code := run(append([]string{"-addr", addr}, c.args(m.Value)...), &stdout, &stderr)

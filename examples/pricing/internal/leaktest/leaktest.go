@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"flag"
+	"io"
 	"strings"
 	"testing"
 )
@@ -66,6 +68,23 @@ func Secrets(tb testing.TB) (raw []byte, ms []Material) {
 		{"secret, URL-safe", base64.RawURLEncoding.EncodeToString(raw), b64Spellings(raw)},
 		{"ES256 private key", pemKey, pemSpellings},
 	}
+}
+
+// FlagError returns what the flag package says, before its first colon,
+// when arg is parsed as a command line of its own against no flags: "flag
+// provided but not defined" for "-x" and "--x", "bad flag syntax" for
+// "---x" or "-=x". A secret that starts with a dash (a URL-safe secret may,
+// a PEM block does) is taken for a flag, and which message it gets depends
+// on how many dashes it starts with.
+func FlagError(arg string) string {
+	set := flag.NewFlagSet("leaktest", flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	err := set.Parse([]string{arg})
+	if err == nil {
+		return ""
+	}
+	msg, _, _ := strings.Cut(err.Error(), ":")
+	return msg
 }
 
 // b64Spellings returns b in the four base64 spellings.
