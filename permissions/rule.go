@@ -181,33 +181,57 @@ func (o *ownership) value(m protoreflect.Message) (string, bool) {
 	}
 	last := len(o.path) - 1
 	for _, fd := range o.path[:last] {
-		if fd = sameField(m, fd); fd == nil || !m.Has(fd) {
+		if fd = sameField(m, fd); fd == nil {
 			return "", false
 		}
-		m = m.Get(fd).Message()
+		// Get of an unset message field is an invalid message: one
+		// lookup where Has and then Get would take two (each a
+		// reflect.NewAt inside protobuf-go).
+		if m = m.Get(fd).Message(); !m.IsValid() {
+			return "", false
+		}
 	}
 	fd := sameField(m, o.path[last])
-	if fd == nil || !m.Has(fd) {
+	if fd == nil {
+		return "", false
+	}
+	// A field with presence (proto2, proto3 optional, a oneof member) may
+	// be set to its zero value, which only Has tells; without presence,
+	// unset and zero are the same thing, and Get alone says which.
+	if fd.HasPresence() && !m.Has(fd) {
 		return "", false
 	}
 	v := m.Get(fd)
+	zero := false
+	var s string
 	switch fd.Kind() {
 	case protoreflect.StringKind:
-		return v.String(), true
+		s = v.String()
+		zero = s == ""
 	case protoreflect.BoolKind:
-		return strconv.FormatBool(v.Bool()), true
+		zero = !v.Bool()
+		s = strconv.FormatBool(v.Bool())
 	case protoreflect.EnumKind:
+		zero = v.Enum() == 0
 		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
-			return string(ev.Name()), true
+			s = string(ev.Name())
+		} else {
+			s = strconv.FormatInt(int64(v.Enum()), 10)
 		}
-		return strconv.FormatInt(int64(v.Enum()), 10), true
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
 		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		return strconv.FormatInt(v.Int(), 10), true
+		zero = v.Int() == 0
+		s = strconv.FormatInt(v.Int(), 10)
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		return strconv.FormatUint(v.Uint(), 10), true
+		zero = v.Uint() == 0
+		s = strconv.FormatUint(v.Uint(), 10)
+	default:
+		return "", false
 	}
-	return "", false
+	if zero && !fd.HasPresence() {
+		return "", false
+	}
+	return s, true
 }
 
 // sameField returns fd as a field of m's own descriptor. Messages built from
