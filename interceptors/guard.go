@@ -29,8 +29,9 @@ import (
 // services, then call [Guard.Init] before serving: Init compiles the rules of
 // every registered service, once, and fails when the guard's interceptors
 // are not installed or a method has no rule. Until Init succeeds every call
-// fails with Internal; nothing is ever let through by default. With renewal
-// on, call [Guard.Close] after the server stops, so no renewal outlives it.
+// fails with Internal; nothing is ever let through by default. Call
+// [Guard.Close] after the server stops, so that no renewal or timer
+// outlives it.
 type Guard struct {
 	verifier *session.Verifier
 	opts     options
@@ -39,6 +40,7 @@ type Guard struct {
 	preauth  *throttle.Memory // per-peer failed authentications; nil when disabled
 	renew    *renewals        // nil when renewal is off
 	streams  streamCounts     // open streams per consumer (or peer) and method
+	expiries expiries         // open streams by the instant their token runs out
 
 	claimKeyPrefix string // "claim:<name>:" with WithConsumerClaim
 
@@ -101,6 +103,7 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 		}
 	}
 	g := &Guard{verifier: v, opts: o, limiter: o.limiter}
+	g.expiries = expiries{afterFunc: o.afterFunc, now: v.Now}
 	if o.consumerClaim != "" {
 		g.claimKeyPrefix = "claim:" + o.consumerClaim + ":"
 	}
@@ -158,11 +161,14 @@ func (g *Guard) acceptable(tok string) bool {
 }
 
 // Close waits for the renewals under way (each bounded by its timeout) to
-// end. Call it after the server has stopped.
+// end, and stops the timer that ends streams whose token runs out (it would
+// otherwise stay armed, holding the guard, until the last stream's token
+// had expired). Call it after the server has stopped.
 func (g *Guard) Close() {
 	if g.renew != nil {
 		g.renew.close()
 	}
+	g.expiries.close()
 }
 
 // transportSecure reports whether the call's connection provides privacy and

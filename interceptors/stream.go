@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -92,6 +93,10 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			key:          key,
 			first:        first,
 			renewal:      g.startRenewal(r, tok, sess),
+			deadline:     sess.ValidUntil().Add(g.verifier.Leeway()),
+			heapIdx:      -1,
+			end:          end,
+			cancel:       cancel,
 		}
 		if first != nil {
 			gs.received = 1
@@ -100,17 +105,11 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			// if set, must carry the same token.
 			gs.mdTok = tok
 		}
-		// The stream ends when its token does, even if no message comes:
-		// the timer records the refusal and ends the stream with it, which
-		// ends a handler waiting in RecvMsg or SendMsg or on its context.
-		stop := g.opts.afterFunc(sess.ValidUntil().Add(g.verifier.Leeway()).Sub(g.verifier.Now()), func() {
-			if gs.deny(errTokenExpired) == errTokenExpired {
-				g.log(ctx, info.FullMethod, ReasonTokenExpired, sess, "token expired during the stream")
-			}
-			endStream(end, errTokenExpired, cancel)
-		})
+		// The stream ends when its token does, even if no message comes
+		// (see expiries).
+		g.expiries.add(gs)
 		err = handler(srv, gs)
-		stop()
+		g.expiries.remove(gs)
 		if denial := gs.denial(); denial != nil {
 			// The guard refused a message: that refusal ends the stream
 			// whatever the handler made of it, and no renewed token goes
@@ -165,6 +164,13 @@ type guardedStream struct {
 	mdTok    string           // metadata token the first message's token field must match
 	renewal  *flight          // nil when the call does not renew
 	received int              // messages received from the client so far
+
+	// Expiry (see expiries): when the stream ends, its place in the heap,
+	// and how to end it from outside its handler.
+	deadline time.Time
+	heapIdx  int
+	end      statusWriter
+	cancel   context.CancelFunc
 
 	denied     atomic.Pointer[error]
 	headerDone atomic.Bool

@@ -148,14 +148,16 @@ func TestIdleStreamEndsWhenItsTokenExpires(t *testing.T) {
 		if r := <-done; r != methodChat+": Unauthenticated" {
 			t.Fatalf("returned: %s", r)
 		}
-		// A stream that ended before its token leaves no timer behind.
+		// The timer fired for the only stream: it is not re-armed.
 		if n := h.clock.Timers(); n != 0 {
 			t.Fatalf("%d timers left", n)
 		}
 	})
 }
 
-// A finished stream stops its timer: no timer outlives its stream.
+// The expiry timer is shared by the guard's streams and stays armed when the
+// last one ends (so the next stream arms none), and Guard.Close stops it: no
+// timer outlives the guard.
 func TestStreamTimerStopped(t *testing.T) {
 	h := newHarness(t)
 	stream, err := h.client.Chat(bearer(t, h.token(t)))
@@ -169,8 +171,12 @@ func TestStreamTimerStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.grpcSrv.GracefulStop() // the handler and the interceptor have returned
+	if n := h.clock.Timers(); n != 1 {
+		t.Fatalf("%d timers after the stream ended, want the shared 1", n)
+	}
+	h.guard.Close()
 	if n := h.clock.Timers(); n != 0 {
-		t.Fatalf("%d timers left after the stream ended", n)
+		t.Fatalf("%d timers left after Guard.Close", n)
 	}
 }
 
