@@ -41,6 +41,7 @@ type Guard struct {
 	renew    *renewals        // nil when renewal is off
 	streams  streamCounts     // open streams per consumer (or peer) and method
 	expiries expiries         // open streams by the instant their token runs out
+	peerKeys peerKeys         // "peer:<IP>" of recent peers
 
 	claimKeyPrefix string // "claim:<name>:" with WithConsumerClaim
 

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -154,21 +157,56 @@ func (g *Guard) peerKey(ctx context.Context) string {
 			return "peer:" + k
 		}
 	}
-	return peerAddrKey(ctx)
+	return g.peerKeys.of(ctx)
 }
 
-func peerAddrKey(ctx context.Context) string {
+// peerKeys remembers the "peer:<IP>" key of recent TCP peers, so that
+// calls that need one (every cache miss, every public call) do not format
+// an address and concatenate a string each time. It is bounded: past
+// maxPeerKeys addresses it starts afresh.
+type peerKeys struct {
+	m sync.Map // netip.Addr -> string
+	n atomic.Int64
+}
+
+const maxPeerKeys = 4096
+
+func (k *peerKeys) of(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return "peer:unknown"
 	}
-	if a, ok := p.Addr.(*net.TCPAddr); ok {
+	a, ok := p.Addr.(*net.TCPAddr)
+	if !ok {
+		return peerAddrKey(p.Addr)
+	}
+	ip, ok := netip.AddrFromSlice(a.IP)
+	if !ok {
+		return peerAddrKey(p.Addr)
+	}
+	ip = ip.Unmap()
+	if v, ok := k.m.Load(ip); ok {
+		return v.(string)
+	}
+	s := "peer:" + ip.String()
+	if k.n.Add(1) > maxPeerKeys {
+		k.m.Clear()
+		k.n.Store(1)
+	}
+	k.m.Store(ip, s)
+	return s
+}
+
+// peerAddrKey is the key of a peer address that is not TCP: its host when
+// it has one, else the whole address.
+func peerAddrKey(addr net.Addr) string {
+	if a, ok := addr.(*net.TCPAddr); ok {
 		return "peer:" + a.IP.String()
 	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+	if host, _, err := net.SplitHostPort(addr.String()); err == nil {
 		return "peer:" + host
 	}
-	return "peer:" + p.Addr.String()
+	return "peer:" + addr.String()
 }
 
 // consumerKey returns the throttling identity of a verified session, naming
