@@ -86,7 +86,6 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		}
 		gs := &guardedStream{
 			ServerStream: ss,
-			ctx:          session.NewContext(ctx, sess),
 			guard:        g,
 			plan:         pl,
 			sess:         sess,
@@ -98,6 +97,10 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			end:          end,
 			cancel:       cancel,
 		}
+		// The session's context lives in the wrapper: no allocation of its
+		// own.
+		gs.sessCtx.Init(ctx, sess)
+		gs.ctx = &gs.sessCtx
 		if first != nil {
 			gs.received = 1
 		} else if r.TokenField() != nil {
@@ -155,7 +158,8 @@ func (g *Guard) publicStream(srv any, ss grpc.ServerStream, pl *plan, handler gr
 // and the stream ends with it.
 type guardedStream struct {
 	grpc.ServerStream
-	ctx      context.Context
+	ctx      context.Context // &sessCtx, or the stream's own on a public method
+	sessCtx  session.Carrier // the session, on top of the stream's context
 	guard    *Guard
 	plan     *plan
 	sess     *session.Session // nil on a public method
