@@ -4,6 +4,7 @@
 #   make test      generated code check, vet, the whole suite under -race, fuzz smoke
 #   make lint      gofmt, go vet, staticcheck, buf lint
 #   make bench     benchmarks side by side with their baselines -> docs/performance.md
+#   make bench-e2e-profile  CPU profile of the tollgate server under the end-to-end load
 #   make generate  regenerate Go from the .proto files (buf, local plugins)
 
 GO          ?= go
@@ -13,10 +14,13 @@ BUF         := $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 FUZZTIME    ?= 10s
 BENCHCOUNT  ?= 6
+E2E_PKG     := ./examples/pricing/internal/e2ebench
+E2E_CASE    ?= unary-miss-HS256
+E2E_PROFILE ?= e2e-server.prof
 
 GENERATED_DIRS := proto internal/testpb examples/pricing/proto
 
-.PHONY: all demo test unit fuzz check-generated generate lint bench clean
+.PHONY: all demo test unit fuzz check-generated generate lint bench bench-e2e-profile clean
 
 all: lint test
 
@@ -59,6 +63,8 @@ lint:
 # takes the median of those paired ratios. The million-consumer memory
 # benchmarks run once (each inserts a million keys). The Redis benchmarks
 # start their own redis-server and are reported as not measured without one.
+# The end-to-end benchmark runs once: it alternates its three servers in
+# short slices itself, and takes about three minutes.
 bench:
 	@rm -f bench.out
 	@for i in $$(seq $(BENCHCOUNT)); do \
@@ -67,8 +73,21 @@ bench:
 			./session ./permissions ./throttle ./interceptors >> bench.out || exit 1; \
 	done
 	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle | tee -a bench.out
+	@echo "== end to end over loopback TCP (BenchmarkE2E: once, it alternates its servers itself)"
+	@$(GO) test -run='^$$' -bench='^BenchmarkE2E$$' -benchtime=1x -count=1 -timeout 15m $(E2E_PKG) > bench-e2e.out \
+		|| { cat bench-e2e.out; rm -f bench-e2e.out; exit 1; }
+	@tail -n 1 bench-e2e.out; cat bench-e2e.out >> bench.out; rm -f bench-e2e.out
 	$(GO) run ./internal/benchreport -in bench.out -out docs/performance.md
 	@rm -f bench.out
 
+# The end-to-end benchmark for one case, E2E_CASE (unary-hit,
+# unary-miss-HS256, unary-miss-EdDSA or stream-hit), with the server process
+# writing its CPU profile to E2E_PROFILE; then the tollgate server's share of
+# it: the goroutines labelled server=tollgate.
+bench-e2e-profile:
+	TOLLGATE_E2E_CPUPROFILE=$(abspath $(E2E_PROFILE)) $(GO) test -run='^$$' \
+		-bench='^BenchmarkE2E$$/^$(E2E_CASE)$$' -benchtime=1x -count=1 -timeout 15m $(E2E_PKG)
+	$(GO) tool pprof -top -nodecount=40 -tagfocus=server=tollgate $(E2E_PROFILE)
+
 clean:
-	rm -rf bin bench.out
+	rm -rf bin bench.out bench-e2e.out $(E2E_PROFILE)

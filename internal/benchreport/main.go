@@ -396,6 +396,10 @@ func main() {
 		}
 	}
 
+	e2e, e2eMissed := e2eReport(samples)
+	b.WriteString(e2e)
+	missed += e2eMissed
+
 	fmt.Fprintf(&b, "## Every benchmark\n\n| benchmark | time/op | B/op | allocs/op | other metrics | runs |\n|---|---|---|---|---|---|\n")
 	for _, name := range order {
 		s := st[name]
@@ -407,6 +411,9 @@ func main() {
 		slices.Sort(units)
 		for _, u := range units {
 			extra = append(extra, strconv.FormatFloat(median(samples[name].metrics[u]), 'f', 2, 64)+" "+u)
+		}
+		if isE2E(name) {
+			extra = []string{"see " + e2eSection}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", name, fmtNs(s.ns), fmtNum(s.bytes), fmtNum(s.allocs), strings.Join(extra, ", "), len(samples[name].ns))
 	}
