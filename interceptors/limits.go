@@ -52,6 +52,7 @@ type plan struct {
 	cost    int // a unary call, or a stream's opening and first message
 	msgCost int // each later message received; 0: free
 	bucket  string
+	quoted  string // bucket as a structured-field string, for the headers
 	policy  string // the ratelimit-policy header value
 
 	maxStreams int // open streams per consumer (per peer when public)
@@ -106,6 +107,7 @@ func (g *Guard) compilePlans(t *permissions.Table, kinds map[string]grpc.MethodI
 			p.bucket = m
 		}
 		if p.limited {
+			p.quoted = sfString(p.bucket)
 			p.policy = policyHeader(p.bucket, p.limit)
 		}
 		c.plans[m] = p
@@ -124,9 +126,17 @@ func policyHeader(bucket string, l throttle.Limit) string {
 	return sfString(bucket) + ";q=" + strconv.Itoa(l.Burst) + ";w=" + strconv.FormatInt(int64(w), 10)
 }
 
-func rateLimitHeader(bucket string, d throttle.Decision) string {
+// rateLimitHeader renders the RateLimit header of decision d for the bucket
+// quoted (already a structured-field string), in one allocation.
+func rateLimitHeader(quoted string, d throttle.Decision) string {
 	t := (d.ResetAfter + time.Second - 1) / time.Second
-	return sfString(bucket) + ";r=" + strconv.Itoa(max(d.Remaining, 0)) + ";t=" + strconv.FormatInt(int64(max(t, 0)), 10)
+	var buf [128]byte
+	b := append(buf[:0], quoted...)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, int64(max(t, 0)), 10)
+	return string(b)
 }
 
 // sfString quotes s as a structured-field string (RFC 8941), dropping
@@ -258,7 +268,8 @@ func (g *Guard) admit(ctx context.Context, p *plan, key string, sess *session.Se
 		return cmp.Or(denial, errLimiterDown)
 	}
 	if g.opts.rateLimitHeaders {
-		md := metadata.Pairs("ratelimit-policy", p.policy, "ratelimit", rateLimitHeader(p.bucket, d))
+		// Keys already lower case: no need for metadata.Pairs to fold them.
+		md := metadata.MD{"ratelimit-policy": {p.policy}, "ratelimit": {rateLimitHeader(p.quoted, d)}}
 		if d.Allowed && denial == nil {
 			_ = setHeader(ctx, ss, md)
 		} else {
