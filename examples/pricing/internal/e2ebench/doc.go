@@ -3,12 +3,13 @@
 // turn by one Go load client.
 //
 //   - bare: the pricing service with no interceptor;
-//   - tollgate: the pricing service behind interceptors.Guard exactly as
+//   - tollgate: the pricing service behind interceptors.Guard as
 //     pricing-server builds it (server.New, rules compiled from
-//     pricing.proto, renewal on, rate-limit headers), except that its
-//     limiter is a real throttle.Memory asked with every limit's rate and
-//     burst multiplied by a large factor: the throttle does all its work
-//     but refuses nothing of the bench load;
+//     pricing.proto, renewal on), except that it sends no rate-limit
+//     headers (the baseline sends none; they are an option, on in
+//     pricing-server) and that its limiter is a real throttle.Memory asked
+//     with every limit's rate and burst multiplied by a large factor: the
+//     throttle does all its work but refuses nothing of the bench load;
 //   - baseline: what a Go team writes without tollgate: go-grpc-middleware's
 //     auth interceptors with golang-jwt's ParseWithClaims, a hand-written
 //     method → permission map with the seller_id ownership check, and

@@ -101,10 +101,13 @@ func newTollgate(key *session.Key, st *store.Store, lim throttle.Limiter, logger
 		return nil, err
 	}
 	cfg := server.Config{
-		Verifier:     v,
-		Store:        st,
-		Limiter:      lim,
-		GuardOptions: []interceptors.Option{interceptors.WithLogger(logger)},
+		Verifier: v,
+		Store:    st,
+		Limiter:  lim,
+		// The baseline sends no rate-limit headers: neither does this
+		// server, so that both do the same work for the client.
+		NoRateLimitHeaders: true,
+		GuardOptions:       []interceptors.Option{interceptors.WithLogger(logger)},
 	}
 	if _, ok := ks.SigningKey(); ok {
 		cfg.Renewal = &session.RenewalPolicy{Window: renewalWindow, TTL: tokenTTL, MaxSession: maxSession}
