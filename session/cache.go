@@ -174,7 +174,9 @@ func (sh *cacheShard) moveToFront(e *cacheEntry) {
 
 // sessionSize estimates the bytes a session holds.
 func sessionSize(s *Session) int {
-	n := sessionOverheadBytes + len(s.subject) + len(s.issuer) + len(s.id) + len(s.sessionID) + len(s.azp)
+	// The strings are mostly parts of s.text; counting both overstates a
+	// little, never understates.
+	n := sessionOverheadBytes + len(s.text) + len(s.subject) + len(s.issuer) + len(s.id) + len(s.sessionID) + len(s.azp)
 	for _, a := range s.audience {
 		n += len(a) + 16
 	}

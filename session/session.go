@@ -16,6 +16,7 @@ import (
 // concurrent calls (the verified-token cache hands the same Session to every
 // call that presents the same token).
 type Session struct {
+	text        string // the claim set and the consumer key: most strings below are parts of it
 	subject     string
 	issuer      string
 	audience    []string
@@ -29,8 +30,8 @@ type Session struct {
 	expiresAt   time.Time
 	authTime    time.Time
 	perms       []string
-	exact       map[string]struct{}
-	wildcards   []string // grants "p.*", stored as "p."
+	exact       map[string]struct{} // more than maxScannedGrants perms: the exact grants
+	wildcards   []string            // and the grants "p.*", stored as "p."
 	claims      map[string]any
 	validUntil  time.Time // min(exp, auth_time + max session)
 	consumerKey string    // "azp:" + azp, or "sub:" + subject
@@ -107,11 +108,27 @@ func (s *Session) Has(p string) bool {
 	if p == "" || strings.IndexByte(p, '*') >= 0 {
 		return false
 	}
-	if _, ok := s.exact[p]; ok {
-		return true
+	if s.exact != nil {
+		// Many grants: a map of the exact ones, and the prefixes.
+		if _, ok := s.exact[p]; ok {
+			return true
+		}
+		for _, w := range s.wildcards {
+			if len(p) > len(w) && strings.HasPrefix(p, w) {
+				return true
+			}
+		}
+		return false
 	}
-	for _, w := range s.wildcards {
-		if len(p) > len(w) && strings.HasPrefix(p, w) {
+	// A few grants (the usual case) are read in place: cheaper than
+	// hashing p.
+	for _, g := range s.perms {
+		if g == p {
+			return true
+		}
+		// "prefix.*" grants p when p is longer than "prefix." and starts
+		// with it.
+		if n := len(g) - 1; n >= 2 && n < len(p) && g[n] == '*' && g[n-1] == '.' && p[:n] == g[:n] {
 			return true
 		}
 	}
@@ -193,6 +210,15 @@ func FromContext(ctx context.Context) (*Session, bool) {
 	return s, ok && s != nil
 }
 
+// maxScannedGrants is the most permissions Has reads one by one; a session
+// with more has them in a map.
+const maxScannedGrants = 8
+
+// newGrants splits perms into exact grants and wildcard prefixes. Not
+// inlined: the rare large permission set should not widen newSession's
+// frame.
+//
+//go:noinline
 func newGrants(perms []string) (map[string]struct{}, []string) {
 	exact := make(map[string]struct{}, len(perms))
 	var wild []string

@@ -177,3 +177,42 @@ func BenchmarkSign(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSessionHas: Has is asked on every guarded call. A session of a
+// few grants reads them in place; the old map of exact grants plus a list
+// of prefixes (refSession, claims_ref_test.go) is the baseline, in
+// alternating batches of 1000 calls over hits, wildcard hits and misses.
+func BenchmarkSessionHas(b *testing.B) {
+	key := newHMAC(b, testKID, HS256)
+	v := newVerifier(b, keySet(b, key), nil, WithCache(0, 0))
+	asked := []string{"prices.read", "orders.create", "billing.read", "prices.write", "orders", "admin.users.delete"}
+	for _, n := range []int{3, 8, 40} {
+		perms := []string{"prices.read", "prices.write", "orders.*"}
+		for i := len(perms); i < n; i++ {
+			perms = append(perms, "perm"+itoa(int64(i))+".read")
+		}
+		c := with(claimsAt(fixedNow), "perms", perms)
+		data := []byte(mustJSON(b, c))
+		s, err := newClaimsSession(v, key, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		old, err := refVerifyClaims(v, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sink bool
+		b.Run(itoa(int64(n))+"-grants-vs-map", func(b *testing.B) {
+			benchpair.Alternate(b, 1000, "call", func() {
+				for i := range 1000 {
+					sink = s.Has(asked[i%len(asked)])
+				}
+			}, func() {
+				for i := range 1000 {
+					sink = old.has(asked[i%len(asked)])
+				}
+			})
+		})
+		_ = sink
+	}
+}
