@@ -19,6 +19,9 @@ type scratch struct {
 	data   []byte    // the decoded claim set, in buf
 	buf    []byte    // the decoded header, then the decoded claim set
 	sig    []byte    // the decoded signature
+	mac    [64]byte  // the HMAC computed
+	digest [48]byte  // the message digest an ECDSA signature signs
+	der    [104]byte // that signature's ASN.1 form, for ecdsa.VerifyASN1
 	claims claimSet
 }
 
