@@ -53,3 +53,45 @@ func jsonDepth(d []byte) int {
 		}
 	}
 }
+
+// splitCompact reads eight bytes at a time: every byte position of a
+// chunk, and the tail, refuses a bad byte and a third dot, and finds the
+// dots, as a byte-by-byte reading does.
+func TestSplitCompact(t *testing.T) {
+	ref := func(tok string) (int, int, bool) {
+		if strings.Count(tok, ".") != 2 || strings.Trim(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") != "" {
+			return 0, 0, false
+		}
+		d1 := strings.IndexByte(tok, '.')
+		d2 := d1 + 1 + strings.IndexByte(tok[d1+1:], '.')
+		if d1 == 0 || d2 == d1+1 || d2 == len(tok)-1 {
+			return 0, 0, false
+		}
+		return d1, d2, true
+	}
+	check := func(tok string) {
+		t.Helper()
+		d1, d2, err := splitCompact(tok)
+		w1, w2, ok := ref(tok)
+		if ok != (err == nil) || ok && (d1 != w1 || d2 != w2) {
+			t.Fatalf("splitCompact(%q) = %d, %d, %v; want %d, %d, ok=%v", tok, d1, d2, err, w1, w2, ok)
+		}
+	}
+	base := strings.Repeat("aZ09-_xY", 4) // 32 bytes
+	for n := 3; n <= len(base); n++ {
+		for i := 0; i < n; i++ {
+			for j := i; j < n; j++ {
+				b := []byte(base[:n])
+				b[i], b[j] = '.', '.'
+				check(string(b))
+				for k := 0; k < n; k++ {
+					for _, bad := range []byte{'.', '+', '/', '=', ' ', 0, 0x80, 0xff} {
+						c := append([]byte(nil), b...)
+						c[k] = bad
+						check(string(c))
+					}
+				}
+			}
+		}
+	}
+}

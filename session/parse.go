@@ -15,19 +15,23 @@ import (
 // same bytes both verify).
 var b64 = base64.RawURLEncoding.Strict()
 
-// alphabet[c] is true for the base64url characters.
-var alphabet = func() (a [256]bool) {
+// tokenClass[c] is 0 for the base64url characters, 1 for the dot and 2 for
+// every other byte.
+var tokenClass = func() (t [256]uint8) {
+	for i := range t {
+		t[i] = 2
+	}
 	for c := 'A'; c <= 'Z'; c++ {
-		a[c] = true
+		t[c] = 0
 	}
 	for c := 'a'; c <= 'z'; c++ {
-		a[c] = true
+		t[c] = 0
 	}
 	for c := '0'; c <= '9'; c++ {
-		a[c] = true
+		t[c] = 0
 	}
-	a['-'], a['_'] = true, true
-	return a
+	t['-'], t['_'], t['.'] = 0, 0, 1
+	return t
 }()
 
 // splitCompact checks the token's shape before anything is decoded: only
@@ -35,20 +39,22 @@ var alphabet = func() (a [256]bool) {
 // stops at the third dot, so a token of many dots costs next to nothing.
 func splitCompact(tok string) (dot1, dot2 int, err error) {
 	dot1, dot2 = -1, -1
-	for i := 0; i < len(tok); i++ {
-		c := tok[i]
-		if alphabet[c] {
+	i := 0
+	for ; i <= len(tok)-8; i += 8 {
+		// Eight base64url characters at a time, without a branch each.
+		c := tok[i : i+8]
+		if tokenClass[c[0]]|tokenClass[c[1]]|tokenClass[c[2]]|tokenClass[c[3]]|
+			tokenClass[c[4]]|tokenClass[c[5]]|tokenClass[c[6]]|tokenClass[c[7]] == 0 {
 			continue
 		}
-		if c != '.' {
-			return 0, 0, errShape
+		for j := i; j < i+8; j++ {
+			if !splitAt(tok, j, &dot1, &dot2) {
+				return 0, 0, errShape
+			}
 		}
-		switch {
-		case dot1 < 0:
-			dot1 = i
-		case dot2 < 0:
-			dot2 = i
-		default:
+	}
+	for ; i < len(tok); i++ {
+		if !splitAt(tok, i, &dot1, &dot2) {
 			return 0, 0, errShape
 		}
 	}
@@ -56,6 +62,26 @@ func splitCompact(tok string) (dot1, dot2 int, err error) {
 		return 0, 0, errShape
 	}
 	return dot1, dot2, nil
+}
+
+// splitAt checks tok[i] for splitCompact: false for a byte outside the
+// alphabet or a third dot.
+func splitAt(tok string, i int, dot1, dot2 *int) bool {
+	switch tokenClass[tok[i]] {
+	case 0:
+		return true
+	case 1:
+		switch {
+		case *dot1 < 0:
+			*dot1 = i
+		case *dot2 < 0:
+			*dot2 = i
+		default:
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 // decodeInto decodes one base64url segment into *buf, growing it when the
