@@ -183,9 +183,10 @@ func sessionSize(s *Session) int {
 	for _, p := range s.perms {
 		n += 2*len(p) + 48
 	}
-	for k, v := range s.claims {
-		n += len(k) + 48 + claimSize(v)
+	for _, c := range s.claims {
+		n += len(c.name) + 48 + claimSize(c.value)
 	}
+	n += 48 * len(s.claimMap)
 	return n
 }
 

@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/json"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -101,7 +102,23 @@ func checkDifferential(t *testing.T, v *Verifier, key *Key, data []byte, now tim
 	same("consumer key", got.ConsumerKey(), want.consumerKey)
 	same("perms", got.Permissions(), slices.Clone(want.perms))
 	same("perms nil", got.Permissions() == nil, want.perms == nil)
-	same("custom claims", got.claims, want.claims)
+	same("custom claims", got.claimsMap(), want.claims)
+	if names := got.ClaimNames(); names == nil || !slices.Equal(names, slices.Sorted(maps.Keys(want.claims))) {
+		t.Fatalf("claims %q: ClaimNames = %#v, want the sorted names of %v, never nil", data, names, want.claims)
+	}
+	for name, w := range want.claims {
+		g, ok := got.Claim(name)
+		same("Claim("+name+")", g, w)
+		same("Claim("+name+") found", ok, true)
+		for _, n := range []string{name, name + "x", name[:len(name)/2], "~"} {
+			_, wok := want.claims[n]
+			_, gok := got.Claim(n)
+			same("Claim("+n+") found", gok, wok)
+			gs, gok := got.ClaimString(n)
+			ws, wok := refClaimString(want.claims, n)
+			same("ClaimString("+n+")", [2]any{gs, gok}, [2]any{ws, wok})
+		}
+	}
 	sameTime("iat", got.IssuedAt(), want.issuedAt)
 	sameTime("nbf", got.NotBefore(), want.notBefore)
 	sameTime("exp", got.ExpiresAt(), want.expiresAt)
@@ -132,6 +149,7 @@ func diffSeeds(t testing.TB) [][]byte {
 		js(with(base, "perms", many)),
 		js(with(base, "perms", nil, "seller_id", nil, "sid", nil, "nbf", nil, "auth_time", nil)),
 		js(with(base, "n", 1.5, "b", true, "f", false, "z", nil, "arr", []any{1, "a", nil}, "o", map[string]any{"a": []any{}})),
+		js(with(base, "c1", 1, "c2", "2", "c3", 3.5, "c4", true, "c5", "", "c6", []any{}, "c7", "x", "c8", 8, "c9", "9", "c10", false, "c11", "k", "c12", map[string]any{})),
 		raw("perms", `["a",null,"b.*"]`),
 		raw("perms", `null`),
 		raw("aud", `["pricing",null]`),

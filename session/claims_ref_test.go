@@ -428,3 +428,17 @@ func refVerifyClaims(v *Verifier, data []byte, now time.Time) (*refSession, erro
 	}
 	return refNewSession(v.opts, &c), nil
 }
+
+// refClaimString is the old Session.ClaimString, on the old map.
+func refClaimString(claims map[string]any, name string) (string, bool) {
+	switch v := claims[name].(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	case bool:
+		return strconv.FormatBool(v), true
+	default:
+		return "", false
+	}
+}

@@ -30,11 +30,12 @@ type Session struct {
 	expiresAt   time.Time
 	authTime    time.Time
 	perms       []string
-	exact       map[string]struct{} // more than maxScannedGrants perms: the exact grants
-	wildcards   []string            // and the grants "p.*", stored as "p."
-	claims      map[string]any
-	validUntil  time.Time // min(exp, auth_time + max session)
-	consumerKey string    // "azp:" + azp, or "sub:" + subject
+	exact       map[string]struct{}     // more than maxScannedGrants perms: the exact grants
+	wildcards   []string                // and the grants "p.*", stored as "p."
+	claims      []customClaim           // sorted by name
+	claimMap    map[string]*customClaim // more than maxScannedClaims: the claims by name
+	validUntil  time.Time               // min(exp, auth_time + max session)
+	consumerKey string                  // "azp:" + azp, or "sub:" + subject
 }
 
 // Subject returns the sub claim: who the token was issued to.
@@ -139,8 +140,11 @@ func (s *Session) Has(p string) bool {
 // seller_id), as decoded from JSON: string, json.Number, bool, nil,
 // []any or map[string]any (a copy).
 func (s *Session) Claim(name string) (any, bool) {
-	v, ok := s.claims[name]
-	return cloneClaim(v), ok
+	c := s.findClaim(name)
+	if c == nil {
+		return nil, false
+	}
+	return cloneClaim(c.value), true
 }
 
 // cloneClaim deep-copies arrays and objects: the cache shares a Session
@@ -168,26 +172,89 @@ func cloneClaim(v any) any {
 // is, a number as written in the token, a boolean as "true" or "false". It
 // reports false for a missing claim and for null, array and object values.
 func (s *Session) ClaimString(name string) (string, bool) {
-	switch v := s.claims[name].(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
-	default:
+	c := s.findClaim(name)
+	if c == nil || !c.isText {
 		return "", false
 	}
+	return c.text, true
 }
 
 // ClaimNames returns the names of the custom claims, sorted.
 func (s *Session) ClaimNames() []string {
-	names := make([]string, 0, len(s.claims))
-	for k := range s.claims {
-		names = append(names, k)
+	names := make([]string, len(s.claims))
+	for i := range s.claims {
+		names[i] = s.claims[i].name
 	}
-	slices.Sort(names)
 	return names
+}
+
+// customClaim is a custom claim of a session, with its canonical text
+// (for ClaimString) when it has one. A session of a few custom claims (the
+// usual case) holds them in a slice sorted by name, one allocation where a
+// map cost two, and reads them in place, faster than hashing the name;
+// past maxScannedClaims a map finds them.
+type customClaim struct {
+	name   string
+	value  any
+	text   string
+	isText bool
+}
+
+const maxScannedClaims = 4
+
+// set sets c to the custom claim name of value v. Not inlined: it would
+// widen the frame under newSession's allocations.
+//
+//go:noinline
+func (c *customClaim) set(name string, v any) {
+	c.name, c.value, c.isText = name, v, true
+	switch v := v.(type) {
+	case string:
+		c.text = v
+	case json.Number:
+		c.text = v.String()
+	case bool:
+		c.text = strconv.FormatBool(v)
+	default:
+		c.isText = false
+	}
+}
+
+// findClaim returns the custom claim name, or nil.
+func (s *Session) findClaim(name string) *customClaim {
+	if s.claimMap != nil {
+		return s.claimMap[name]
+	}
+	for i := range s.claims {
+		if s.claims[i].name == name {
+			return &s.claims[i]
+		}
+	}
+	return nil
+}
+
+// claimsByName returns a map of claims, nil for a few.
+func claimsByName(claims []customClaim) map[string]*customClaim {
+	if len(claims) <= maxScannedClaims {
+		return nil
+	}
+	m := make(map[string]*customClaim, len(claims))
+	for i := range claims {
+		m[claims[i].name] = &claims[i]
+	}
+	return m
+}
+
+// claimsMap returns the custom claims as a map, nil when there are none.
+func (s *Session) claimsMap() map[string]any {
+	if len(s.claims) == 0 {
+		return nil
+	}
+	m := make(map[string]any, len(s.claims))
+	for _, c := range s.claims {
+		m[c.name] = c.value
+	}
+	return m
 }
 
 // String describes the session for logs without any secret: subject,

@@ -216,3 +216,44 @@ func BenchmarkSessionHas(b *testing.B) {
 		_ = sink
 	}
 }
+
+// BenchmarkSessionClaimString: ownership rules read a custom claim on every
+// guarded call. The claims are a sorted slice, read in place when there
+// are a few; the old map (refClaimString) is the baseline, in alternating
+// batches of 1000 calls over present and absent names.
+func BenchmarkSessionClaimString(b *testing.B) {
+	key := newHMAC(b, testKID, HS256)
+	v := newVerifier(b, keySet(b, key), nil, WithCache(0, 0))
+	for _, n := range []int{1, 4, 5, 30} {
+		c := claimsAt(fixedNow)
+		asked := []string{"seller_id", "tenant", "missing"}
+		for i := 1; i < n; i++ {
+			c["claim_"+itoa(int64(i))] = "value-" + itoa(int64(i))
+			if i%7 == 0 {
+				asked = append(asked, "claim_"+itoa(int64(i)))
+			}
+		}
+		data := []byte(mustJSON(b, c))
+		s, err := newClaimsSession(v, key, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		old, err := refVerifyClaims(v, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sink bool
+		b.Run(itoa(int64(n))+"-claims-vs-map", func(b *testing.B) {
+			benchpair.Alternate(b, 1000, "call", func() {
+				for i := range 1000 {
+					_, sink = s.ClaimString(asked[i%len(asked)])
+				}
+			}, func() {
+				for i := range 1000 {
+					_, sink = refClaimString(old.claims, asked[i%len(asked)])
+				}
+			})
+		})
+		_ = sink
+	}
+}
