@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The claim set is decoded by hand (issue 8), and is exactly as strict as
@@ -118,6 +119,44 @@ func TestVerifyClaimsCausePrecedence(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assertCause(t, assertInvalid(t, f.v, signWith(t, f.key, hdr(HS256, testKID), tc.claims)), tc.want)
+		})
+	}
+}
+
+// An uncached Verify allocates the session and one string for all its
+// claim strings, plus what perms and custom claims need: a token of one
+// aud and no perms or custom claims costs 2 allocations; the benchmark's
+// token (3 perms, a seller_id) 5.
+func TestVerifyMissAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops entries at random under the race detector")
+	}
+	f := newFixture(t, WithCache(0, 0))
+	for _, tc := range []struct {
+		name   string
+		claims map[string]any
+		max    float64
+	}{
+		{"one aud, no perms, no custom claims", with(claimsAt(fixedNow), "perms", nil, "seller_id", nil), 2},
+		{"benchmark claims", map[string]any{
+			"iss": testIss, "sub": "user-8f14e45f", "aud": testAud,
+			"iat": fixedNow.Add(-time.Minute).Unix(), "nbf": fixedNow.Add(-time.Minute).Unix(),
+			"exp": fixedNow.Add(14 * time.Minute).Unix(), "auth_time": fixedNow.Add(-2 * time.Hour).Unix(),
+			"jti": "Yq3c8k2xT0m9vJ4bN7aLzw", "sid": "sess-0c9d1f2e", "azp": "checkout-service",
+			"perms": []string{"prices.read", "prices.write", "orders.*"}, "seller_id": "seller-4711",
+		}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := token(t, f.key, tc.claims)
+			mustVerify(t, f.v, tok)
+			allocs := testing.AllocsPerRun(100, func() {
+				if _, err := f.v.Verify(t.Context(), tok); err != nil {
+					panic(err)
+				}
+			})
+			if allocs > tc.max {
+				t.Fatalf("%v allocations, want at most %v", allocs, tc.max)
+			}
 		})
 	}
 }

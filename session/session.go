@@ -20,8 +20,9 @@ type Session struct {
 	subject     string
 	issuer      string
 	audience    []string
-	id          string // jti
-	sessionID   string // sid
+	aud1        [1]string // audience, when it is one
+	id          string    // jti
+	sessionID   string    // sid
 	azp         string
 	keyID       string
 	algorithm   string

@@ -326,7 +326,7 @@ func (v *Verifier) newSession(sc *scratch) (*Session, error) {
 	s.text = sessionText(c, sc)
 	s.consumerKey = s.text[n:]
 	s.setClaims(c, sc.key, v.opts.maxSession)
-	s.audience, s.perms = audienceAndPerms(c, s.text, v.opts.scope)
+	s.audience, s.perms = audienceAndPerms(c, s, v.opts.scope)
 	if len(s.perms) > maxScannedGrants {
 		s.exact, s.wildcards = newGrants(s.perms)
 	}
@@ -388,9 +388,11 @@ func sessionText(c *claimSet, sc *scratch) string {
 var emptyPerms = []string{}
 
 // audienceAndPerms returns aud and perms (with scope's words appended when
-// scope is set) in one slice. perms is nil when absent, empty but not nil
-// when an empty array, as encoding/json decoded them.
-func audienceAndPerms(c *claimSet, text string, scope bool) (aud, perms []string) {
+// scope is set) in one slice; a single aud (the usual case) lives in the
+// session itself, s.aud1. perms is nil when absent, empty but not nil when
+// an empty array, as encoding/json decoded them.
+func audienceAndPerms(c *claimSet, s *Session, scope bool) (aud, perms []string) {
+	text := s.text
 	scope = scope && c.scope.len() > 0
 	var words string
 	nScope := 0
@@ -401,9 +403,19 @@ func audienceAndPerms(c *claimSet, text string, scope bool) (aud, perms []string
 		}
 	}
 	nAud, nPerms := len(c.aud), len(c.perms)+nScope
-	strs := make([]string, nAud+nPerms)
-	for i := range c.aud {
-		strs[i] = c.aud[i].in(text)
+	if nAud == 1 {
+		s.aud1[0] = c.aud[0].in(text)
+		aud, nAud = s.aud1[:], 0
+	}
+	var strs []string
+	if nAud+nPerms > 0 {
+		strs = make([]string, nAud+nPerms)
+	}
+	if nAud > 0 {
+		for i := range c.aud {
+			strs[i] = c.aud[i].in(text)
+		}
+		aud = strs[:nAud:nAud]
 	}
 	switch {
 	case nPerms > 0:
@@ -419,7 +431,7 @@ func audienceAndPerms(c *claimSet, text string, scope bool) (aud, perms []string
 	case c.permsSet && !scope:
 		perms = emptyPerms
 	}
-	return strs[:nAud:nAud], perms
+	return aud, perms
 }
 
 // customClaims decodes the custom claims, sorted by name; text and data
