@@ -174,16 +174,19 @@ func (sh *cacheShard) moveToFront(e *cacheEntry) {
 
 // sessionSize estimates the bytes a session holds.
 func sessionSize(s *Session) int {
-	n := sessionOverheadBytes + len(s.subject) + len(s.issuer) + len(s.id) + len(s.sessionID) + len(s.azp)
+	// The strings are mostly parts of s.text; counting both overstates a
+	// little, never understates.
+	n := sessionOverheadBytes + len(s.text) + len(s.subject) + len(s.issuer) + len(s.id) + len(s.sessionID) + len(s.azp)
 	for _, a := range s.audience {
 		n += len(a) + 16
 	}
 	for _, p := range s.perms {
 		n += 2*len(p) + 48
 	}
-	for k, v := range s.claims {
-		n += len(k) + 48 + claimSize(v)
+	for _, c := range s.claims {
+		n += len(c.name) + 48 + claimSize(c.value)
 	}
+	n += 48 * len(s.claimMap)
 	return n
 }
 

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -59,6 +60,8 @@ type Key struct {
 	verifyKey   any
 	signKey     any // nil for verify-only keys
 	fingerprint [32]byte
+	verify      uint8      // how verifySignature checks a signature
+	macs        *sync.Pool // HMAC keys: hashers keyed with the secret
 }
 
 // ID returns the key's kid.
@@ -156,7 +159,7 @@ func NewHMACKey(kid, alg string, secret []byte) (*Key, error) {
 	}
 	m, _ := signingMethod(alg)
 	s := append([]byte(nil), secret...)
-	k := &Key{id: kid, alg: alg, method: m, verifyKey: s, signKey: s}
+	k := &Key{id: kid, alg: alg, method: m, verifyKey: s, signKey: s, verify: verifyHMAC, macs: newMACPool(alg, s)}
 	k.fingerprint = sha256.Sum256(append([]byte(alg+"\x00"), s...))
 	return k, nil
 }
@@ -249,6 +252,12 @@ func newAsymmetricKey(kid, alg string, pub crypto.PublicKey, priv crypto.Signer)
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
 	k := &Key{id: kid, alg: alg, method: m, verifyKey: verify, signKey: sign}
+	switch alg {
+	case EdDSA:
+		k.verify = verifyEd25519
+	case ES256, ES384:
+		k.verify = verifyECDSA
+	}
 	k.fingerprint = sha256.Sum256(append([]byte(alg+"\x00"), der...))
 	return k, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 )
@@ -137,7 +136,7 @@ func (p RenewalPolicy) Successor(sess *Session, now time.Time) (Claims, error) {
 		SessionID:       sess.sessionID,
 		AuthorizedParty: sess.azp,
 		Permissions:     slices.Clone(sess.perms),
-		Extra:           maps.Clone(sess.claims),
+		Extra:           sess.claimsMap(),
 	}, nil
 }
 

@@ -16,11 +16,13 @@ import (
 // concurrent calls (the verified-token cache hands the same Session to every
 // call that presents the same token).
 type Session struct {
+	text        string // the claim set and the consumer key: most strings below are parts of it
 	subject     string
 	issuer      string
 	audience    []string
-	id          string // jti
-	sessionID   string // sid
+	aud1        [1]string // audience, when it is one
+	id          string    // jti
+	sessionID   string    // sid
 	azp         string
 	keyID       string
 	algorithm   string
@@ -29,11 +31,12 @@ type Session struct {
 	expiresAt   time.Time
 	authTime    time.Time
 	perms       []string
-	exact       map[string]struct{}
-	wildcards   []string // grants "p.*", stored as "p."
-	claims      map[string]any
-	validUntil  time.Time // min(exp, auth_time + max session)
-	consumerKey string    // "azp:" + azp, or "sub:" + subject
+	exact       map[string]struct{}     // more than maxScannedGrants perms: the exact grants
+	wildcards   []string                // and the grants "p.*", stored as "p."
+	claims      []customClaim           // sorted by name
+	claimMap    map[string]*customClaim // more than maxScannedClaims: the claims by name
+	validUntil  time.Time               // min(exp, auth_time + max session)
+	consumerKey string                  // "azp:" + azp, or "sub:" + subject
 }
 
 // Subject returns the sub claim: who the token was issued to.
@@ -107,11 +110,27 @@ func (s *Session) Has(p string) bool {
 	if p == "" || strings.IndexByte(p, '*') >= 0 {
 		return false
 	}
-	if _, ok := s.exact[p]; ok {
-		return true
+	if s.exact != nil {
+		// Many grants: a map of the exact ones, and the prefixes.
+		if _, ok := s.exact[p]; ok {
+			return true
+		}
+		for _, w := range s.wildcards {
+			if len(p) > len(w) && strings.HasPrefix(p, w) {
+				return true
+			}
+		}
+		return false
 	}
-	for _, w := range s.wildcards {
-		if len(p) > len(w) && strings.HasPrefix(p, w) {
+	// A few grants (the usual case) are read in place: cheaper than
+	// hashing p.
+	for _, g := range s.perms {
+		if g == p {
+			return true
+		}
+		// "prefix.*" grants p when p is longer than "prefix." and starts
+		// with it.
+		if n := len(g) - 1; n >= 2 && n < len(p) && g[n] == '*' && g[n-1] == '.' && p[:n] == g[:n] {
 			return true
 		}
 	}
@@ -122,8 +141,11 @@ func (s *Session) Has(p string) bool {
 // seller_id), as decoded from JSON: string, json.Number, bool, nil,
 // []any or map[string]any (a copy).
 func (s *Session) Claim(name string) (any, bool) {
-	v, ok := s.claims[name]
-	return cloneClaim(v), ok
+	c := s.findClaim(name)
+	if c == nil {
+		return nil, false
+	}
+	return cloneClaim(c.value), true
 }
 
 // cloneClaim deep-copies arrays and objects: the cache shares a Session
@@ -151,26 +173,89 @@ func cloneClaim(v any) any {
 // is, a number as written in the token, a boolean as "true" or "false". It
 // reports false for a missing claim and for null, array and object values.
 func (s *Session) ClaimString(name string) (string, bool) {
-	switch v := s.claims[name].(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
-	default:
+	c := s.findClaim(name)
+	if c == nil || !c.isText {
 		return "", false
 	}
+	return c.text, true
 }
 
 // ClaimNames returns the names of the custom claims, sorted.
 func (s *Session) ClaimNames() []string {
-	names := make([]string, 0, len(s.claims))
-	for k := range s.claims {
-		names = append(names, k)
+	names := make([]string, len(s.claims))
+	for i := range s.claims {
+		names[i] = s.claims[i].name
 	}
-	slices.Sort(names)
 	return names
+}
+
+// customClaim is a custom claim of a session, with its canonical text
+// (for ClaimString) when it has one. A session of a few custom claims (the
+// usual case) holds them in a slice sorted by name, one allocation where a
+// map cost two, and reads them in place, faster than hashing the name;
+// past maxScannedClaims a map finds them.
+type customClaim struct {
+	name   string
+	value  any
+	text   string
+	isText bool
+}
+
+const maxScannedClaims = 4
+
+// set sets c to the custom claim name of value v. Not inlined: it would
+// widen the frame under newSession's allocations.
+//
+//go:noinline
+func (c *customClaim) set(name string, v any) {
+	c.name, c.value, c.isText = name, v, true
+	switch v := v.(type) {
+	case string:
+		c.text = v
+	case json.Number:
+		c.text = v.String()
+	case bool:
+		c.text = strconv.FormatBool(v)
+	default:
+		c.isText = false
+	}
+}
+
+// findClaim returns the custom claim name, or nil.
+func (s *Session) findClaim(name string) *customClaim {
+	if s.claimMap != nil {
+		return s.claimMap[name]
+	}
+	for i := range s.claims {
+		if s.claims[i].name == name {
+			return &s.claims[i]
+		}
+	}
+	return nil
+}
+
+// claimsByName returns a map of claims, nil for a few.
+func claimsByName(claims []customClaim) map[string]*customClaim {
+	if len(claims) <= maxScannedClaims {
+		return nil
+	}
+	m := make(map[string]*customClaim, len(claims))
+	for i := range claims {
+		m[claims[i].name] = &claims[i]
+	}
+	return m
+}
+
+// claimsMap returns the custom claims as a map, nil when there are none.
+func (s *Session) claimsMap() map[string]any {
+	if len(s.claims) == 0 {
+		return nil
+	}
+	m := make(map[string]any, len(s.claims))
+	for _, c := range s.claims {
+		m[c.name] = c.value
+	}
+	return m
 }
 
 // String describes the session for logs without any secret: subject,
@@ -193,6 +278,15 @@ func FromContext(ctx context.Context) (*Session, bool) {
 	return s, ok && s != nil
 }
 
+// maxScannedGrants is the most permissions Has reads one by one; a session
+// with more has them in a map.
+const maxScannedGrants = 8
+
+// newGrants splits perms into exact grants and wildcard prefixes. Not
+// inlined: the rare large permission set should not widen newSession's
+// frame.
+//
+//go:noinline
 func newGrants(perms []string) (map[string]struct{}, []string) {
 	exact := make(map[string]struct{}, len(perms))
 	var wild []string

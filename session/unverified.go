@@ -23,32 +23,49 @@ var ErrUnreadable = errors.New("session: token claims unreadable")
 // claims as JSON numbers only, and exp required. Any failure is
 // ErrUnreadable.
 func UnverifiedClaims(tok string) (Claims, error) {
-	data, ok := unverifiedPayload(tok)
+	sc := getScratch()
+	defer putScratch(sc)
+	data, ok := unverifiedPayload(sc, tok)
 	if !ok {
 		return Claims{}, ErrUnreadable
 	}
-	var c tokenClaims
-	if parseClaims(data, &c) != nil || !c.ExpiresAt.set {
+	c := &sc.claims
+	if parseClaims(data, c) != nil || !c.exp.set {
 		return Claims{}, ErrUnreadable
 	}
+	text := string(data)
+	var aud, perms []string
+	if len(c.aud) > 0 {
+		aud = make([]string, len(c.aud))
+		for i := range c.aud {
+			aud[i] = c.aud[i].in(text)
+		}
+	}
+	if c.permsSet {
+		perms = make([]string, len(c.perms))
+		for i := range c.perms {
+			perms[i] = c.perms[i].in(text)
+		}
+	}
 	return Claims{
-		Issuer:          c.Issuer,
-		Subject:         c.Subject,
-		Audience:        []string(c.Audience),
-		IssuedAt:        c.IssuedAt.t,
-		NotBefore:       c.NotBefore.t,
-		ExpiresAt:       c.ExpiresAt.t,
-		AuthTime:        c.AuthTime.t,
-		ID:              c.ID,
-		SessionID:       c.SID,
-		AuthorizedParty: c.AZP,
-		Permissions:     c.Perms,
+		Issuer:          c.iss.in(text),
+		Subject:         c.sub.in(text),
+		Audience:        aud,
+		IssuedAt:        c.iat.t,
+		NotBefore:       c.nbf.t,
+		ExpiresAt:       c.exp.t,
+		AuthTime:        c.authTime.t,
+		ID:              c.jti.in(text),
+		SessionID:       c.sid.in(text),
+		AuthorizedParty: c.azp.in(text),
+		Permissions:     perms,
 	}, nil
 }
 
 // unverifiedPayload checks tok's size and shape and returns its decoded
-// claim set, which is valid UTF-8; the header and signature are not read.
-func unverifiedPayload(tok string) ([]byte, bool) {
+// claim set (in sc), which is valid UTF-8; the header and signature are
+// not read.
+func unverifiedPayload(sc *scratch, tok string) ([]byte, bool) {
 	if len(tok) == 0 || len(tok) > MaxTokenSizeLimit {
 		return nil, false
 	}
@@ -56,7 +73,8 @@ func unverifiedPayload(tok string) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	data, ok := decodeSegment(tok[dot1+1:dot2], nil)
+	sc.tok = append(sc.tok[:0], tok[dot1+1:dot2]...)
+	data, ok := decodeInto(&sc.buf, sc.tok)
 	if !ok || !utf8.Valid(data) {
 		return nil, false
 	}

@@ -2,25 +2,25 @@ package session
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
+	"hash"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Verifier checks tokens against a [KeySet] and returns the [Session] they
 // carry. It is safe for concurrent use; [Verifier.SetKeys] swaps the key set
 // atomically while calls are in flight.
 type Verifier struct {
-	keys      atomic.Pointer[KeySet]
-	issuer    string
-	audience  string
-	opts      verifierOptions
-	validator *jwt.Validator
-	cache     *cache
+	keys     atomic.Pointer[KeySet]
+	issuer   string
+	audience string
+	opts     verifierOptions
+	cache    *cache
 }
 
 // NewVerifier returns a verifier that accepts tokens signed by a key of
@@ -51,14 +51,6 @@ func NewVerifier(keys *KeySet, issuer, audience string, opts ...VerifierOption) 
 	}
 	v := &Verifier{issuer: issuer, audience: audience, opts: o}
 	v.keys.Store(keys)
-	v.validator = jwt.NewValidator(
-		jwt.WithLeeway(o.leeway),
-		jwt.WithIssuer(issuer),
-		jwt.WithAudience(audience),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithTimeFunc(o.now),
-	)
 	if o.cacheEntries > 0 {
 		v.cache = newCache(o.cacheEntries, o.cacheBytes)
 	}
@@ -117,14 +109,11 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Session, error) {
 			return s, nil
 		}
 	}
-	s, key, err := v.verify(tok, ks, now)
-	if err != nil {
-		return nil, err
-	}
-	if v.cache != nil {
-		v.cache.put(tok, s, key)
-	}
-	return s, nil
+	sc := getScratch()
+	sc.ks, sc.now = ks, now
+	s, err := v.miss(sc, tok)
+	putScratch(sc)
+	return s, err
 }
 
 // Cached returns the session of tok when the verified-token cache holds it
@@ -142,152 +131,338 @@ func (v *Verifier) Cached(tok string) (*Session, bool) {
 	return s, s != nil
 }
 
-// verify runs every check on tok, in the order of RFC 8725: shape, header,
-// key, signature, and only then the claims.
-func (v *Verifier) verify(tok string, ks *KeySet, now time.Time) (*Session, *Key, error) {
+// miss runs every check on tok, in the order of RFC 8725: shape, header,
+// key, signature, and only then the claims; it caches what passes.
+//
+// The stages run one after the other from here, each returning before the
+// next starts, and keep their working memory and their state in a pooled
+// scratch (sc): a miss typically runs on a request's fresh goroutine, whose
+// stack starts small, and a deep chain of large frames would make every
+// miss pay for growing (copying) that stack. The signature check is one
+// call down from here for that reason: crypto/hmac and crypto/sha256 need
+// some 600 bytes of stack of their own.
+func (v *Verifier) miss(sc *scratch, tok string) (*Session, error) {
+	if err := readToken(sc, tok); err != nil {
+		return nil, err
+	}
+	if !checkSignature(sc, tok) {
+		return nil, errSignature
+	}
+	s, err := v.claimsSession(sc)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(tok, s, sc.key)
+	}
+	return s, nil
+}
+
+// readToken checks tok's shape and header, resolves its key (sc.key) and
+// decodes its signature (sc.sig). It leaves a copy of tok and the places
+// of its dots in sc.
+func readToken(sc *scratch, tok string) error {
 	dot1, dot2, err := splitCompact(tok)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	// Decoded segments escape (to encoding/json and the signing method), so
-	// they are allocated at their exact size.
-	hdata, ok := decodeSegment(tok[:dot1], nil)
+	sc.tok = append(sc.tok[:0], tok...)
+	sc.dot1, sc.dot2 = dot1, dot2
+	if err := resolveKey(sc); err != nil {
+		return err
+	}
+	sig, ok := decodeInto(&sc.sig, sc.tok[dot2+1:])
 	if !ok {
-		return nil, nil, errHeader
+		return errSignatureEnc
+	}
+	sc.sig = sig
+	return nil
+}
+
+// checkSignature reports whether the token in sc carries a valid
+// signature by sc.key; tok is the token itself.
+func checkSignature(sc *scratch, tok string) bool {
+	if sc.key.verify != verifyHMAC {
+		return sc.key.verifySignature(sc, tok[:sc.dot2], sc.sig)
+	}
+	m := sc.key.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(sc.tok[:sc.dot2])
+	sum := m.Sum(sc.mac[:0])
+	sc.key.macs.Put(m)
+	return hmac.Equal(sum, sc.sig)
+}
+
+// resolveKey decodes and checks the header of the token in sc and sets
+// sc.key to the key of sc.ks it names.
+func resolveKey(sc *scratch) error {
+	ks := sc.ks
+	hdata, ok := decodeInto(&sc.buf, sc.tok[:sc.dot1])
+	if !ok {
+		return errHeader
 	}
 	h, err := parseHeader(hdata)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	if len(ks.keys) > 1 && !h.hasKID {
-		return nil, nil, errNoKID
+		return errNoKID
 	}
 	key := ks.lookup(h.kid)
 	if key == nil {
-		return nil, nil, errUnknownKID
+		return errUnknownKID
 	}
 	// The algorithm comes from the key, never from the token: the header's
 	// alg must merely agree, byte for byte.
 	if string(h.alg) != key.alg {
-		return nil, nil, errAlgMismatch
+		return errAlgMismatch
 	}
-	sig, ok := decodeSegment(tok[dot2+1:], nil)
-	if !ok {
-		return nil, nil, errSignatureEnc
-	}
-	if key.method.Verify(tok[:dot2], sig, key.verifyKey) != nil {
-		return nil, nil, errSignature
-	}
-	cdata, ok := decodeSegment(tok[dot1+1:dot2], nil)
-	if !ok {
-		return nil, nil, errClaims
-	}
-	var c tokenClaims
-	if err := parseClaims(cdata, &c); err != nil {
-		return nil, nil, err
-	}
-	if err := v.checkClaims(&c, now); err != nil {
-		return nil, nil, err
-	}
-	return v.newSession(&c, key), key, nil
+	sc.key = key
+	return nil
 }
 
-// checkClaims applies golang-jwt's validator (exp required, iat not in the
-// future, nbf, iss, aud, all with leeway) and then tollgate's own rules.
-func (v *Verifier) checkClaims(c *tokenClaims, now time.Time) error {
-	if !c.ExpiresAt.set {
+// claimsSession decodes, reads and checks the claim set of the token in sc
+// and returns its session. It is small enough to be inlined into miss, so
+// newSession's allocations run one frame less deep.
+func (v *Verifier) claimsSession(sc *scratch) (*Session, error) {
+	if err := v.readClaims(sc); err != nil {
+		return nil, err
+	}
+	return v.newSession(sc)
+}
+
+// readClaims decodes, reads and checks the claim set of the token in sc,
+// into sc.data and sc.claims.
+func (v *Verifier) readClaims(sc *scratch) error {
+	data, ok := decodeInto(&sc.buf, sc.tok[sc.dot1+1:sc.dot2])
+	if !ok {
+		return errClaims
+	}
+	sc.data = data
+	if err := parseClaims(data, &sc.claims); err != nil {
+		return err
+	}
+	return v.checkClaims(&sc.claims, data, sc.now)
+}
+
+// checkClaims checks exp (required), iat (required, not in the future),
+// nbf, iss and aud, with leeway, exactly at the boundaries golang-jwt's
+// Validator drew (tollgate used it until it cost more than the rest of a
+// verification), and then tollgate's own rules. Where several checks fail,
+// the error is the one Validator's errors were mapped to.
+func (v *Verifier) checkClaims(c *claimSet, data []byte, now time.Time) error {
+	if !c.exp.set {
 		return errNoExp
 	}
-	if !c.IssuedAt.set {
+	if !c.iat.set {
 		return errNoIat
+	}
+	leeway := v.opts.leeway
+	// Valid while now < exp + leeway; issued and usable from now ≥ iat -
+	// leeway and now ≥ nbf - leeway.
+	if now.Before(c.iat.t.Add(-leeway)) {
+		return errIatFuture
+	}
+	if c.nbf.set && now.Before(c.nbf.t.Add(-leeway)) {
+		return errNbf
+	}
+	// An empty iss, and an aud that is absent, empty or only "", count as
+	// missing: "claims invalid", unless the other is present and wrong.
+	noIss := c.iss.len() == 0
+	if !noIss && !c.iss.is(data, v.issuer) {
+		return errIssuer
+	}
+	noAud := len(c.aud) == 0 || len(c.aud) == 1 && c.aud[0].len() == 0
+	if !noAud && !c.audienceHas(data, v.audience) {
+		return errAudience
+	}
+	if noIss || noAud {
+		return errClaimsInvalid
 	}
 	// Expiry is reported only once every other check has passed: a token
 	// that is expired and also wrong in any other way is invalid, never
 	// merely expired (ErrExpiredToken means "authentic, only stale").
 	var stale error
-	if err := v.validator.Validate(c); err != nil {
-		switch {
-		case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-			return errIatFuture
-		case errors.Is(err, jwt.ErrTokenNotValidYet):
-			return errNbf
-		case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-			return errIssuer
-		case errors.Is(err, jwt.ErrTokenInvalidAudience):
-			return errAudience
-		case !onlyExpired(err):
-			return errClaimsInvalid
-		}
+	if !now.Before(c.exp.t.Add(leeway)) {
 		stale = errExpired
 	}
-	if c.Subject == "" {
+	if c.sub.len() == 0 {
 		return errNoSub
 	}
-	if c.ID == "" || len(c.ID) > maxJTILen {
+	if n := c.jti.len(); n == 0 || n > maxJTILen {
 		return errJTI
 	}
-	if c.ExpiresAt.t.Sub(c.IssuedAt.t) > v.opts.maxLifetime {
+	if c.exp.t.Sub(c.iat.t) > v.opts.maxLifetime {
 		return errLifetime
 	}
-	if c.AuthTime.set {
-		if c.AuthTime.t.After(now.Add(v.opts.leeway)) || c.AuthTime.t.After(c.IssuedAt.t.Add(v.opts.leeway)) {
+	if c.authTime.set {
+		if c.authTime.t.After(now.Add(leeway)) || c.authTime.t.After(c.iat.t.Add(leeway)) {
 			return errAuthTime
 		}
-		if stale == nil && !now.Before(c.AuthTime.t.Add(v.opts.maxSession).Add(v.opts.leeway)) {
+		if stale == nil && !now.Before(c.authTime.t.Add(v.opts.maxSession).Add(leeway)) {
 			stale = errSessionOver
 		}
 	}
 	return stale
 }
 
-// onlyExpired reports whether every error the validator joined in err is
-// jwt.ErrTokenExpired.
-func onlyExpired(err error) bool {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			if !onlyExpired(e) {
-				return false
-			}
+func (c *claimSet) audienceHas(data []byte, aud string) bool {
+	for i := range c.aud {
+		if c.aud[i].is(data, aud) {
+			return true
 		}
-		return len(j.Unwrap()) > 0
 	}
-	return errors.Is(err, jwt.ErrTokenExpired)
+	return false
 }
 
-func (v *Verifier) newSession(c *tokenClaims, key *Key) *Session {
-	perms := c.Perms
-	if v.opts.scope && c.Scope != "" {
-		perms = append(append([]string(nil), perms...), strings.Fields(c.Scope)...)
+// newSession builds the session of the checked claim set in sc. Its
+// strings are all parts of one string, the claim set's text with the
+// consumer key appended (strings with escapes aside); aud and perms share
+// one slice.
+func (v *Verifier) newSession(sc *scratch) (*Session, error) {
+	s := new(Session)
+	c := &sc.claims
+	n := len(sc.data)
+	s.text = sessionText(c, sc)
+	s.consumerKey = s.text[n:]
+	s.setClaims(c, sc.key, v.opts.maxSession)
+	s.audience, s.perms = audienceAndPerms(c, s, v.opts.scope)
+	if len(s.perms) > maxScannedGrants {
+		s.exact, s.wildcards = newGrants(s.perms)
 	}
-	s := &Session{
-		subject:   c.Subject,
-		issuer:    c.Issuer,
-		audience:  []string(c.Audience),
-		id:        c.ID,
-		sessionID: c.SID,
-		azp:       c.AZP,
-		keyID:     key.id,
-		algorithm: key.alg,
-		issuedAt:  c.IssuedAt.t,
-		notBefore: c.NotBefore.t,
-		expiresAt: c.ExpiresAt.t,
-		authTime:  c.AuthTime.t,
-		perms:     perms,
-		claims:    c.custom,
+	if len(c.custom) > 0 {
+		claims, ok := customClaims(c, s.text, sc.buf[:n])
+		if !ok {
+			return nil, errClaims
+		}
+		s.claims, s.claimMap = claims, claimsByName(claims)
 	}
-	s.exact, s.wildcards = newGrants(perms)
-	if s.azp != "" {
-		s.consumerKey = "azp:" + s.azp
-	} else {
-		s.consumerKey = "sub:" + s.subject
-	}
+	return s, nil
+}
+
+// setClaims sets the session's string and time claims, and its end.
+func (s *Session) setClaims(c *claimSet, key *Key, maxSession time.Duration) {
+	text := s.text
+	s.subject = c.sub.in(text)
+	s.issuer = c.iss.in(text)
+	s.id = c.jti.in(text)
+	s.sessionID = c.sid.in(text)
+	s.azp = c.azp.in(text)
+	s.keyID = key.id
+	s.algorithm = key.alg
+	s.issuedAt = c.iat.t
+	s.notBefore = c.nbf.t
+	s.expiresAt = c.exp.t
+	s.authTime = c.authTime.t
 	s.validUntil = s.expiresAt
-	if c.AuthTime.set {
-		if end := s.authTime.Add(v.opts.maxSession); end.Before(s.validUntil) {
+	if c.authTime.set {
+		if end := s.authTime.Add(maxSession); end.Before(s.validUntil) {
 			s.validUntil = end
 		}
 	}
-	return s
+}
+
+// sessionText returns the claim set data (in sc.buf) with the consumer key
+// appended ("azp:" and the azp, or "sub:" and the subject), as one string.
+// Not inlined: its frame would sit under the allocations of newSession.
+//
+//go:noinline
+func sessionText(c *claimSet, sc *scratch) string {
+	data := sc.data
+	prefix, consumer := "azp:", &c.azp
+	if c.azp.len() == 0 {
+		prefix, consumer = "sub:", &c.sub
+	}
+	buf := append(data, prefix...)
+	if consumer.esc {
+		buf = append(buf, consumer.dec...)
+	} else {
+		buf = append(buf, data[consumer.off:consumer.end]...)
+	}
+	sc.buf = buf[:0] // keep what append grew
+	return string(buf)
+}
+
+// emptyPerms is the permissions of a token whose perms is an empty array:
+// not nil, as encoding/json decoded it. Nothing appends to it.
+var emptyPerms = []string{}
+
+// audienceAndPerms returns aud and perms (with scope's words appended when
+// scope is set) in one slice; a single aud (the usual case) lives in the
+// session itself, s.aud1. perms is nil when absent, empty but not nil when
+// an empty array, as encoding/json decoded them.
+func audienceAndPerms(c *claimSet, s *Session, scope bool) (aud, perms []string) {
+	text := s.text
+	scope = scope && c.scope.len() > 0
+	var words string
+	nScope := 0
+	if scope {
+		words = c.scope.in(text)
+		for range strings.FieldsSeq(words) {
+			nScope++
+		}
+	}
+	nAud, nPerms := len(c.aud), len(c.perms)+nScope
+	if nAud == 1 {
+		s.aud1[0] = c.aud[0].in(text)
+		aud, nAud = s.aud1[:], 0
+	}
+	var strs []string
+	if nAud+nPerms > 0 {
+		strs = make([]string, nAud+nPerms)
+	}
+	if nAud > 0 {
+		for i := range c.aud {
+			strs[i] = c.aud[i].in(text)
+		}
+		aud = strs[:nAud:nAud]
+	}
+	switch {
+	case nPerms > 0:
+		perms = strs[nAud:]
+		for i := range c.perms {
+			perms[i] = c.perms[i].in(text)
+		}
+		i := len(c.perms)
+		for w := range strings.FieldsSeq(words) {
+			perms[i] = w
+			i++
+		}
+	case c.permsSet && !scope:
+		perms = emptyPerms
+	}
+	return aud, perms
+}
+
+// customClaims decodes the custom claims, sorted by name; text and data
+// are the claim set as a string and as bytes.
+func customClaims(c *claimSet, text string, data []byte) ([]customClaim, bool) {
+	claims := make([]customClaim, len(c.custom))
+	for i := range c.custom {
+		r := &c.custom[i]
+		val, ok := customValue(text, data, r)
+		if !ok {
+			return nil, false
+		}
+		claims[i].set(c.names[r.name].in(text), val)
+	}
+	sortClaims(claims)
+	return claims, true
+}
+
+// sortClaims sorts claims by name, whose names are unique (duplicates were
+// refused): a few by insertion, in place and in a small frame, the rare
+// many by slices.SortFunc.
+func sortClaims(claims []customClaim) {
+	if len(claims) > 16 {
+		slices.SortFunc(claims, func(a, b customClaim) int { return strings.Compare(a.name, b.name) })
+		return
+	}
+	for i := 1; i < len(claims); i++ {
+		for j := i; j > 0 && claims[j].name < claims[j-1].name; j-- {
+			claims[j], claims[j-1] = claims[j-1], claims[j]
+		}
+	}
 }
 
 // Expired reports whether sess is no longer valid at the verifier's clock:

@@ -2,6 +2,9 @@ package session
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +19,8 @@ import (
 //	BenchmarkVerify/<alg>/uncached    WithCache(0, 0): every call verifies in full
 //	BenchmarkVerify/<alg>/golang-jwt  baseline: golang-jwt's parser with the same checks
 //	BenchmarkVerify/<alg>/alternating uncached vs golang-jwt, alternating, fresh goroutines
+//	BenchmarkVerify/HS256/vs-hmac-floor uncached vs a bare crypto/hmac check of the
+//	                                  same token, alternating, fresh goroutines
 //	BenchmarkSign/<alg>               Signer.Sign
 //
 // The clock is fixed so tokens never expire during long runs.
@@ -130,6 +135,27 @@ func BenchmarkVerify(b *testing.B) {
 			b.Run("alternating", func(b *testing.B) {
 				benchpair.Alternate(b, 1, "verify", benchpair.OnFreshGoroutine(verify), benchpair.OnFreshGoroutine(golangJWT))
 			})
+			if alg == HS256 {
+				// The floor: what any HS256 check must do at the least,
+				// written as plainly as crypto/hmac allows, with none of
+				// the header, claim or shape checks.
+				secret := key.verifyKey.([]byte)
+				floor := func() {
+					dot := strings.LastIndexByte(tok, '.')
+					sig, err := b64.DecodeString(tok[dot+1:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					m := hmac.New(sha256.New, secret)
+					m.Write([]byte(tok[:dot]))
+					if !hmac.Equal(m.Sum(nil), sig) {
+						b.Fatal("floor: signature invalid")
+					}
+				}
+				b.Run("vs-hmac-floor", func(b *testing.B) {
+					benchpair.Alternate(b, 1, "verify", benchpair.OnFreshGoroutine(verify), benchpair.OnFreshGoroutine(floor))
+				})
+			}
 		})
 	}
 }
@@ -149,5 +175,85 @@ func BenchmarkSign(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkSessionHas: Has is asked on every guarded call. A session of a
+// few grants reads them in place; the old map of exact grants plus a list
+// of prefixes (refSession, claims_ref_test.go) is the baseline, in
+// alternating batches of 1000 calls over hits, wildcard hits and misses.
+func BenchmarkSessionHas(b *testing.B) {
+	key := newHMAC(b, testKID, HS256)
+	v := newVerifier(b, keySet(b, key), nil, WithCache(0, 0))
+	asked := []string{"prices.read", "orders.create", "billing.read", "prices.write", "orders", "admin.users.delete"}
+	for _, n := range []int{3, 8, 40} {
+		perms := []string{"prices.read", "prices.write", "orders.*"}
+		for i := len(perms); i < n; i++ {
+			perms = append(perms, "perm"+itoa(int64(i))+".read")
+		}
+		c := with(claimsAt(fixedNow), "perms", perms)
+		data := []byte(mustJSON(b, c))
+		s, err := newClaimsSession(v, key, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		old, err := refVerifyClaims(v, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sink bool
+		b.Run(itoa(int64(n))+"-grants-vs-map", func(b *testing.B) {
+			benchpair.Alternate(b, 1000, "call", func() {
+				for i := range 1000 {
+					sink = s.Has(asked[i%len(asked)])
+				}
+			}, func() {
+				for i := range 1000 {
+					sink = old.has(asked[i%len(asked)])
+				}
+			})
+		})
+		_ = sink
+	}
+}
+
+// BenchmarkSessionClaimString: ownership rules read a custom claim on every
+// guarded call. The claims are a sorted slice, read in place when there
+// are a few; the old map (refClaimString) is the baseline, in alternating
+// batches of 1000 calls over present and absent names.
+func BenchmarkSessionClaimString(b *testing.B) {
+	key := newHMAC(b, testKID, HS256)
+	v := newVerifier(b, keySet(b, key), nil, WithCache(0, 0))
+	for _, n := range []int{1, 4, 5, 30} {
+		c := claimsAt(fixedNow)
+		asked := []string{"seller_id", "tenant", "missing"}
+		for i := 1; i < n; i++ {
+			c["claim_"+itoa(int64(i))] = "value-" + itoa(int64(i))
+			if i%7 == 0 {
+				asked = append(asked, "claim_"+itoa(int64(i)))
+			}
+		}
+		data := []byte(mustJSON(b, c))
+		s, err := newClaimsSession(v, key, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		old, err := refVerifyClaims(v, data, fixedNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sink bool
+		b.Run(itoa(int64(n))+"-claims-vs-map", func(b *testing.B) {
+			benchpair.Alternate(b, 1000, "call", func() {
+				for i := range 1000 {
+					_, sink = s.ClaimString(asked[i%len(asked)])
+				}
+			}, func() {
+				for i := range 1000 {
+					_, sink = refClaimString(old.claims, asked[i%len(asked)])
+				}
+			})
+		})
+		_ = sink
 	}
 }

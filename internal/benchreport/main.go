@@ -54,6 +54,7 @@ var alternations = []alternation{
 	{"Renewal (issue 4)", "EdDSA unary call inside the renewal window vs outside it, steady state", "BenchmarkRenewal/EdDSA/alternating", "call", 1.15},
 	{"Hardening (issue 7)", "client stream of 1,000 messages, every message charged to a memory limiter, vs the same stream unthrottled (per message)", "BenchmarkStreamThrottle", "msg", 1.10},
 	{"Hardening (issue 7)", "cache-hit unary call from a peer over its failed-authentication budget vs one that is not (the same work on both sides: the cache is asked before the budget, so 1.00 within the spread is the expected result)", "BenchmarkCacheHitOverBudget", "call", 1.05},
+	{"Fast path (issue 8)", "HS256 uncached Verify vs a bare crypto/hmac check of the same token (decode the signature, hmac.New, Write, Sum, hmac.Equal), each on a fresh goroutine", "BenchmarkVerify/HS256/vs-hmac-floor", "verify", 3.0},
 }
 
 // absolute is a target on a benchmark's own numbers.
@@ -93,6 +94,7 @@ var absolutes = []absolute{
 	{"Token verification (issue 2)", "ES256 cache hit", "BenchmarkVerify/ES256/cached", 300, 3},
 	{"Token verification (issue 2)", "EdDSA cache hit", "BenchmarkVerify/EdDSA/cached", 300, 3},
 	{"Throttling (issue 3)", "memory limiter, existing key, single-threaded", "BenchmarkMemory/existing-key", 60, 0},
+	{"Fast path (issue 8)", "HS256 uncached Verify: allocations", "BenchmarkVerify/HS256/uncached", 0, 10},
 }
 
 type sample struct {
