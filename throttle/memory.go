@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -14,8 +14,9 @@ import (
 // Memory is a [Limiter] that keeps its buckets in this process. It implements
 // the token bucket described in the package documentation exactly: every
 // bucket is one theoretical arrival time in integer nanoseconds, advanced
-// under a lock, so a Memory shared by many goroutines admits exactly what
-// one caller calling in sequence would.
+// by an atomic compare-and-swap from the value it was decided on, so a
+// Memory shared by many goroutines admits exactly what one caller calling
+// in sequence would (table.go gives the argument).
 //
 // Buckets are not shared between processes; use the Redis limiter for a
 // limit that holds across the replicas of a service. A Memory suits a single
@@ -45,8 +46,10 @@ import (
 // hash seed is random per Memory.
 //
 // A Memory must be created with [NewMemory]; the zero value is not usable.
-// It is safe for concurrent use; buckets are spread over independently
-// locked shards so that calls for different keys rarely wait for each other.
+// It is safe for concurrent use. A call on a bucket already held takes no
+// lock, so calls on different keys do not write a shared cache line; a
+// call that creates or forgets a bucket locks one of independently locked
+// shards.
 type Memory struct {
 	shards []shard
 	shift  uint // h>>shift is the shard of hash h
@@ -111,8 +114,10 @@ func WithMemoryClock(clock func() time.Time) MemoryOption {
 }
 
 // WithMemoryMaxKeys bounds the number of buckets the limiter holds to n
-// (default [DefaultMaxKeys]). A bucket takes 16 bytes in tables kept 3/8 to
-// 3/4 full, 20 to 45 bytes all told. [NewMemory] refuses n below 1.
+// (default [DefaultMaxKeys]). A bucket takes a 16-byte slot in tables at
+// most 3/4 used (counting the slots of buckets forgotten since the table
+// was last rebuilt) and more than 5/16 full when they grow: 21 to 52 bytes
+// all told. [NewMemory] refuses n below 1.
 func WithMemoryMaxKeys(n int) MemoryOption {
 	return func(o *memoryOptions) { o.maxKeys = n }
 }
@@ -180,32 +185,33 @@ func (m *Memory) Allow(_ context.Context, key Key, limit Limit, cost int) (d Dec
 	now := m.now()
 	h := m.hash(key)
 	s := &m.shards[h>>m.shift]
-
-	s.mu.Lock()
-	i, held := s.find(h)
-	var tat int64
-	if held {
-		tat = s.slots[i].tat
-	}
+	// A bucket already held is charged without the lock (see table.go);
+	// the lock is taken for a new bucket, or when the table was changing.
 	// Into the result: copying a Decision out of gcra costs more than
 	// deciding.
-	tat = gcraInto(&d, tat, now, limit, cost)
-	// A denied call takes nothing, so only an admitted one changes the
-	// bucket; and it always leaves the bucket short of full.
-	switch {
-	case !d.Allowed:
-	case held:
-		s.slots[i].tat = tat
-	default:
+	if sl, tat := lookup(s.current(), h); sl == nil || !charge(&d, sl, tat, now, limit, cost) {
+		s.allowLocked(&d, h, now, limit, cost)
+	}
+	d.Source = sourceMemory
+	return d, nil
+}
+
+// allowLocked is Allow under the shard's lock, for a bucket the lock-free
+// path did not find live.
+func (s *shardState) allowLocked(d *Decision, h uint64, now int64, limit Limit, cost int) {
+	s.mu.Lock()
+	if sl, tat := s.find(h); sl != nil {
+		// Inserted or moved meanwhile; live as long as the lock is held.
+		charge(d, sl, tat, now, limit, cost)
+	} else if tat := gcraInto(d, 0, now, limit, cost); d.Allowed {
+		// A denied call takes nothing, so only an admitted one creates a
+		// bucket; and it always leaves the bucket short of full.
 		if s.n >= s.max {
 			s.makeRoom(now, h)
 		}
 		s.insert(h, tat)
 	}
 	s.mu.Unlock()
-
-	d.Source = sourceMemory
-	return d, nil
 }
 
 // Refund gives back cost tokens that [Memory.Allow] took from the bucket key
@@ -226,15 +232,32 @@ func (m *Memory) Refund(key Key, limit Limit, cost int) error {
 	now := m.now()
 	h := m.hash(key)
 	s := &m.shards[h>>m.shift]
+	// Back by cost intervals, by a CAS from the tat refunded, like a
+	// charge, without the lock. A bucket that is full again holds no
+	// information: it is dropped, as the package documentation allows, and
+	// dropping takes the lock.
+	back := int64(cost) * int64(limit.Interval())
+	if sl, tat := lookup(s.current(), h); sl != nil {
+		for tat-back > now {
+			if atomic.CompareAndSwapInt64(&sl.tat, tat, tat-back) {
+				return nil
+			}
+			if tat = atomic.LoadInt64(&sl.tat); tat <= 0 {
+				break // dead or frozen
+			}
+		}
+	}
 	s.mu.Lock()
-	if i, held := s.find(h); held {
-		// Back by cost intervals. A bucket that is full again holds no
-		// information: it is dropped, as the package documentation allows
-		// (a tat of 0 would mark the slot empty).
-		if tat := s.slots[i].tat - int64(cost)*int64(limit.Interval()); tat > now {
-			s.slots[i].tat = tat
-		} else {
-			s.deleteAt(i)
+	if sl, tat := s.find(h); sl != nil {
+		for {
+			if tat-back > now {
+				if atomic.CompareAndSwapInt64(&sl.tat, tat, tat-back) {
+					break
+				}
+			} else if s.remove(sl, tat) {
+				break
+			}
+			tat = atomic.LoadInt64(&sl.tat) // an update got in first; still live, as only the lock holder removes
 		}
 	}
 	s.mu.Unlock()
@@ -276,129 +299,4 @@ func (m *Memory) now() int64 {
 // bytes from one to the other, gives an unrelated hash.
 func (m *Memory) hash(key Key) uint64 {
 	return maphash.String(m.seedConsumer, key.Consumer) ^ maphash.String(m.seedBucket, key.Bucket)
-}
-
-// makeRoom forgets at least one bucket of a shard that holds its share, to
-// make room for the new bucket h. It looks at up to evictScan buckets, from
-// a place in the table that h picks at random, and forgets those that are
-// full at now, which costs nothing in exactness; if none is, it forgets the
-// one closest to full (the smallest tat) among them, whose consumer then
-// gets back the few tokens it was missing.
-//
-// s.mu must be held.
-func (s *shardState) makeRoom(now int64, h uint64) {
-	var (
-		forget    [evictScan]uint64
-		n         int
-		victim    uint64
-		victimTat int64 = math.MaxInt64
-		scanned   int
-	)
-	mask := len(s.slots) - 1
-	// The bits of h above those that place it in the table or pick its
-	// shard: independent of both.
-	start := int(h >> 32)
-	for j := 0; j <= mask && scanned < evictScan; j++ {
-		sl := s.slots[(start+j)&mask]
-		if sl.tat == 0 {
-			continue
-		}
-		scanned++
-		if sl.tat <= now {
-			forget[n] = sl.hash
-			n++
-		} else if sl.tat < victimTat {
-			victim, victimTat = sl.hash, sl.tat
-		}
-	}
-	if n == 0 {
-		forget[0] = victim
-		n = 1
-	}
-	// Deleting moves slots, so the scan collects hashes and deletes after.
-	for _, h := range forget[:n] {
-		if i, ok := s.find(h); ok {
-			s.deleteAt(i)
-		}
-	}
-}
-
-// bucketTable holds a shard's buckets: key hash → tat, in an open-addressing
-// table with linear probing. A map[uint64]int64 would do, but an access to
-// one goes through a header, a directory and a table before reaching the
-// slot, and hashes the key again; here the slot is one load away from the
-// shard's lock. Measured against the map (minimum of 20 interleaved runs),
-// an Allow over 1024 keys took a fifth less time. The hashes come from a
-// seeded maphash, so callers cannot choose keys that pile up in one run of
-// slots.
-//
-// A slot whose tat is 0 is empty: a held tat is never 0, since the bucket
-// was just charged at a now of at least 0.
-type bucketTable struct {
-	slots []slot // length a power of two, at most 3/4 used; nil until the first insertion
-	n     int    // slots used
-}
-
-type slot struct {
-	hash uint64
-	tat  int64
-}
-
-// find returns the index of the slot holding h and true, or the index of
-// the empty slot where h would go and false (-1 when the table has no
-// slots).
-func (t *bucketTable) find(h uint64) (int, bool) {
-	if len(t.slots) == 0 {
-		return -1, false
-	}
-	mask := len(t.slots) - 1
-	for i := int(h) & mask; ; i = (i + 1) & mask {
-		switch sl := &t.slots[i]; {
-		case sl.tat == 0:
-			return i, false
-		case sl.hash == h:
-			return i, true
-		}
-	}
-}
-
-// insert adds h, which the table does not hold, with tat > 0, growing the
-// table past 3/4 use.
-func (t *bucketTable) insert(h uint64, tat int64) {
-	if (t.n+1)*4 > len(t.slots)*3 {
-		t.grow()
-	}
-	i, _ := t.find(h)
-	t.slots[i] = slot{hash: h, tat: tat}
-	t.n++
-}
-
-// grow doubles the table (to 8 slots at first) and places every slot anew.
-func (t *bucketTable) grow() {
-	old := t.slots
-	t.slots = make([]slot, max(8, 2*len(old)))
-	for _, sl := range old {
-		if sl.tat != 0 {
-			i, _ := t.find(sl.hash)
-			t.slots[i] = sl
-		}
-	}
-}
-
-// deleteAt empties slot i, moving back the slots after it that could not
-// be found past an empty slot otherwise (backward-shift deletion: no
-// tombstones, so lookups never slow down with churn).
-func (t *bucketTable) deleteAt(i int) {
-	mask := len(t.slots) - 1
-	for j := (i + 1) & mask; t.slots[j].tat != 0; j = (j + 1) & mask {
-		// The slot at j stays if its home lies cyclically in (i, j].
-		home := int(t.slots[j].hash) & mask
-		if (j-home)&mask < (j-i)&mask {
-			continue
-		}
-		t.slots[i] = t.slots[j]
-		i = j
-	}
-	t.slots[i] = slot{}
-	t.n--
 }

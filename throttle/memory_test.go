@@ -521,8 +521,8 @@ func shardWith(tats map[uint64]int64) *shardState {
 func (t *bucketTable) contents(hashes []uint64) map[uint64]int64 {
 	got := map[uint64]int64{}
 	for _, h := range hashes {
-		if i, ok := t.find(h); ok {
-			got[h] = t.slots[i].tat
+		if sl, tat := t.find(h); sl != nil {
+			got[h] = tat
 		}
 	}
 	return got
@@ -574,37 +574,62 @@ func TestMakeRoomScansBounded(t *testing.T) {
 }
 
 // The table against a Go map, through random insertions, updates and
-// deletions, with hashes crowded into few home slots so that probe runs
-// are long, wrap around the end and are cut by deletions.
+// removals, with hashes crowded into few home slots so that probe runs are
+// long, wrap around the end and run through tombstones; the counts of live
+// and dead slots match the array, which is never more than 3/4 used.
 func TestBucketTable(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	for _, homes := range []uint64{1, 3, 16, 1 << 20} {
 		var tab bucketTable
 		ref := map[uint64]int64{}
 		var hashes []uint64
+		rebuilds := 0
 		for i := range 20_000 {
 			// The low bits pick the home slot, counted down from the last slot
 			// so that runs wrap around; the rest make hashes distinct.
 			h := (1<<20-1-uint64(rng.Int63n(int64(homes))))&(1<<20-1) | uint64(rng.Intn(64))<<40
 			_, inRef := ref[h]
-			idx, found := tab.find(h)
-			if found != inRef {
+			sl, tat := tab.find(h)
+			if found := sl != nil; found != inRef {
 				t.Fatalf("homes %d, op %d: find(%#x) found=%v, map has it=%v", homes, i, h, found, inRef)
 			}
+			before := tab.slots.Load()
 			switch {
-			case found && rng.Intn(2) == 0:
-				tab.deleteAt(idx)
+			case sl != nil && tat != ref[h]:
+				t.Fatalf("homes %d, op %d: find(%#x) tat %d, map says %d", homes, i, h, tat, ref[h])
+			case sl != nil && rng.Intn(2) == 0:
+				if !tab.remove(sl, tat) {
+					t.Fatalf("homes %d, op %d: remove(%#x) failed with no update in between", homes, i, h)
+				}
 				delete(ref, h)
-			case found:
-				tab.slots[idx].tat = int64(i + 1)
+			case sl != nil:
+				if !atomic.CompareAndSwapInt64(&sl.tat, tat, int64(i+1)) {
+					t.Fatalf("homes %d, op %d: CAS on %#x failed", homes, i, h)
+				}
 				ref[h] = int64(i + 1)
 			case len(ref) < 48: // a small, full table: long runs
 				tab.insert(h, int64(i+1))
 				ref[h] = int64(i + 1)
 				hashes = append(hashes, h)
 			}
-			if tab.n != len(ref) {
-				t.Fatalf("homes %d, op %d: n = %d, map holds %d", homes, i, tab.n, len(ref))
+			if after := tab.slots.Load(); after != before && before != nil && len(*after) == len(*before) {
+				rebuilds++ // to drop tombstones, not to grow
+			}
+			live, dead := 0, 0
+			slots := tab.current()
+			for j := range slots {
+				switch v := slots[j].tat; {
+				case v > 0:
+					live++
+				case v == slotDead:
+					dead++
+				case v != slotEmpty:
+					t.Fatalf("homes %d, op %d: slot %d of the current array is %d", homes, i, j, v)
+				}
+			}
+			if tab.n != len(ref) || live != tab.n || dead != tab.dead || (live+dead)*4 > len(slots)*3 {
+				t.Fatalf("homes %d, op %d: n %d, dead %d; the array of %d has %d live, %d dead; map holds %d",
+					homes, i, tab.n, tab.dead, len(slots), live, dead, len(ref))
 			}
 		}
 		got := tab.contents(hashes)
@@ -615,6 +640,12 @@ func TestBucketTable(t *testing.T) {
 			if got[h] != tat {
 				t.Fatalf("homes %d: %#x -> %d, map says %d", homes, h, got[h], tat)
 			}
+		}
+		if homes <= 16 && rebuilds == 0 {
+			t.Errorf("homes %d: no rebuild dropped tombstones", homes)
+		}
+		if len(tab.current()) > 128 {
+			t.Errorf("homes %d: %d slots for at most 48 buckets: the table grows instead of dropping tombstones", homes, len(tab.current()))
 		}
 	}
 }
