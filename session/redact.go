@@ -180,9 +180,7 @@ func markRun(text string, start, end int, cut []bool) {
 				for b < q && text[b] != '.' {
 					b++
 				}
-				piece := text[a:b]
-				trim := len(piece) - len(strings.TrimLeft(piece, "-"))
-				if isKeyRun(piece) || isKeyRun(piece[trim:]) {
+				if piece := text[a:b]; isKeyRun(piece) || keyAfterDashes(piece) {
 					e := b
 					if b == q {
 						e = pad // the padding belongs to the last piece
@@ -197,6 +195,19 @@ func markRun(text string, start, end int, cut []bool) {
 			p++
 		}
 	}
+}
+
+// keyAfterDashes reports whether piece is a key run behind the dashes of a
+// flag ("-" or "--"). A URL-safe spelling can itself begin with "-", so
+// every count of leading dashes is tried, not only all of them: "--" in
+// front of "-k3y..." leaves the key's own dash.
+func keyAfterDashes(piece string) bool {
+	for k := 0; k < len(piece) && piece[k] == '-'; k++ {
+		if isKeyRun(piece[k+1:]) {
+			return true
+		}
+	}
+	return false
 }
 
 func mark(cut []bool, start, end int) {

@@ -88,6 +88,27 @@ func TestRedactCutsSecretsByShape(t *testing.T) {
 	}
 }
 
+// A secret whose URL-safe spelling begins with "-" is cut behind a flag's
+// dashes too: trimming every dash would eat the secret's own first
+// character and leave a run that no longer decodes.
+func TestRedactSecretStartingWithDash(t *testing.T) {
+	for _, n := range []int{32, 48, 64} {
+		raw := randBytes(t, n)
+		raw[0] = 0xf8 // first six bits 62: "-" in the URL-safe alphabet
+		for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding} {
+			v := enc.EncodeToString(raw)
+			if v[0] != '-' {
+				t.Fatalf("spelling %q does not start with a dash", v)
+			}
+			for _, msg := range []string{"flag provided but not defined: -" + v, "flag provided but not defined: --" + v, v} {
+				if got := Redact(msg); leaked(got, b64Spellings(raw)...) != "" {
+					t.Errorf("Redact(%q) = %q: holds %q", msg, got, leaked(got, b64Spellings(raw)...))
+				}
+			}
+		}
+	}
+}
+
 // A piece of a suspect is cut wherever it lands, in whichever spelling:
 // a secret with a "/" pasted as a path can end up split in two.
 func TestRedactCutsPiecesOfSuspects(t *testing.T) {
