@@ -31,11 +31,13 @@ type cacheShard struct {
 	bytes      int
 	maxEntries int
 	maxBytes   int
-	_          [40]byte // keep shards on separate cache lines
+	pushes     uint64   // entries put at the front so far
+	_          [64]byte // 128 bytes: no two shards share a cache line
 }
 
 type cacheEntry struct {
 	hash       uint64
+	pushedAt   uint64 // the shard's pushes when e was last put at the front
 	token      string
 	sess       *Session
 	key        *Key
@@ -73,7 +75,7 @@ func (c *cache) get(tok string, now time.Time, ks *KeySet) *Session {
 		sh.mu.Unlock()
 		return nil
 	}
-	sh.moveToFront(e)
+	sh.touch(e)
 	sh.mu.Unlock()
 	return e.sess
 }
@@ -154,6 +156,8 @@ func (sh *cacheShard) unlink(e *cacheEntry) {
 }
 
 func (sh *cacheShard) pushFront(e *cacheEntry) {
+	sh.pushes++
+	e.pushedAt = sh.pushes
 	e.prev, e.next = nil, sh.head
 	if sh.head != nil {
 		sh.head.prev = e
@@ -164,8 +168,15 @@ func (sh *cacheShard) pushFront(e *cacheEntry) {
 	}
 }
 
-func (sh *cacheShard) moveToFront(e *cacheEntry) {
-	if sh.head == e {
+// touch records a hit on e. An entry stands at most as far from the front
+// as entries have been pushed since its own push, so one pushed within the
+// last eighth of the shard's capacity is already among the most recently
+// used and stays where it is: hits on a working set that fits write nothing
+// but the lock, where moving the entry to the front each time would rewrite
+// its neighbours' links (cache lines shared between cores) on every call.
+// Eviction order is least recently used to within that eighth.
+func (sh *cacheShard) touch(e *cacheEntry) {
+	if sh.head == e || sh.pushes-e.pushedAt < uint64(max(sh.maxEntries/8, 1)) {
 		return
 	}
 	sh.unlink(e)

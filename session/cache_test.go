@@ -295,3 +295,24 @@ func TestCacheAccountsCompositeClaims(t *testing.T) {
 		t.Fatalf("cache accounts %d bytes for an entry of %d", b, len(tok)+sessionSize(s))
 	}
 }
+
+// A token in use stays cached however many others come and go: hits keep
+// it among the most recently used (moved to the front once it has drifted
+// an eighth of the shard back), so eviction takes the tokens nobody uses.
+func TestCacheKeepsTokensInUse(t *testing.T) {
+	f := newFixture(t, WithCache(16*64, 1<<30))
+	c := claimsAt(fixedNow)
+	hot := token(t, f.key, with(c, "jti", "hot"))
+	mustVerify(t, f.v, hot)
+	for i := range 5000 {
+		mustVerify(t, f.v, token(t, f.key, with(c, "jti", fmt.Sprintf("cold-%05d", i))))
+		if i%4 == 3 {
+			if _, ok := f.v.Cached(hot); !ok {
+				t.Fatalf("the token in use was evicted after %d others", i+1)
+			}
+		}
+	}
+	if n, _ := f.v.cache.len(); n > 16*64 {
+		t.Fatalf("%d entries, bound %d", n, 16*64)
+	}
+}
