@@ -33,9 +33,11 @@ unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
 
-# Short fuzz runs of the parsers an attacker reaches first.
+# Short fuzz runs of the parsers an attacker reaches first; the claims
+# differential holds the hand-written claims decoder to the encoding/json one.
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./session
+	$(GO) test -run='^$$' -fuzz='^FuzzClaimsDifferential$$' -fuzztime=$(FUZZTIME) ./session
 	$(GO) test -run='^$$' -fuzz='^FuzzMetadataToken$$' -fuzztime=$(FUZZTIME) ./interceptors
 
 generate:
