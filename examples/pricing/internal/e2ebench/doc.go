@@ -20,7 +20,10 @@
 // see [ChildEnv]), so that process's getrusage is server CPU alone. It
 // answers on a loopback HTTP endpoint with its CPU time and its count of heap
 // allocations (runtime/metrics, no stop-the-world), read before and after
-// every slice of load.
+// every slice of load; the reading before follows a complete garbage
+// collection, so that no slice pays for the garbage of the one before it
+// (the baseline's, at twice the allocations, fell on the tollgate slice
+// that follows it in every second half-round).
 //
 // # Cases and pairing
 //

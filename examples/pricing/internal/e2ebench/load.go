@@ -263,9 +263,13 @@ feed:
 }
 
 // slice loads t with k calls from every caller, the miss tokens from block,
-// and reads the server process's usage before and after.
+// and reads the server process's usage before and after. The reading
+// before follows a complete collection: otherwise the collection a slice's
+// allocations leave owing runs in the next slice, and the server loaded
+// after the baseline (133 allocations a call) would pay for the baseline's
+// garbage. Each slice pays for the collections its own allocations start.
 func (l *loader) slice(ctx context.Context, t *target, block, k int) (SliceResult, error) {
-	before, err := l.servers.Usage(ctx)
+	before, err := l.servers.Usage(ctx, true)
 	if err != nil {
 		return SliceResult{}, err
 	}
@@ -292,7 +296,7 @@ func (l *loader) slice(ctx context.Context, t *target, block, k int) (SliceResul
 	close(start)
 	wg.Wait()
 	wall := time.Since(t0)
-	after, err := l.servers.Usage(ctx)
+	after, err := l.servers.Usage(ctx, false)
 	if err != nil {
 		return SliceResult{}, err
 	}

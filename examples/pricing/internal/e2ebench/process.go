@@ -119,9 +119,15 @@ func (s *Servers) Addr(kind, alg string) string { return s.addrs.Servers[serverN
 // Signer returns the signer of the tokens the servers accept for alg.
 func (s *Servers) Signer(alg string) *session.Signer { return s.signers[alg] }
 
-// Usage asks the server process for its CPU time and allocations so far.
-func (s *Servers) Usage(ctx context.Context) (Usage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.addrs.Control+"/usage", nil)
+// Usage asks the server process for its CPU time and allocations so far;
+// with collect, it first runs a complete garbage collection, whose own CPU
+// is then outside whatever is measured from the reading on.
+func (s *Servers) Usage(ctx context.Context, collect bool) (Usage, error) {
+	url := "http://" + s.addrs.Control + "/usage"
+	if collect {
+		url += "?gc=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return Usage{}, err
 	}
