@@ -28,6 +28,14 @@ import (
 // client, a token and the stop function.
 func benchGuardServer(b *testing.B, key *testKey, opts ...Option) (testpb.TestServiceClient, func()) {
 	b.Helper()
+	_, srv := benchGuard(b, key, opts...)
+	return serveBufconn(b, srv)
+}
+
+// benchGuard builds a guard with opts on a verifier whose clock stands at
+// t0, and a server of the test services behind it, initialised.
+func benchGuard(b *testing.B, key *testKey, opts ...Option) (*Guard, *grpc.Server) {
+	b.Helper()
 	ks, err := session.NewKeySet(key.key)
 	if err != nil {
 		b.Fatal(err)
@@ -45,7 +53,7 @@ func benchGuardServer(b *testing.B, key *testKey, opts ...Option) (testpb.TestSe
 	if err := g.Init(srv); err != nil {
 		b.Fatal(err)
 	}
-	return serveBufconn(b, srv)
+	return g, srv
 }
 
 // bareServer serves the test services with no interceptor over bufconn.

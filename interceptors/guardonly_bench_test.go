@@ -4,14 +4,12 @@ import (
 	"context"
 	"net"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
 )
 
 // BenchmarkGuardOnlyUnary calls the guard's unary interceptor directly, with
@@ -23,23 +21,7 @@ import (
 //	go test -run=^$ -bench=GuardOnly -cpuprofile cpu.out ./interceptors
 func BenchmarkGuardOnlyUnary(b *testing.B) {
 	key := newTestKey(b, testKID)
-	ks, err := session.NewKeySet(key.key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(func() time.Time { return t0 }))
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := NewGuard(v, WithLenientInit())
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer(g.ServerOptions()...)
-	testpb.RegisterTestServiceServer(srv, &testServer{})
-	if err := g.Init(srv); err != nil {
-		b.Fatal(err)
-	}
+	g, _ := benchGuard(b, key)
 	intercept := g.UnaryServerInterceptor()
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+key.sign(b, claims(t0))))
 	ctx = peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}})
