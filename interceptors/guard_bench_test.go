@@ -44,6 +44,13 @@ func benchGuard(b *testing.B, key *testKey, opts ...Option) (*Guard, *grpc.Serve
 	if err != nil {
 		b.Fatal(err)
 	}
+	return guardOn(b, v, opts...)
+}
+
+// guardOn builds a guard on v with opts and a server of the test services
+// behind it, initialised.
+func guardOn(b *testing.B, v *session.Verifier, opts ...Option) (*Guard, *grpc.Server) {
+	b.Helper()
 	g, err := NewGuard(v, append([]Option{WithLenientInit()}, opts...)...)
 	if err != nil {
 		b.Fatal(err)

@@ -108,7 +108,7 @@ func (g *Guard) compilePlans(t *permissions.Table, kinds map[string]grpc.MethodI
 		}
 		if p.limited {
 			p.quoted = sfString(p.bucket)
-			p.policy = policyHeader(p.bucket, p.limit)
+			p.policy = policyHeader(p.quoted, p.limit)
 		}
 		c.plans[m] = p
 	}
@@ -119,11 +119,11 @@ func (g *Guard) compilePlans(t *permissions.Table, kinds map[string]grpc.MethodI
 }
 
 // policyHeader renders draft-ietf-httpapi-ratelimit-headers' RateLimit-Policy
-// for a token bucket: the quota is the burst, the window the time to refill
-// it.
-func policyHeader(bucket string, l throttle.Limit) string {
+// for a token bucket, whose name quoted is already a structured-field
+// string: the quota is the burst, the window the time to refill it.
+func policyHeader(quoted string, l throttle.Limit) string {
 	w := (time.Duration(l.Burst)*l.Interval() + time.Second - 1) / time.Second
-	return sfString(bucket) + ";q=" + strconv.Itoa(l.Burst) + ";w=" + strconv.FormatInt(int64(w), 10)
+	return quoted + ";q=" + strconv.Itoa(l.Burst) + ";w=" + strconv.FormatInt(int64(w), 10)
 }
 
 // rateLimitHeader renders the RateLimit header of decision d for the bucket

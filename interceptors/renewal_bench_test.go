@@ -33,15 +33,7 @@ func BenchmarkRenewal(b *testing.B) {
 			}
 			// The grace lets the warm-up call wait for its renewal;
 			// afterwards the renewal has ended and no call waits.
-			g, err := NewGuard(v, WithRenewal(lr, session.DefaultRenewalPolicy()), WithRenewalGrace(time.Second))
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := grpc.NewServer(g.ServerOptions()...)
-			testpb.RegisterTestServiceServer(srv, &testServer{})
-			if err := g.Init(srv); err != nil {
-				b.Fatal(err)
-			}
+			g, srv := guardOn(b, v, WithRenewal(lr, session.DefaultRenewalPolicy()), WithRenewalGrace(time.Second))
 			client, stop := serveBufconn(b, srv)
 			defer func() {
 				stop()
