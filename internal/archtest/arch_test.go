@@ -47,3 +47,31 @@ func TestImportRules(t *testing.T) {
 		}
 	}
 }
+
+// examples/inventory is a module of its own, so the patterns above do not
+// reach it: it is a user's service, and may import tollgate's public
+// packages only, tests included.
+func TestInventoryImportsOnlyPublicPackages(t *testing.T) {
+	const mod = "github.com/tollgate/tollgate"
+	cmd := exec.Command("go", "list", "-deps", "-test", "./...")
+	cmd.Dir = "../../examples/inventory"
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps -test ./... in examples/inventory: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	var sawTollgate bool
+	for _, d := range deps {
+		if d == mod+"/interceptors" {
+			sawTollgate = true
+		}
+		for _, f := range []string{mod + "/internal/", mod + "/examples/pricing/"} {
+			if strings.HasPrefix(d, f) {
+				t.Errorf("examples/inventory depends on %s, which the import rules forbid (%s)", d, f)
+			}
+		}
+	}
+	if !sawTollgate {
+		t.Fatalf("examples/inventory does not depend on %s/interceptors: was the module listed at all?", mod)
+	}
+}
