@@ -191,7 +191,7 @@ type Config struct {
 	// Verifier checks every token. Required: there is no default key.
 	Verifier *session.Verifier
 	// Service serves the calls; nil means NewService().
-	Service *Service
+	Service inventoryv1.InventoryServiceServer
 	// Limiter enforces the throttles inventory.proto declares. Nil means a
 	// throttle.Memory of the guard's own.
 	Limiter throttle.Limiter
@@ -236,9 +236,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Verifier == nil {
 		return nil, errors.New("server: a session.Verifier is required (tollgate has no default key)")
 	}
-	svc := cfg.Service
-	if svc == nil {
-		svc = NewService()
+	var svc inventoryv1.InventoryServiceServer = NewService()
+	if cfg.Service != nil {
+		svc = cfg.Service
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -253,8 +253,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	// Recovery first, so a panic anywhere after it (the guard included)
-	// becomes Internal instead of killing the process; its message never
-	// carries the panic value, which might hold request data.
+	// becomes Internal instead of killing the process. Its default handler
+	// would send the panic value and the stack trace to the caller: this
+	// one answers with a fixed message and logs only the panic's type.
 	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in a call", "panic_type", fmt.Sprintf("%T", p))
 		return status.Error(codes.Internal, "internal error")

@@ -471,3 +471,36 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// panicky panics in Ping and RecordCounts, to show what recovery does.
+type panicky struct{ *server.Service }
+
+func (panicky) Ping(context.Context, *inventoryv1.PingRequest) (*inventoryv1.PingResponse, error) {
+	panic("secret-detail-in-panic")
+}
+
+func (panicky) RecordCounts(grpc.ClientStreamingServer[inventoryv1.RecordCountsRequest, inventoryv1.RecordCountsResponse]) error {
+	panic("secret-detail-in-panic")
+}
+
+// A panicking handler costs the caller an Internal with a fixed message (no
+// panic value, no stack), and the server goes on serving.
+func TestPanicRecovered(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Service = panicky{server.NewService()} })
+	_, err := h.client.Ping(ctx(t, ""), &inventoryv1.PingRequest{})
+	_, serr := h.record(t, h.token(t, "wh-1", server.PermCount), count("wh-1", "sku-a", 1))
+	for _, err := range []error{err, serr} {
+		st, _ := status.FromError(err)
+		if st.Code() != codes.Internal || st.Message() != "internal error" {
+			t.Fatalf("panicking handler: %v; want Internal, \"internal error\"", err)
+		}
+	}
+	if strings.Contains(h.log.String(), "secret-detail") {
+		t.Fatalf("the log holds the panic value:\n%s", h.log.String())
+	}
+	if !strings.Contains(h.log.String(), "panic in a call") {
+		t.Fatalf("the panic was not logged:\n%s", h.log.String())
+	}
+	_, err = h.client.GetStock(ctx(t, h.token(t, "wh-1", server.PermRead)), &inventoryv1.GetStockRequest{WarehouseId: "wh-1", Sku: "sku-a"})
+	mustOK(t, err)
+}
