@@ -41,8 +41,11 @@ unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
 
-# The inventory example, vetted and tested in its own module.
+# The inventory example, vetted and tested in its own module. Its go.mod
+# must be tidy: a change to tollgate's own imports can leave it short of a
+# go.sum line (fix: cd examples/inventory && go mod tidy).
 inventory:
+	cd $(INVENTORY) && $(GO) mod tidy -diff
 	cd $(INVENTORY) && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
 # Short fuzz runs of the parsers an attacker reaches first; the claims
