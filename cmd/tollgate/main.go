@@ -110,8 +110,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return keygen(e, args[1:])
 	case "token":
 		return token(e, args[1:])
+	case "proto":
+		return protoCmd(e, args[1:])
+	case "rules":
+		return rules(e, args[1:])
+	case "explain":
+		return explain(e, args[1:])
 	}
-	return e.fail(exitUsage, "unknown command (want keygen or token; see tollgate help)")
+	return e.fail(exitUsage, "unknown command (want keygen, token, proto, rules or explain; see tollgate help)")
 }
 
 // env is what a command runs against.

@@ -1,0 +1,3 @@
+package main
+
+func explain(e *env, args []string) int { return exitUsage }
