@@ -10,7 +10,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/permissions"
@@ -63,14 +65,6 @@ func explain(e *env, args []string) int {
 	if !ok {
 		return e.fail(exitUsage, "explain: -method: want /package.Service/Method")
 	}
-	info, ok := infos[svc]
-	found := false
-	for _, m := range info.Methods {
-		found = found || m.Name == name
-	}
-	if !ok || !found {
-		return e.fail(exitUsage, "explain: -method: no such method in the descriptor set")
-	}
 	table, err := interceptors.CompileRules(infos, interceptors.WithRegistry(files, new(protoregistry.Types)), interceptors.WithLenientInit())
 	if err != nil {
 		return e.failLines(exitFail, "explain", err)
@@ -89,6 +83,18 @@ func explain(e *env, args []string) int {
 		}
 	}
 
+	// The request is parsed before anything is printed, so that a usage
+	// error prints nothing on standard output.
+	d, err := files.FindDescriptorByName(protoreflect.FullName(svc))
+	sd, _ := d.(protoreflect.ServiceDescriptor)
+	if err != nil || sd == nil || sd.Methods().ByName(protoreflect.Name(name)) == nil {
+		return e.fail(exitUsage, "explain: -method: no such method in the descriptor set")
+	}
+	req := dynamicpb.NewMessage(sd.Methods().ByName(protoreflect.Name(name)).Input())
+	if code := e.readRequest(*request, req); code != exitOK {
+		return code
+	}
+
 	rule, ok := table.Rule(*method)
 	out := func(decision, reason string) {
 		fmt.Fprintf(e.stdout, "decision: %s\nreason: %s\n", decision, printable(reason))
@@ -99,10 +105,6 @@ func explain(e *env, args []string) int {
 		return exitFail
 	}
 	fmt.Fprintf(e.stdout, "rule: %s\n", printable(rule.String()))
-	req := rule.InputType().New().Interface()
-	if code := e.readRequest(*request, req); code != exitOK {
-		return code
-	}
 	if rule.Public() {
 		out("allowed", "public: no token needed")
 		e.printThrottle(rule, "the caller's peer address")
