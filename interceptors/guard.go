@@ -208,24 +208,79 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 		return errors.New("interceptors: nil server")
 	}
 	infos := srv.GetServiceInfo()
-	publicSvc := make(map[string]bool, len(g.opts.publicServices))
-	for _, s := range g.opts.publicServices {
+	kinds := make(map[string]grpc.MethodInfo)
+	for name, info := range infos {
+		for _, m := range info.Methods {
+			kinds["/"+name+"/"+m.Name] = m
+		}
+	}
+	if err := g.checkInstalled(kinds); err != nil {
+		return err
+	}
+	t, err := compileRules(infos, &g.opts)
+	if err != nil {
+		return err
+	}
+	c, err := g.compilePlans(t, kinds)
+	if err != nil {
+		return err
+	}
+	g.table.Store(c)
+	return nil
+}
+
+// CompileRules compiles the rules of the services in infos (as
+// *grpc.Server.GetServiceInfo returns them: full service name to its
+// methods) exactly as [Guard.Init] does for a guard built with opts, and
+// returns the table or the very error Init would. Of opts, only those that
+// decide the rules count: [WithRegistry] (where descriptors are looked up),
+// [WithPublicServices] (default: gRPC health), [WithPublicMethods] and
+// [WithLenientInit]; reflection needs a valid token unless made public. The
+// others are ignored.
+//
+// It is for tools that show or lint what a guard would enforce (the
+// tollgate CLI's rules and explain commands) without a server to build.
+func CompileRules(infos map[string]grpc.ServiceInfo, opts ...Option) (*permissions.Table, error) {
+	o := options{
+		publicServices: defaultPublicServices(),
+		files:          protoregistry.GlobalFiles,
+		types:          protoregistry.GlobalTypes,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.files == nil || o.types == nil {
+		return nil, errors.New("interceptors: nil registry")
+	}
+	return compileRules(infos, &o)
+}
+
+// compileRules is the rule compilation of [Guard.Init], shared with
+// [CompileRules] so that a tool shows exactly what a guard enforces.
+func compileRules(infos map[string]grpc.ServiceInfo, o *options) (*permissions.Table, error) {
+	publicSvc := make(map[string]bool, len(o.publicServices))
+	for _, s := range o.publicServices {
 		publicSvc[s] = true
 	}
 	authnSvc := make(map[string]bool, len(authenticatedServices))
 	for _, s := range authenticatedServices {
 		authnSvc[s] = true
 	}
-	kinds := make(map[string]grpc.MethodInfo)
 	var descs []protoreflect.ServiceDescriptor
 	var unresolved, public, authn []string
-	public = append(public, g.opts.publicMethods...)
-	for name, info := range infos {
-		d, err := g.opts.files.FindDescriptorByName(protoreflect.FullName(name))
+	public = append(public, o.publicMethods...)
+	// In name order, so that the errors come in the same order every time.
+	names := make([]string, 0, len(infos))
+	for name := range infos {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		info := infos[name]
+		d, err := o.files.FindDescriptorByName(protoreflect.FullName(name))
 		sd, ok := d.(protoreflect.ServiceDescriptor)
 		for _, m := range info.Methods {
 			full := "/" + name + "/" + m.Name
-			kinds[full] = m
 			if err != nil || !ok {
 				unresolved = append(unresolved, full)
 			}
@@ -240,31 +295,23 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 			descs = append(descs, sd)
 		}
 	}
-	if err := g.checkInstalled(kinds); err != nil {
-		return err
-	}
 	copts := []permissions.Option{
 		permissions.WithPublicMethods(public...),
 		permissions.WithAuthenticatedMethods(authn...),
 		permissions.WithUnresolved(unresolved...),
-		permissions.WithTypes(g.opts.types),
+		permissions.WithTypes(o.types),
 	}
-	if !g.opts.lenient {
+	if !o.lenient {
 		copts = append(copts, permissions.Strict())
 	}
 	t, err := permissions.Compile(descs, copts...)
 	if err != nil {
-		if !g.opts.lenient {
+		if !o.lenient {
 			err = fmt.Errorf("%w\n(declare the missing rules in the .proto, or build the guard WithLenientInit to deny unruled methods at call time)", err)
 		}
-		return err
+		return nil, err
 	}
-	c, err := g.compilePlans(t, kinds)
-	if err != nil {
-		return err
-	}
-	g.table.Store(c)
-	return nil
+	return t, nil
 }
 
 // checkInstalled refuses a server that registers unary (or streaming)

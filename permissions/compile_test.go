@@ -373,3 +373,29 @@ func TestCompileNumericOwnershipAndDynamicInput(t *testing.T) {
 		t.Errorf("token field of a dynamic descriptor not found")
 	}
 }
+
+func TestRuleOwnershipAccessor(t *testing.T) {
+	sd := testpb.File_tollgate_testpb_v1_test_proto.Services().ByName("TestService")
+	tab, err := Compile([]protoreflect.ServiceDescriptor{sd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd, _ := tab.Rule("/tollgate.testpb.v1.TestService/Update")
+	got := upd.Ownership()
+	want := []Ownership{{Field: "owner.id", Claim: "owner_id", BypassPermissions: []string{"test.admin"}}}
+	if len(got) != 1 || got[0].Field != want[0].Field || got[0].Claim != want[0].Claim ||
+		strings.Join(got[0].BypassPermissions, ",") != "test.admin" {
+		t.Fatalf("Update's ownership = %+v, want %+v", got, want)
+	}
+	// A copy: changing it leaves the rule as compiled.
+	got[0].Field = "id"
+	got[0].BypassPermissions[0] = "nobody"
+	again := upd.Ownership()
+	if again[0].Field != "owner.id" || again[0].BypassPermissions[0] != "test.admin" {
+		t.Fatalf("Ownership returned the rule's own storage: now %+v", again)
+	}
+	get, _ := tab.Rule("/tollgate.testpb.v1.TestService/Get")
+	if o := get.Ownership(); o != nil {
+		t.Errorf("Get checks no field, Ownership = %+v", o)
+	}
+}

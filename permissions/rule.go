@@ -69,6 +69,28 @@ func (r *Rule) Permissions() []string { return slices.Clone(r.all) }
 // hold at least one (none when empty).
 func (r *Rule) AnyPermissions() []string { return slices.Clone(r.any) }
 
+// Ownership is one ownership entry of a rule, as declared: the request field
+// path Field must equal the session's claim Claim, unless the caller holds
+// one of BypassPermissions.
+type Ownership struct {
+	Field             string
+	Claim             string
+	BypassPermissions []string
+}
+
+// Ownership returns copies of the rule's ownership entries, in declaration
+// order (none when the rule checks no request field).
+func (r *Rule) Ownership() []Ownership {
+	if len(r.owners) == 0 {
+		return nil
+	}
+	out := make([]Ownership, len(r.owners))
+	for i, o := range r.owners {
+		out[i] = Ownership{Field: o.field, Claim: o.claim, BypassPermissions: slices.Clone(o.bypass)}
+	}
+	return out
+}
+
 // HasOwnership reports whether the rule checks request fields against
 // claims, so every request message must be checked.
 func (r *Rule) HasOwnership() bool { return len(r.owners) > 0 }

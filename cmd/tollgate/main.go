@@ -1,11 +1,18 @@
-// Tollgate generates signing keys and issues and inspects the access tokens
-// that the tollgate library verifies.
+// Tollgate generates signing keys, issues and inspects the access tokens
+// that the tollgate library verifies, exports the options a .proto imports,
+// and shows and explains the rules a guard compiles from them.
 //
 // Usage:
 //
 //	tollgate keygen -alg ALG -out PATH [-kid KID]
 //	tollgate token issue -key PATH -alg ALG -iss ISS -aud AUD -sub SUB [flags]
 //	tollgate token inspect [-key PATH -alg ALG -iss ISS -aud AUD] TOKEN|-
+//	tollgate proto export [-force] DIR
+//	tollgate rules (-descriptor-set FILE | -addr HOST:PORT [-token T | -token-file F|-]
+//	    [-tls] [-ca FILE] [-insecure] [-timeout 10s]) [-format table|json|markdown]
+//	    [-require-all] [-services SVC[,SVC...]]
+//	tollgate explain -descriptor-set FILE -method /pkg.Svc/Method [-request JSON|@FILE]
+//	    [-key PATH -alg ALG -iss ISS -aud AUD TOKEN|-]
 //
 // # keygen
 //
@@ -44,16 +51,87 @@
 // secret. Key files carry no kid, so the key is bound to the kid the token
 // names: what is checked is the algorithm, the signature and the claims.
 //
+// # proto export
+//
+// proto export writes tollgate/v1/options.proto under DIR (creating the
+// directories), byte for byte the file this binary's tollgate was built
+// from, and prints the path written. Point a buf module or protoc -I at DIR
+// and import "tollgate/v1/options.proto"; generate Go for your own files
+// only, so that the options' Go package stays tollgate's. An identical file
+// already there is left as it is; a different one is kept (exit 2) unless
+// -force replaces it.
+//
+// # rules
+//
+// rules prints the compiled rules of every method: one row per method with
+// its kind (unary, server stream, client stream, bidi stream), whether it
+// is public, the permissions a caller needs (all of, any of), its ownership
+// checks (request field = token claim, and the permissions that bypass
+// them), its throttle (rate per period, burst, bucket, cost, and on client
+// and bidi streams the cost of each message) and whether renewal is off
+// (no_renewal). A method without a rule is shown as denied: the guard
+// denies it. The rules are compiled by interceptors.CompileRules, the very
+// code of Guard.Init, with the guard's defaults: gRPC health is public,
+// reflection needs a valid token (a server that changes those with
+// WithPublicServices or WithPublicMethods compiles differently).
+//
+// The descriptors come from -descriptor-set FILE, a binary
+// FileDescriptorSet as `buf build -o FILE.binpb` or `protoc
+// --include_imports --descriptor_set_out=FILE` write it; every service in
+// it is shown. Without --include_imports the set lacks the imported files:
+// google/protobuf/*.proto and tollgate/v1/options.proto are then taken from
+// this binary, and any other missing import fails, naming it. Or they come
+// from a running server through gRPC reflection (grpc.reflection.v1):
+// -addr HOST:PORT, with the token the guard wants for reflection from
+// -token-file F (- for standard input) or -token. The connection uses TLS
+// (system roots, or -ca FILE) unless the host is loopback (127.0.0.0/8,
+// ::1, localhost), where it is plaintext unless -tls or -ca asks for TLS;
+// -insecure forces plaintext to any host, and sends the token in the clear.
+// -services keeps the listed services only.
+//
+// -format table (the default) aligns columns for a terminal, markdown
+// writes a table for a review, and json writes an array of objects, one
+// per method sorted by name, with exactly these members: method (string,
+// "/pkg.Svc/Method"), kind ("unary", "server_stream", "client_stream" or
+// "bidi_stream"), has_rule (bool; false: denied), public (bool),
+// permissions and any_permissions (arrays of strings, never null),
+// ownership (array of {field, claim, bypass_permissions}), throttle (null
+// or {rate, per (a Go duration such as "1s"), burst, bucket, cost,
+// message_cost}), no_renewal (bool), max_streams (0: the guard's default)
+// and token_field (the request field carrying the token, or "").
+//
+// -require-all fails (exit 1) naming every method without a rule: the lint
+// for CI. Invalid rules fail (exit 1) with the lines Guard.Init gives, one
+// problem a line, with or without -require-all.
+//
+// # explain
+//
+// explain answers "would this call pass, and why" for a method of the
+// descriptor set and a request given as JSON (-request, default {}; @FILE
+// reads it from FILE), parsed into the method's input type. With a TOKEN
+// (- reads it from standard input) and -key, -alg, -iss and -aud, the token
+// is verified as token inspect verifies it; the method's rule, compiled as
+// rules compiles it, is then applied with Rule.Allow, the guard's own check.
+// It prints the rule, a line "decision: allowed", "decision: unauthenticated"
+// or "decision: denied", a line "reason: ..." (PERMISSION_DENIED naming the
+// missing permission, NOT_OWNER naming the field and claim, TOKEN_EXPIRED,
+// TOKEN_INVALID, TOKEN_MISSING, public, or no rule), and when allowed the
+// throttle the call would be charged to. Revocation and the throttle's
+// current state are not known to it.
+//
 // # Exit status
 //
-// 0: success (for inspect with -key: the token is valid). 1: the token is
-// invalid, expired or not decodable, or an operation failed. 2: bad usage or
-// input (unknown command or flag, missing flag, bad duration, unknown
-// algorithm, unreadable or unusable key, existing output file), reported
-// as one line on standard error.
+// 0: success (for inspect with -key: the token is valid; for explain: the
+// call would be allowed). 1: the token is invalid, expired or not
+// decodable, explain's call would be refused, rules are invalid or (with
+// -require-all) missing, a server could not be asked, or an operation
+// failed. 2: bad usage or input (unknown command or flag, missing flag, bad
+// duration, unknown algorithm, unreadable or unusable key or descriptor
+// set, existing output file), reported as one line on standard error.
+// Invalid rules are reported one problem a line.
 //
-// No output ever contains key material, and inspect never echoes the token
-// it was given. Errors name the flag or argument that is wrong and never
+// No output ever contains key material, and inspect, rules and explain
+// never echo the token they were given. Errors name the flag or argument that is wrong and never
 // quote its value, since a key or a token pasted in the wrong place must
 // not end up in a terminal's scrollback or a CI log; whatever they print is
 // passed through session.Redact besides.
@@ -85,9 +163,16 @@ const usage = `usage:
         [-kid KID] [-azp ID] [-perms P[,P...]] [-claim NAME=VALUE]...
         [-ttl 15m] [-iat OFFSET] [-auth-time OFFSET] [-sid ID]
   tollgate token inspect [-key PATH -alg ALG -iss ISS -aud AUD] TOKEN|-
+  tollgate proto export [-force] DIR
+  tollgate rules (-descriptor-set FILE | -addr HOST:PORT [-token T | -token-file F|-]
+        [-tls] [-ca FILE] [-insecure] [-timeout 10s])
+        [-format table|json|markdown] [-require-all] [-services SVC[,SVC...]]
+  tollgate explain -descriptor-set FILE -method /pkg.Svc/Method [-request JSON|@FILE]
+        [-key PATH -alg ALG -iss ISS -aud AUD TOKEN|-]
 
 algorithms: HS256 HS384 HS512 ES256 ES384 EdDSA RS256 PS256
-exit status: 0 ok, 1 invalid token or failure, 2 bad usage or input
+exit status: 0 ok, 1 invalid token, refused call, invalid or missing rules, or failure,
+  2 bad usage or input
 `
 
 func main() {
@@ -110,8 +195,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return keygen(e, args[1:])
 	case "token":
 		return token(e, args[1:])
+	case "proto":
+		return protoCmd(e, args[1:])
+	case "rules":
+		return rules(e, args[1:])
+	case "explain":
+		return explain(e, args[1:])
 	}
-	return e.fail(exitUsage, "unknown command (want keygen or token; see tollgate help)")
+	return e.fail(exitUsage, "unknown command (want keygen, token, proto, rules or explain; see tollgate help)")
 }
 
 // env is what a command runs against.

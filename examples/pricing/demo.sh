@@ -4,12 +4,15 @@
 # per rule of pricing.proto. Every step checks its outcome, so this script is
 # also a test: it exits non-zero when any step does not behave as stated.
 #
-#   steps 1-12   the rules: permissions, ownership, public and body-token
-#                methods, graceful stop, a denial log without tokens
-#   steps 13-20  throttling per consumer, a runaway stream cut message by
+#   steps 1-2    the permission matrix: tollgate rules asks the running
+#                server through reflection (which needs a token)
+#   steps 3-14   the rules, each shown from pricing.proto before its call:
+#                permissions, ownership, public and body-token methods,
+#                graceful stop, a denial log without tokens
+#   steps 15-22  throttling per consumer, a runaway stream cut message by
 #                message, and renewal of tokens near their expiry, up to the
 #                absolute end of a session
-#   steps 21-23  OPTIONAL, only when redis-server is on PATH: two replicas
+#   steps 23-25  OPTIONAL, only when redis-server is on PATH: two replicas
 #                sharing one budget through Redis, and what each fail policy
 #                does once Redis is gone (TOLLGATE_REQUIRE_REDIS=1 makes a
 #                missing redis-server a failure instead of a skip)
@@ -22,6 +25,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 echo "building bin/tollgate, bin/pricing-server, bin/pricing-client"
+echo "(the first make demo on a clean machine compiles gRPC, protobuf and go-redis first: a few"
+echo " minutes on two cores; later runs reuse Go's build cache and take seconds)"
 go build -o bin/tollgate ./cmd/tollgate
 go build -o bin/pricing-server ./examples/pricing/cmd/pricing-server
 go build -o bin/pricing-client ./examples/pricing/cmd/pricing-client
@@ -111,6 +116,33 @@ echo "prices.write), admin (prices.read, prices.write, prices.admin)"
 failures=0
 step=0
 
+PROTO=examples/pricing/proto/pricing/v1/pricing.proto
+
+# rule_of RPC: prints the rpc's declaration in pricing.proto, options
+# included: the rule the guard compiled for it.
+rule_of() {
+	echo "   rule in pricing.proto:"
+	awk -v rpc="$1" '$0 ~ "^  rpc " rpc "\\(" { p = 1 } p { print "   |" $0 } p && /^  }$/ { exit }' "$PROTO"
+}
+
+# rpc_of CLIENT_ARGS...: the RPC a pricing-client command calls.
+rpc_of() {
+	local a
+	for a in "$@"; do
+		case $a in
+		-*) ;;
+		ping) echo Ping; return ;;
+		get) echo GetPrice; return ;;
+		list) echo ListPrices; return ;;
+		set) echo SetPrice; return ;;
+		delete) echo DeletePrice; return ;;
+		import) echo ImportPrices; return ;;
+		sync) echo SyncPrices; return ;;
+		quote) echo QuotePrices; return ;;
+		esac
+	done
+}
+
 begin() {
 	step=$((step + 1))
 	echo
@@ -143,6 +175,7 @@ call() {
 	*) echo "demo.sh: unknown token $who" >&2; exit 2 ;;
 	esac
 	begin "$heading"
+	rule_of "$(rpc_of "$@")"
 	echo "   \$ pricing-client $* (token: ${who/-/none})"
 	local out rc=0
 	out=$(TOLLGATE_TOKEN=$token bin/pricing-client -addr "$ADDR" "$@") || rc=$?
@@ -191,6 +224,32 @@ now_ms() {
 	fi
 }
 
+printf '%s\n' "$READER" >"$TMP/reader.token"
+chmod 600 "$TMP/reader.token"
+
+begin "the permission matrix: tollgate rules asks the running server through gRPC reflection (reflection needs a valid token; the reader's will do) and prints every method's compiled rule; -require-all is the CI lint: it fails naming any method without a rule"
+echo "   \$ tollgate rules -addr $ADDR -token-file reader.token -require-all"
+RC=0
+OUT=$(bin/tollgate rules -addr "$ADDR" -token-file "$TMP/reader.token" -require-all 2>"$TMP/rules.err") || RC=$?
+printf '%s\n' "$OUT" | sed 's/^/   /'
+sed 's/^/   (stderr) /' "$TMP/rules.err"
+ok=1
+if [[ $RC -eq 0 ]] && grep -q '^/pricing.v1.PriceService/SetPrice  *unary  *token  *all of prices.write  *seller_id = claim seller_id (bypass: prices.admin)  *5/1s burst 10 bucket writes' <<<"$OUT" &&
+	grep -q '^/grpc.health.v1.Health/Check  *unary  *public' <<<"$OUT" &&
+	grep -q '^/grpc.reflection.v1.ServerReflection/ServerReflectionInfo  *bidi stream  *token  *-' <<<"$OUT" &&
+	! grep -q 'DENIED' <<<"$OUT"; then
+	ok=0
+fi
+check $ok "expected exit status 0 (got $RC), SetPrice's rule, health public, reflection for any valid token, and no method without a rule"
+
+begin "reflection shows every rule, so an anonymous caller may not read it -> tollgate rules without a token: Unauthenticated"
+echo "   \$ tollgate rules -addr $ADDR"
+RC=0
+bin/tollgate rules -addr "$ADDR" >/dev/null 2>"$TMP/rules.err" || RC=$?
+sed 's/^/   (stderr) /' "$TMP/rules.err"
+ok=1
+if [[ $RC -eq 1 ]] && grep -q 'Unauthenticated: missing access token' "$TMP/rules.err"; then ok=0; fi
+check $ok "expected exit status 1 and Unauthenticated (got $RC)"
 
 call "allowed read: get sku-1 with prices.read -> the price of sku-1" \
 	reader 0 '{"sku":"sku-1","seller_id":"s-1","amount_cents":"100","currency":"USD"}' -- get sku-1
@@ -227,8 +286,8 @@ for tok in "$READER" "$SELLER" "$ADMIN"; do
 	fi
 done
 ok=1
-if [[ $denials -eq 3 && $leaked -eq 0 ]]; then ok=0; fi
-check $ok "expected 3 denials and no token in the log (got $denials denials, token leaked: $leaked)"
+if [[ $denials -eq 4 && $leaked -eq 0 ]]; then ok=0; fi
+check $ok "expected 4 denials (reflection without a token, and three calls) and no token in the log (got $denials denials, token leaked: $leaked)"
 
 # --- Throttling and renewal ------------------------------------------------
 #
@@ -245,6 +304,7 @@ echo "pricing-server is listening on $ADDR"
 LOOPER=$(mint -sub bot -azp looper -perms prices.read)
 
 begin "a consumer stuck in a loop: 60 rapid gets from azp looper, GetPrice allows 20 at once and 20 a second -> throttled, ResourceExhausted RATE_LIMITED with a retry delay"
+rule_of GetPrice
 start_ms=$(now_ms)
 TOLLGATE_TOKEN=$LOOPER client -addr "$ADDR" -repeat 60 get sku-1
 elapsed_ms=$(($(now_ms) - start_ms))
@@ -262,6 +322,7 @@ call "right after, another consumer (azp storefront) is unaffected: its own buck
 	reader 0 '{"sku":"sku-1","seller_id":"s-1","amount_cents":"100","currency":"USD"}' -- get sku-1
 
 begin "a runaway stream: one ImportPrices stream of 100 prices; every message is charged to the \"writes\" bucket (10 at once, 5 a second) -> the first messages are stored, then the stream ends with ResourceExhausted RATE_LIMITED before the handler sees the next"
+rule_of ImportPrices
 BULK=$(mint -sub importer -azp bulk-importer -perms prices.read,prices.write -claim seller_id=s-1)
 prices=()
 for i in $(seq 1 100); do prices+=("bulk-$i=$((100 + i))"); done
@@ -278,6 +339,7 @@ fi
 check $ok "expected RATE_LIMITED on the writes bucket and between 10 and 19 prices stored (exit status $import_rc, $stored stored)"
 
 begin "renewal: a 15-minute token issued 11 minutes ago (inside its last third) in a token file -> the call succeeds, the server renews the token, the client writes the successor back"
+rule_of GetPrice
 mint -sub dave -azp price-widget -perms prices.read -ttl 15m -iat -11m >"$TMP/widget.token"
 chmod 600 "$TMP/widget.token"
 cp "$TMP/widget.token" "$TMP/widget.token.orig"
