@@ -47,6 +47,10 @@ unit:
 inventory:
 	cd $(INVENTORY) && $(GO) mod tidy -diff
 	cd $(INVENTORY) && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
+	@# The CI lint a user's repository runs: every method has a valid rule.
+	cd $(INVENTORY) && set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+		$(BUF) build -o "$$d/inventory.binpb"; \
+		$(GO) tool tollgate rules -descriptor-set "$$d/inventory.binpb" -require-all
 
 # Short fuzz runs of the parsers an attacker reaches first; the claims
 # differential holds the hand-written claims decoder to the encoding/json one.
@@ -60,8 +64,7 @@ fuzz:
 # generated inside its workspace, with the plugins its go.mod pins.
 generate:
 	$(BUF) generate
-	mkdir -p $(dir $(INVENTORY_OPTIONS))
-	cp proto/tollgate/v1/options.proto $(INVENTORY_OPTIONS)
+	cd $(INVENTORY) && $(GO) tool tollgate proto export -force third_party
 	cd $(INVENTORY) && $(BUF) generate
 
 # Fails when `make generate` would change or add a file: generated code is
