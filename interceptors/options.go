@@ -226,7 +226,7 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithLimiter sets the limiter that enforces the throttles declared in the
-// rules (default: an in-memory throttle.Memory). Use a throttle.Redis
+// rules (default: an in-memory throttle.Memory). Use a redisstore.Limiter
 // wrapped in a throttle.Failover to share limits between replicas, and
 // throttle.Shadow to observe a limit before enforcing it.
 func WithLimiter(l throttle.Limiter) Option {
