@@ -100,6 +100,8 @@ type options struct {
 	afterFunc          func(d time.Duration, f func()) (stop func() bool)
 
 	requireTransportSecurity bool
+
+	loggingFields bool // see WithLoggingFields (middleware.go)
 }
 
 // Option configures a [Guard].
