@@ -72,34 +72,36 @@
 //
 // Order the chain recovery → guard → logging (then anything else):
 //
-//		srv := grpc.NewServer(append(guard.TransportOptions(),
-//			grpc.ChainUnaryInterceptor(
-//				recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(internalError)),
-//				guard.UnaryServerInterceptor(),
-//				logging.UnaryServerInterceptor(logger)),
-//			grpc.ChainStreamInterceptor(
-//				recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(internalError)),
-//				guard.StreamServerInterceptor(),
-//				logging.StreamServerInterceptor(logger)),
-//		)...)
+//	srv := grpc.NewServer(append(guard.TransportOptions(),
+//		grpc.ChainUnaryInterceptor(
+//			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(internalError)),
+//			guard.UnaryServerInterceptor(),
+//			logging.UnaryServerInterceptor(logger)),
+//		grpc.ChainStreamInterceptor(
+//			recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(internalError)),
+//			guard.StreamServerInterceptor(),
+//			logging.StreamServerInterceptor(logger)),
+//	)...)
 //
-//	  - recovery outermost, so that a panic anywhere in the chain (guard,
-//	    logging, handler) becomes Internal instead of killing the server. Give
-//	    it a handler that returns a plain Internal status: its default one sends
-//	    the panic value and the stack trace to the caller. A panicking call
-//	    unwinds past logging, which then logs its start but not its end; add a
-//	    second recovery innermost if panics must reach the access log.
-//	  - the guard before logging, so that logging sees the caller: with
-//	    [WithLoggingFields] the guard adds the consumer, subject and jti
-//	    fingerprint to the logging fields. Calls the guard refuses never reach
-//	    logging; [WithLogger] logs them.
-//	  - [Guard.TransportOptions] beside a hand-built chain: [Guard.ServerOptions]
-//	    adds grpc.MaxHeaderListSize (64 KiB) and grpc.MaxConcurrentStreams
-//	    (1000) besides the interceptors, and a chain built by hand without
-//	    TransportOptions silently falls back to grpc-go's 16 MiB header lists
-//	    and unbounded streams.
-//	  - nothing given with grpc.UnaryInterceptor or grpc.StreamInterceptor:
-//	    grpc-go runs it before every chained interceptor, ahead of the guard.
+// Why in this order, and what else to keep:
+//
+//   - recovery outermost, so that a panic anywhere in the chain (guard,
+//     logging, handler) becomes Internal instead of killing the server. Give
+//     it a handler that returns a plain Internal status: its default one sends
+//     the panic value and the stack trace to the caller. A panicking call
+//     unwinds past logging, which then logs its start but not its end; add a
+//     second recovery innermost if panics must reach the access log.
+//   - the guard before logging, so that logging sees the caller: with
+//     [WithLoggingFields] the guard adds the consumer, subject and jti
+//     fingerprint to the logging fields. Calls the guard refuses never reach
+//     logging; [WithLogger] logs them.
+//   - [Guard.TransportOptions] beside a hand-built chain: [Guard.ServerOptions]
+//     adds grpc.MaxHeaderListSize (64 KiB) and grpc.MaxConcurrentStreams
+//     (1000) besides the interceptors, and a chain built by hand without
+//     TransportOptions silently falls back to grpc-go's 16 MiB header lists
+//     and unbounded streams.
+//   - nothing given with grpc.UnaryInterceptor or grpc.StreamInterceptor:
+//     grpc-go runs it before every chained interceptor, ahead of the guard.
 //
 // Never wrap the guard in go-grpc-middleware's selector: for a method its
 // matcher does not select, the guard does not run at all, so deny by default
