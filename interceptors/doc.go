@@ -61,7 +61,64 @@
 // beyond these reasons; the optional slog logger gets the detail, with a
 // fingerprint of the token's jti, never the token.
 //
+// # Composing with go-grpc-middleware
+//
 // The interceptors are plain grpc.UnaryServerInterceptor and
-// grpc.StreamServerInterceptor values, so they compose with
-// go-grpc-middleware's chains and its selector.
+// grpc.StreamServerInterceptor values, so they chain with go-grpc-middleware
+// v2's. Its package is also named interceptors: import this one under an
+// alias, as the examples do:
+//
+//	tollgate "github.com/tollgate/tollgate/interceptors"
+//
+// Order the chain recovery → guard → logging (then anything else):
+//
+//	srv := grpc.NewServer(append(guard.TransportOptions(),
+//		grpc.ChainUnaryInterceptor(
+//			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(internalError)),
+//			guard.UnaryServerInterceptor(),
+//			logging.UnaryServerInterceptor(logger)),
+//		grpc.ChainStreamInterceptor(
+//			recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(internalError)),
+//			guard.StreamServerInterceptor(),
+//			logging.StreamServerInterceptor(logger)),
+//	)...)
+//
+// Why in this order, and what else to keep:
+//
+//   - recovery outermost, so that a panic anywhere in the chain (guard,
+//     logging, handler) becomes Internal instead of killing the server. Give
+//     it a handler that returns a plain Internal status: its default one sends
+//     the panic value and the stack trace to the caller. A panicking call
+//     unwinds past logging, which then logs its start but not its end; add a
+//     second recovery innermost if panics must reach the access log.
+//   - the guard before logging, so that logging sees the caller: with
+//     [WithLoggingFields] the guard adds the consumer, subject and jti
+//     fingerprint to the logging fields. Calls the guard refuses never reach
+//     logging; [WithLogger] logs them.
+//   - [Guard.TransportOptions] beside a hand-built chain: [Guard.ServerOptions]
+//     adds grpc.MaxHeaderListSize (64 KiB) and grpc.MaxConcurrentStreams
+//     (1000) besides the interceptors, and a chain built by hand without
+//     TransportOptions silently falls back to grpc-go's 16 MiB header lists
+//     and unbounded streams.
+//   - nothing given with grpc.UnaryInterceptor or grpc.StreamInterceptor:
+//     grpc-go runs it before every chained interceptor, ahead of the guard.
+//
+// Never wrap the guard in go-grpc-middleware's selector: for a method its
+// matcher does not select, the guard does not run at all, so deny by default
+// is gone. A method without a rule, which the guard would refuse, is served
+// to anyone. The guard cannot warn about it: a skipped call never reaches it,
+// and [Guard.Init] sees only that its interceptors were taken, not what
+// wraps them. Exempt a method from authentication with a rule instead,
+// `option (tollgate.v1.method) = {public: true}` in the .proto (or
+// [WithPublicMethods] for a method whose .proto is not yours): the guard still
+// sees the call, throttles it by peer, bounds its streams, and keeps denying
+// every other method without a rule.
+//
+// A server built on go-grpc-middleware's auth interceptor can take
+// [Guard.AuthFunc]. An auth.AuthFunc sees neither the request nor the stream,
+// so it refuses (Internal, AUTHFUNC_UNSUPPORTED) methods whose rule checks
+// ownership or declares a token field, and every stream: chain
+// [Guard.StreamServerInterceptor] for those. [NewRateLimiter] adapts a
+// throttle.Limiter to go-grpc-middleware's ratelimit.Limiter, for a limit
+// apart from the .proto's throttles.
 package interceptors

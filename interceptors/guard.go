@@ -367,18 +367,15 @@ func (g *Guard) Table() *permissions.Table {
 // grpc.StreamInterceptor before every chained one, so such an interceptor
 // sees calls the guard has not yet checked: chain yours after the guard's
 // (grpc.ChainUnaryInterceptor) unless it must run first.
+//
+// A server that chains the guard's interceptors by hand (with
+// go-grpc-middleware, say) adds [Guard.TransportOptions] to keep the two
+// transport bounds.
 func (g *Guard) ServerOptions() []grpc.ServerOption {
-	opts := []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(g.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(g.StreamServerInterceptor()),
-	}
-	if g.opts.maxHeaderList > 0 {
-		opts = append(opts, grpc.MaxHeaderListSize(g.opts.maxHeaderList))
-	}
-	if g.opts.maxConcurrent > 0 {
-		opts = append(opts, grpc.MaxConcurrentStreams(g.opts.maxConcurrent))
-	}
-	return opts
+	}, g.TransportOptions()...)
 }
 
 // plan finds the compiled plan of method; the error is the status to return.
@@ -513,7 +510,7 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		// throttling may start a renewal; the handler's own errors do not
 		// take the renewed token away.
 		f := g.startRenewal(r, tok, sess)
-		resp, err := handler(session.NewContext(ctx, sess), req)
+		resp, err := handler(g.callContext(ctx, sess), req)
 		if f != nil {
 			if renewed, ok := g.renew.wait(f); ok {
 				_ = grpc.SetTrailer(ctx, metadata.Pairs(RenewedTokenKey, renewed))

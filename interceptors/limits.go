@@ -46,6 +46,7 @@ type plan struct {
 	// The method's kind, as registered on the server: client or bidi
 	// streams receive many messages.
 	clientStreams bool
+	streams       bool // any stream kind: [Guard.AuthFunc] refuses them
 
 	limited bool
 	limit   throttle.Limit
@@ -76,8 +77,10 @@ func (g *Guard) compilePlans(t *permissions.Table, kinds map[string]grpc.MethodI
 		p := &plan{method: m, rule: r}
 		if k, ok := kinds[m]; ok {
 			p.clientStreams = k.IsClientStream
+			p.streams = k.IsClientStream || k.IsServerStream
 		} else if d := r.Descriptor(); d != nil {
 			p.clientStreams = d.IsStreamingClient()
+			p.streams = d.IsStreamingClient() || d.IsStreamingServer()
 		}
 		p.maxStreams = g.opts.maxStreamsConsumer
 		if r.Public() {

@@ -100,6 +100,8 @@ type options struct {
 	afterFunc          func(d time.Duration, f func()) (stop func() bool)
 
 	requireTransportSecurity bool
+
+	loggingFields bool // see WithLoggingFields (middleware.go)
 }
 
 // Option configures a [Guard].
@@ -226,7 +228,7 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithLimiter sets the limiter that enforces the throttles declared in the
-// rules (default: an in-memory throttle.Memory). Use a throttle.Redis
+// rules (default: an in-memory throttle.Memory). Use a redisstore.Limiter
 // wrapped in a throttle.Failover to share limits between replicas, and
 // throttle.Shadow to observe a limit before enforcing it.
 func WithLimiter(l throttle.Limiter) Option {

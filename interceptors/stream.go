@@ -99,6 +99,9 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		}
 		// The session's context lives in the wrapper: no allocation of its
 		// own.
+		if g.opts.loggingFields {
+			ctx = withLoggingFields(ctx, sess)
+		}
 		gs.sessCtx.Init(ctx, sess)
 		gs.ctx = &gs.sessCtx
 		if first != nil {

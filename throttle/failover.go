@@ -64,9 +64,9 @@ const (
 )
 
 // Failover is a [Limiter] that decides with a primary limiter, usually
-// [Redis], and applies a [Policy] when the primary cannot decide: when it
-// returns an error other than [ErrInvalidLimit], or does not answer within
-// the timeout.
+// the Redis limiter (redisstore.Limiter), and applies a [Policy] when the
+// primary cannot decide: when it returns an error other than
+// [ErrInvalidLimit], or does not answer within the timeout.
 //
 // A circuit breaker keeps a dead store from costing a timeout on every call.
 // After a number of consecutive failures the breaker opens: calls skip the
@@ -120,7 +120,7 @@ type failoverOptions struct {
 
 // WithFailoverTimeout bounds the time one decision may take on the primary (default
 // 50 ms). The caller's context deadline applies too, whichever comes first.
-// The primary must return when its context is done; [Redis] does.
+// The primary must return when its context is done; redisstore.Limiter does.
 func WithFailoverTimeout(d time.Duration) FailoverOption {
 	return func(o *failoverOptions) { o.timeout = d }
 }

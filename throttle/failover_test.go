@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/fakeclock"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // stubPrimary is a primary limiter whose answers a test sets. It counts its
@@ -527,22 +525,33 @@ func TestFailoverLateFailure(t *testing.T) {
 	}
 }
 
+// unreachableStore stands for a shared store that is down (a
+// redisstore.Limiter whose Redis does not answer).
+type unreachableStore struct{}
+
+func (unreachableStore) Allow(context.Context, Key, Limit, int) (Decision, error) {
+	return Decision{}, errors.New("connection refused")
+}
+
+// A Failover around a shared store (in production a redisstore.Limiter)
+// says what happens while the store is away: here each replica enforces the
+// limit on its own traffic, and three failures in a row stop the store
+// being asked for a second.
 func ExampleNewFailover() {
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
-	defer client.Close()
-	shared, err := NewRedis(client)
-	if err != nil {
-		panic(err)
-	}
-	// While Redis is away, each replica enforces the limit on its own
-	// traffic; three failures in a row stop it being asked for a second.
-	limiter, err := NewFailover(shared, FailLocal,
+	limiter, err := NewFailover(unreachableStore{}, FailLocal,
 		WithFailoverTimeout(50*time.Millisecond),
 		WithFailoverBreaker(3, time.Second),
-		WithFailoverStateChange(func(open bool) { fmt.Println("redis limiter breaker open:", open) }))
+		WithFailoverStateChange(func(open bool) { fmt.Println("shared limiter breaker open:", open) }))
 	if err != nil {
 		panic(err)
 	}
-	d, err := limiter.Allow(context.Background(), Key{Consumer: "billing", Bucket: "orders"}, PerSecond(5, 10), 1)
-	fmt.Println(d.Allowed, d.Source, err)
+	for range 3 {
+		d, err := limiter.Allow(context.Background(), Key{Consumer: "billing", Bucket: "orders"}, PerSecond(5, 10), 1)
+		fmt.Println(d.Allowed, d.Source, err)
+	}
+	// Output:
+	// true local <nil>
+	// true local <nil>
+	// shared limiter breaker open: true
+	// true local <nil>
 }

@@ -18,7 +18,7 @@ import (
 // Memory shared by many goroutines admits exactly what one caller calling
 // in sequence would (table.go gives the argument).
 //
-// Buckets are not shared between processes; use the Redis limiter for a
+// Buckets are not shared between processes; use redisstore.Limiter for a
 // limit that holds across the replicas of a service. A Memory suits a single
 // replica, per-replica limits, and the local fallback of a [Failover].
 //

@@ -1,5 +1,6 @@
 // Package throttle limits how often a consumer may call, with token buckets
-// kept in memory or shared through Redis by every replica of a service.
+// kept in memory or, through package redisstore, shared in Redis by every
+// replica of a service. This package links no Redis client.
 //
 // # Model
 //
@@ -146,20 +147,14 @@ type Limiter interface {
 	Allow(ctx context.Context, key Key, limit Limit, cost int) (Decision, error)
 }
 
-// gcra applies one decision to a bucket stored as its theoretical arrival
-// time tat (ns on the limiter's clock), at now (ns). It returns the decision
-// and the new tat (unchanged when denied). It is the single statement of the
-// algorithm (in gcraInto) shared by the memory limiter and tests; the Redis
-// script states the same arithmetic in Lua.
-func gcra(tat, now int64, l Limit, cost int) (Decision, int64) {
-	var d Decision
-	tat = gcraInto(&d, tat, now, l, cost)
-	return d, tat
-}
-
-// gcraInto is gcra writing the decision into *d, all of which it sets. The
-// memory limiter calls it on its hot path: returning the Decision by value
-// and copying it on made Allow a third slower.
+// gcraInto (gcra in the comments) applies one decision to a bucket stored
+// as its theoretical arrival time tat (ns on the limiter's clock), at now
+// (ns), writing the decision into *d, all of which it sets. It returns the
+// new tat (unchanged when denied). It is the single statement of the
+// algorithm, used by the memory limiter; the Redis script
+// (redisstore/limiter.lua) states the same arithmetic in Lua, and the
+// redisstore tests hold it to the memory limiter. Returning the Decision by
+// value and copying it on made Allow a third slower.
 func gcraInto(d *Decision, tat, now int64, l Limit, cost int) int64 {
 	if cost <= 0 {
 		cost = 1

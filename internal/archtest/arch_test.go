@@ -18,8 +18,12 @@ func deps(t *testing.T, pkg string) []string {
 	return strings.Fields(string(out))
 }
 
+const (
+	mod     = "github.com/tollgate/tollgate"
+	goRedis = "github.com/redis/go-redis"
+)
+
 func TestImportRules(t *testing.T) {
-	const mod = "github.com/tollgate/tollgate"
 	rules := []struct {
 		pkg       string
 		forbidden []string
@@ -36,6 +40,15 @@ func TestImportRules(t *testing.T) {
 		{mod + "/cmd/...", []string{mod + "/internal/", mod + "/examples/"}},
 		{mod + "/session", []string{mod + "/permissions", mod + "/throttle", mod + "/interceptors", mod + "/tokenservice"}},
 		{mod + "/permissions", []string{mod + "/throttle", mod + "/interceptors", mod + "/tokenservice"}},
+		// Only redisstore may link a Redis client: a program without Redis
+		// links no go-redis.
+		{mod + "/throttle", []string{goRedis}},
+		{mod + "/interceptors", []string{goRedis}},
+		{mod + "/session", []string{goRedis}},
+		{mod + "/permissions", []string{goRedis}},
+		{mod + "/tokenservice", []string{goRedis}},
+		{mod + "/redisstore", []string{"google.golang.org/grpc", "google.golang.org/protobuf",
+			mod + "/interceptors", mod + "/permissions", mod + "/tokenservice", mod + "/internal/"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {
@@ -52,7 +65,6 @@ func TestImportRules(t *testing.T) {
 // reach it: it is a user's service, and may import tollgate's public
 // packages only, tests included.
 func TestInventoryImportsOnlyPublicPackages(t *testing.T) {
-	const mod = "github.com/tollgate/tollgate"
 	cmd := exec.Command("go", "list", "-deps", "-test", "./...")
 	cmd.Dir = "../../examples/inventory"
 	out, err := cmd.Output()
@@ -73,5 +85,43 @@ func TestInventoryImportsOnlyPublicPackages(t *testing.T) {
 	}
 	if !sawTollgate {
 		t.Fatalf("examples/inventory does not depend on %s/interceptors: was the module listed at all?", mod)
+	}
+}
+
+// TestTestsOfInterceptorsLinkNoRedis: the interceptors package's own tests
+// do not import go-redis either (the guard's Redis tests live in
+// redisstore_test), so go vet and go test of interceptors never build it.
+func TestTestsOfInterceptorsLinkNoRedis(t *testing.T) {
+	out, err := exec.Command("go", "list", "-test", "-deps", mod+"/interceptors").Output()
+	if err != nil {
+		t.Fatalf("go list -test -deps interceptors: %v", err)
+	}
+	for _, d := range strings.Fields(string(out)) {
+		if d == goRedis || strings.HasPrefix(d, goRedis+"/") {
+			t.Errorf("the interceptors tests depend on %s", d)
+		}
+	}
+}
+
+// TestBinariesWithoutRedisLinkNoRedis: a client, and the CLI, link no
+// go-redis (16 MB of it), only the servers that ask for a Redis limiter.
+func TestBinariesWithoutRedisLinkNoRedis(t *testing.T) {
+	for _, pkg := range []string{
+		mod + "/examples/pricing/cmd/pricing-client",
+		mod + "/cmd/tollgate",
+	} {
+		for _, d := range deps(t, pkg) {
+			if d == goRedis || strings.HasPrefix(d, goRedis+"/") {
+				t.Errorf("%s links %s", pkg, d)
+			}
+		}
+	}
+	// And the check can see go-redis where it is linked.
+	found := false
+	for _, d := range deps(t, mod+"/examples/pricing/cmd/pricing-server") {
+		found = found || strings.HasPrefix(d, goRedis+"/")
+	}
+	if !found {
+		t.Error("pricing-server, which offers -redis, shows no go-redis: the check above would see nothing either")
 	}
 }

@@ -80,13 +80,13 @@ type metricTarget struct {
 var comparisons = []comparison{
 	{"Throttling (issue 3)", "memory limiter, 2 cores in parallel, vs x/time/rate map in parallel", "BenchmarkMemory/existing-key-parallel", "BenchmarkXTimeRate/existing-key-parallel", 0},
 	{"Throttling (issue 3)", "memory limiter, 2 goroutines both cycling all 1024 keys vs 1 goroutine on them (buckets' cache lines move between cores)", "BenchmarkMemory/existing-key-parallel", "BenchmarkMemory/existing-keys-cycled", 0},
-	{"Throttling (issue 3)", "Redis limiter vs redis_rate v10, same redis-server, keys and concurrency (ns/op: ≤ 1.0 means ≥ as many decisions/s)", "BenchmarkRedis/tollgate", "BenchmarkRedis/redis_rate", 1.0},
+	{"Throttling (issue 3)", "Redis limiter vs redis_rate v10, same redis-server, keys and concurrency (ns/op: ≤ 1.0 means ≥ as many decisions/s)", "BenchmarkRedisLimiter/tollgate", "BenchmarkRedisLimiter/redis_rate", 1.0},
 }
 
 var metricTargets = []metricTarget{
 	{"Throttling (issue 3)", "1,000,000 distinct consumers: heap held", "BenchmarkMemory/million-consumers", "MB-held", 150},
 	{"Throttling (issue 3)", "bounded to 100,000 keys: keys held", "BenchmarkMemory/million-consumers-bounded", "keys", 100000},
-	{"Throttling (issue 3)", "Redis round trips per decision", "BenchmarkRedis/tollgate", "roundtrips/decision", 1},
+	{"Throttling (issue 3)", "Redis round trips per decision", "BenchmarkRedisLimiter/tollgate", "roundtrips/decision", 1},
 }
 
 var absolutes = []absolute{

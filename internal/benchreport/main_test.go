@@ -41,13 +41,13 @@ PASS
 }
 
 func TestParseCustomMetrics(t *testing.T) {
-	in := "BenchmarkRedis/tollgate-2   10000   52000 ns/op   19230.5 decisions/s   1.000 roundtrips/decision   120 B/op   4 allocs/op\n" +
+	in := "BenchmarkRedisLimiter/tollgate-2   10000   52000 ns/op   19230.5 decisions/s   1.000 roundtrips/decision   120 B/op   4 allocs/op\n" +
 		"BenchmarkMemory/million-consumers-2   1   900000000 ns/op   61.52 MB-held   1e+06 keys\n"
 	samples, _, _, err := parse(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := samples["BenchmarkRedis/tollgate"]
+	r := samples["BenchmarkRedisLimiter/tollgate"]
 	if median(r.metrics["roundtrips/decision"]) != 1 || median(r.metrics["decisions/s"]) != 19230.5 || median(r.allocs) != 4 {
 		t.Errorf("redis metrics %+v", r)
 	}

@@ -197,7 +197,7 @@ type Config struct {
 	Store *store.Store
 	// Limiter enforces the throttles pricing.proto declares (reads 20 a
 	// second per consumer, the shared "writes" bucket, Ping per peer). Nil
-	// means a throttle.Memory of this server's own; pass a throttle.Redis
+	// means a throttle.Memory of this server's own; pass a redisstore.Limiter
 	// wrapped in a throttle.Failover to share the budgets between replicas.
 	Limiter throttle.Limiter
 	// Renewal, when set, renews tokens inside the last Window of their

@@ -33,7 +33,7 @@
 // then ignored: there is no store that could fail. -redis takes a plain
 // HOST:PORT, without password or TLS, as befits an example: a real service
 // builds its redis.UniversalClient (single, Sentinel or Cluster) from its
-// own configuration and hands it to throttle.NewRedis the same way.
+// own configuration and hands it to redisstore.NewLimiter the same way.
 //
 // Throttled calls answer with the rate-limit headers "ratelimit-policy" and
 // "ratelimit"; refusals are ResourceExhausted with a RetryInfo saying when
@@ -86,6 +86,7 @@ import (
 	"github.com/tollgate/tollgate/examples/pricing/internal/quiet"
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/interceptors"
+	"github.com/tollgate/tollgate/redisstore"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
 )
@@ -316,7 +317,7 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 	return srv, closeLimiter, nil
 }
 
-// redisLimiter returns the throttle.Redis at addr wrapped in a Failover
+// redisLimiter returns the redisstore.Limiter at addr wrapped in a Failover
 // applying policy, and its client. Redis need not be up: until it answers,
 // the policy decides (a warning says so).
 func redisLimiter(addr string, policy throttle.Policy, logger *slog.Logger) (throttle.Limiter, *redis.Client, error) {
@@ -326,11 +327,11 @@ func redisLimiter(addr string, policy throttle.Policy, logger *slog.Logger) (thr
 	client := redis.NewClient(&redis.Options{
 		Addr: addr,
 		// Deadlines bound every command, so a hung Redis costs a call at
-		// most the Failover's timeout; NewRedis insists on it.
+		// most the Failover's timeout; redisstore.NewLimiter insists on it.
 		ContextTimeoutEnabled: true,
 		DisableIdentity:       true,
 	})
-	primary, err := throttle.NewRedis(client)
+	primary, err := redisstore.NewLimiter(client)
 	if err != nil {
 		client.Close()
 		return nil, nil, err

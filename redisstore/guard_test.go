@@ -1,44 +1,174 @@
-package interceptors
+package redisstore_test
 
 import (
+	"context"
+	"crypto/rand"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate/tollgate/interceptors"
+	"github.com/tollgate/tollgate/internal/fakeclock"
 	"github.com/tollgate/tollgate/internal/redistest"
+	"github.com/tollgate/tollgate/internal/testpb"
+	"github.com/tollgate/tollgate/redisstore"
+	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
 )
 
 // Tests of the guard with limits shared through a real redis-server: two
 // harnesses are two replicas of one service (one key, one Redis, a client
-// and a limiter each). Without redis-server the tests skip, loudly, unless
-// TOLLGATE_REQUIRE_REDIS=1 (redistest).
+// and a limiter each), called over loopback TCP. Without redis-server the
+// tests skip, loudly, unless TOLLGATE_REQUIRE_REDIS=1 (redistest). This is
+// an external test package: interceptors must never import go-redis, not
+// even in its tests.
+
+const (
+	testIss   = "https://auth.tollgate.test"
+	testAud   = "tollgate-test"
+	methodGet = "/tollgate.testpb.v1.TestService/Get"
+
+	msgLimited   = "rate limit exceeded"
+	msgLimiterDn = "rate limiter unavailable"
+)
+
+// t0 is where the verifiers' clock stands.
+var t0 = time.Unix(1_800_000_000, 0).UTC()
 
 var redisLimit = throttle.Limit{Rate: 1, Per: time.Hour, Burst: 10}
+
+// getServer answers TestService.Get and counts the calls that reach it.
+type getServer struct {
+	testpb.UnimplementedTestServiceServer
+	n atomic.Int64
+}
+
+func (s *getServer) Get(_ context.Context, req *testpb.GetRequest) (*testpb.GetResponse, error) {
+	s.n.Add(1)
+	return &testpb.GetResponse{Id: req.GetId()}, nil
+}
+
+// harness is one replica: a guarded server on loopback TCP and a client.
+type harness struct {
+	srv    *getServer
+	client testpb.TestServiceClient
+}
+
+func (h *harness) reached() int64 { return h.srv.n.Load() }
+
+// get calls Get with tok as the bearer token.
+func (h *harness) get(t testing.TB, tok string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	_, err := h.client.Get(ctx, &testpb.GetRequest{Id: "item-1"})
+	return err
+}
+
+// newHarness starts a replica verifying tokens of key, throttling every
+// method by redisLimit with lim.
+func newHarness(t *testing.T, key *session.Key, lim throttle.Limiter) *harness {
+	t.Helper()
+	ks, err := session.NewKeySet(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(fakeclock.New(t0).Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := interceptors.NewGuard(v, interceptors.WithLimiter(lim), interceptors.WithDefaultThrottle(redisLimit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	h := &harness{srv: &getServer{}}
+	srv := grpc.NewServer(g.ServerOptions()...)
+	testpb.RegisterTestServiceServer(srv, h.srv)
+	if err := g.Init(srv); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(lis)
+	}()
+	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		srv.Stop()
+		<-served
+	})
+	h.client = testpb.NewTestServiceClient(conn)
+	return h
+}
+
+// newKey returns a fresh HS256 key and a signer of it.
+func newKey(t *testing.T) (*session.Key, *session.Signer) {
+	t.Helper()
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		t.Fatal(err)
+	}
+	k, err := session.NewHMACKey("k1", session.HS256, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.NewSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, s
+}
 
 // replicas returns two harnesses verifying tokens of one key, each
 // throttling every method by redisLimit with its own limiter, and a token
 // of consumer "a" they both accept.
 func replicas(t *testing.T, l1, l2 throttle.Limiter) (h1, h2 *harness, tok string) {
 	t.Helper()
-	key := newTestKey(t, testKID)
-	h1 = newHarness(t, withKeys(key.key), withGuardOptions(WithLimiter(l1), WithDefaultThrottle(redisLimit)))
-	h2 = newHarness(t, withKeys(key.key), withGuardOptions(WithLimiter(l2), WithDefaultThrottle(redisLimit)))
-	c := claims(t0)
-	c.AuthorizedParty = "a"
-	return h1, h2, key.sign(t, c)
+	key, signer := newKey(t)
+	tok, err := signer.Sign(session.Claims{
+		Issuer: testIss, Subject: "alice", AuthorizedParty: "a", Audience: []string{testAud},
+		IssuedAt: t0, ExpiresAt: t0.Add(10 * time.Minute), Permissions: []string{"test.read"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHarness(t, key, l1), newHarness(t, key, l2), tok
 }
 
-func newRedisLimiter(t *testing.T, srv *redistest.Server) *throttle.Redis {
+func newRedisLimiter(t *testing.T, srv *redistest.Server) *redisstore.Limiter {
 	t.Helper()
-	r, err := throttle.NewRedis(srv.Client())
+	r, err := redisstore.NewLimiter(srv.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// wantCodeOnly checks a status with code and message and no details.
+func wantCodeOnly(t testing.TB, err error, code codes.Code, msg string) {
+	t.Helper()
+	st := status.Convert(err)
+	if err == nil || st.Code() != code || st.Message() != msg || len(st.Details()) != 0 {
+		t.Fatalf("got %v (details %v), want %v %q without details", err, st.Details(), code, msg)
+	}
 }
 
 func newFailover(t *testing.T, primary throttle.Limiter, p throttle.Policy, opts ...throttle.FailoverOption) *throttle.Failover {
@@ -73,7 +203,7 @@ func wantRedisLimited(t testing.TB, err error) {
 			}
 		}
 	}
-	if reason != ReasonRateLimited || bucket != methodGet || subject != "azp:a" || len(st.Details()) != 3 {
+	if reason != interceptors.ReasonRateLimited || bucket != methodGet || subject != "azp:a" || len(st.Details()) != 3 {
 		t.Fatalf("details %v, want RATE_LIMITED on %s for a", st.Details(), methodGet)
 	}
 	if retry <= time.Hour-time.Minute || retry > time.Hour {
@@ -123,7 +253,7 @@ func TestRedisFailover(t *testing.T) {
 
 	t.Run("fail closed, stopped, then restarted", func(t *testing.T) {
 		srv := redistest.Start(t)
-		fc := newFakeClock()
+		fc := fakeclock.New(t0)
 		opts := []throttle.FailoverOption{throttle.WithFailoverTimeout(timeout), throttle.WithFailoverClock(fc.Now)}
 		h1, h2, tok := replicas(t,
 			newFailover(t, newRedisLimiter(t, srv), throttle.FailClosed, opts...),
@@ -186,9 +316,7 @@ func TestRedisFailover(t *testing.T) {
 	t.Run("fail closed, hung", func(t *testing.T) {
 		srv := redistest.Start(t)
 		f := newFailover(t, newRedisLimiter(t, srv), throttle.FailClosed, throttle.WithFailoverTimeout(timeout))
-		key := newTestKey(t, testKID)
-		h := newHarness(t, withKeys(key.key), withGuardOptions(WithLimiter(f), WithDefaultThrottle(redisLimit)))
-		tok := key.sign(t, claims(t0))
+		h, _, tok := replicas(t, f, mustMemory(t))
 		if err := h.get(t, tok); err != nil {
 			t.Fatal(err)
 		}
@@ -240,4 +368,14 @@ func TestRedisFailover(t *testing.T) {
 			}
 		}
 	})
+}
+
+// mustMemory is a fresh in-memory limiter.
+func mustMemory(t testing.TB) *throttle.Memory {
+	t.Helper()
+	m, err := throttle.NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -1,22 +1,82 @@
-package throttle
+package redisstore
 
 import (
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/fakeclock"
-
-	"github.com/tollgate/tollgate/internal/redistest"
 	"go.uber.org/goleak"
+
+	"github.com/tollgate/tollgate/internal/fakeclock"
+	"github.com/tollgate/tollgate/internal/redistest"
+	"github.com/tollgate/tollgate/throttle"
 )
+
+// Short names for the throttle failover API these tests use.
+type (
+	Failover       = throttle.Failover
+	FailoverOption = throttle.FailoverOption
+	Policy         = throttle.Policy
+)
+
+const (
+	FailOpen   = throttle.FailOpen
+	FailClosed = throttle.FailClosed
+	FailLocal  = throttle.FailLocal
+
+	DefaultBreakerFailures = throttle.DefaultBreakerFailures
+	DefaultBreakerCooldown = throttle.DefaultBreakerCooldown
+)
+
+var (
+	NewFailover             = throttle.NewFailover
+	WithFailoverTimeout     = throttle.WithFailoverTimeout
+	WithFailoverClock       = throttle.WithFailoverClock
+	WithFailoverLocal       = throttle.WithFailoverLocal
+	WithFailoverStateChange = throttle.WithFailoverStateChange
+	ErrUnavailable          = throttle.ErrUnavailable
+)
+
+// clockBase is where the breakers' fake clocks start.
+var clockBase = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// newTestMemory is a memory limiter on a fake clock, a replica's local
+// fallback.
+func newTestMemory(t testing.TB) *throttle.Memory {
+	t.Helper()
+	m, err := throttle.NewMemory(throttle.WithMemoryClock(fakeclock.New(clockBase).Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// stateLog records the breaker's transitions.
+type stateLog struct {
+	mu   sync.Mutex
+	seen []bool
+}
+
+func (l *stateLog) record(open bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen = append(l.seen, open)
+}
+
+func (l *stateLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprint(l.seen)
+}
 
 // TestFailoverRedisFaults runs Failovers of Redis limiters against a real
 // redis-server that hangs, dies and comes back: the policies decide while it
 // is away, the breaker keeps it from costing a timeout per call, and the same
 // limiters share buckets again once it is back. Nothing may outlive the
 // test.
-func TestFailoverRedisFaults(t *testing.T) {
+func TestFailoverFaults(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	t.Run("scenario", testRedisFaults)
 	goleak.VerifyNone(t, before)
@@ -38,7 +98,7 @@ func testRedisFaults(t *testing.T) {
 	ra, rb := newRedis(t, ca), newRedis(t, cb)
 	clock := fakeclock.New(clockBase)
 	log := &stateLog{}
-	newFailover := func(r *Redis, p Policy, opts ...FailoverOption) *Failover {
+	newFailover := func(r *Limiter, p Policy, opts ...FailoverOption) *Failover {
 		t.Helper()
 		opts = append([]FailoverOption{WithFailoverTimeout(timeout), WithFailoverClock(clock.Now)}, opts...)
 		f, err := NewFailover(r, p, opts...)
@@ -47,8 +107,8 @@ func testRedisFaults(t *testing.T) {
 		}
 		return f
 	}
-	localA, _ := newTestMemory()
-	localB, _ := newTestMemory()
+	localA := newTestMemory(t)
+	localB := newTestMemory(t)
 	open := newFailover(ra, FailOpen, WithFailoverStateChange(log.record))
 	closed := newFailover(ra, FailClosed)
 	replicaA := newFailover(ra, FailLocal, WithFailoverLocal(localA))
@@ -59,7 +119,7 @@ func testRedisFaults(t *testing.T) {
 	var slowest time.Duration
 	allow := func(f *Failover, key string) (Decision, error) {
 		start := time.Now()
-		d, err := f.Allow(ctx, Key{"c", key}, limit, 1)
+		d, err := f.Allow(ctx, Key{Consumer: "c", Bucket: key}, limit, 1)
 		slowest = max(slowest, time.Since(start))
 		return d, err
 	}

@@ -1,4 +1,4 @@
--- One decision of a token bucket, the arithmetic of gcra in throttle.go at
+-- One decision of a token bucket, the arithmetic of gcra in throttle/throttle.go at
 -- now = Redis TIME. Lua numbers are doubles, exact for integers below 2^53:
 -- nanoseconds since the epoch are not, so times are kept relative to now
 -- (rel = tat - now), which the Go side bounds by the burst span (at most 100

@@ -1,9 +1,8 @@
-package throttle
+package redisstore
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,7 +11,22 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/fakeclock"
 	"github.com/tollgate/tollgate/internal/redistest"
+	"github.com/tollgate/tollgate/throttle"
+)
+
+// Short names for the throttle types these tests use throughout.
+type (
+	Key      = throttle.Key
+	Limit    = throttle.Limit
+	Decision = throttle.Decision
+)
+
+var (
+	PerSecond       = throttle.PerSecond
+	ErrInvalidLimit = throttle.ErrInvalidLimit
 )
 
 // commandCounter is a go-redis hook that counts the commands a client sends,
@@ -43,11 +57,11 @@ func countedClient(s *redistest.Server) (*redis.Client, *commandCounter) {
 	return c, n
 }
 
-func newRedis(t testing.TB, c redis.UniversalClient, opts ...RedisOption) *Redis {
+func newRedis(t testing.TB, c redis.UniversalClient, opts ...Option) *Limiter {
 	t.Helper()
-	r, err := NewRedis(c, opts...)
+	r, err := NewLimiter(c, opts...)
 	if err != nil {
-		t.Fatalf("NewRedis: %v", err)
+		t.Fatalf("NewLimiter: %v", err)
 	}
 	return r
 }
@@ -78,7 +92,7 @@ func commandCalls(t testing.TB, c *redis.Client) map[string]int64 {
 // token.
 var redisHourly = Limit{Rate: 1, Per: time.Hour, Burst: 10}
 
-func TestNewRedisRejects(t *testing.T) {
+func TestNewLimiterRejects(t *testing.T) {
 	ignoresDeadlines := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer ignoresDeadlines.Close()
 	honours := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
@@ -87,21 +101,21 @@ func TestNewRedisRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		client redis.UniversalClient
-		opts   []RedisOption
+		opts   []Option
 		ok     bool
 	}{
 		{"nil client", nil, nil, false},
 		{"nil *redis.Client", (*redis.Client)(nil), nil, false},
 		{"client ignoring deadlines", ignoresDeadlines, nil, false},
-		{"empty prefix", honours, []RedisOption{WithRedisKeyPrefix("")}, false},
-		{"prefix with a brace", honours, []RedisOption{WithRedisKeyPrefix("a{b")}, false},
+		{"empty prefix", honours, []Option{WithKeyPrefix("")}, false},
+		{"prefix with a brace", honours, []Option{WithKeyPrefix("a{b")}, false},
 		{"defaults", honours, nil, true},
-		{"prefix", honours, []RedisOption{WithRedisKeyPrefix("svc")}, true},
+		{"prefix", honours, []Option{WithKeyPrefix("svc")}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := NewRedis(tc.client, tc.opts...)
+			r, err := NewLimiter(tc.client, tc.opts...)
 			if (err == nil) != tc.ok || (r != nil) != tc.ok {
-				t.Fatalf("NewRedis = %v, %v; want ok %v", r, err, tc.ok)
+				t.Fatalf("NewLimiter = %v, %v; want ok %v", r, err, tc.ok)
 			}
 		})
 	}
@@ -109,20 +123,20 @@ func TestNewRedisRejects(t *testing.T) {
 
 func TestRedisKey(t *testing.T) {
 	r := newRedis(t, redis.NewClient(&redis.Options{ContextTimeoutEnabled: true}))
-	svc := newRedis(t, redis.NewClient(&redis.Options{ContextTimeoutEnabled: true}), WithRedisKeyPrefix("svc"))
+	svc := newRedis(t, redis.NewClient(&redis.Options{ContextTimeoutEnabled: true}), WithKeyPrefix("svc"))
 	for _, tc := range []struct {
-		r    *Redis
+		r    *Limiter
 		key  Key
 		want string
 	}{
-		{r, Key{"billing", "orders"}, "tollgate:{billing}:orders"},
-		{svc, Key{"billing", "orders"}, "svc:{billing}:orders"},
-		{r, Key{"", "orders"}, "tollgate:{}:orders"},
-		{r, Key{"a}:b", "c"}, "tollgate:{a%7D:b}:c"},
-		{r, Key{"a", "b}:c"}, "tollgate:{a}:b}:c"},
-		{r, Key{"{x}", "y"}, "tollgate:{%7Bx%7D}:y"},
-		{r, Key{"%7B", "y"}, "tollgate:{%257B}:y"},
-		{r, Key{"[::1]:5000", "public"}, "tollgate:{[::1]:5000}:public"},
+		{r, Key{Consumer: "billing", Bucket: "orders"}, "tollgate:{billing}:orders"},
+		{svc, Key{Consumer: "billing", Bucket: "orders"}, "svc:{billing}:orders"},
+		{r, Key{Consumer: "", Bucket: "orders"}, "tollgate:{}:orders"},
+		{r, Key{Consumer: "a}:b", Bucket: "c"}, "tollgate:{a%7D:b}:c"},
+		{r, Key{Consumer: "a", Bucket: "b}:c"}, "tollgate:{a}:b}:c"},
+		{r, Key{Consumer: "{x}", Bucket: "y"}, "tollgate:{%7Bx%7D}:y"},
+		{r, Key{Consumer: "%7B", Bucket: "y"}, "tollgate:{%257B}:y"},
+		{r, Key{Consumer: "[::1]:5000", Bucket: "public"}, "tollgate:{[::1]:5000}:public"},
 	} {
 		got := tc.r.key(tc.key)
 		if got != tc.want {
@@ -145,7 +159,7 @@ func TestRedisBurst(t *testing.T) {
 	ctx := t.Context()
 	s := redistest.Start(t)
 	r := newRedis(t, s.Client())
-	key := Key{"billing", "orders"}
+	key := Key{Consumer: "billing", Bucket: "orders"}
 	limit := PerSecond(5, 10)
 
 	for i := range 10 {
@@ -167,10 +181,12 @@ func TestRedisBurst(t *testing.T) {
 }
 
 // TestRedisMatchesGCRA runs sequences of costs through Redis and requires,
-// to the nanosecond, the decisions and bucket of gcra, the package's
-// statement of the algorithm, at the server's clock. That clock is read back
-// from each decision: the stored tat minus ResetAfter must be a whole
-// microsecond (TIME's resolution) within the wall-clock time of the call.
+// to the nanosecond, the decisions of the memory limiter (the throttle
+// package's statement of the algorithm) driven by a fake clock set to the
+// server's clock at each call. That clock is read back from each decision:
+// the stored tat minus ResetAfter must be a whole microsecond (TIME's
+// resolution) within the wall-clock time of the call. Equal decisions at
+// equal instants mean equal buckets: both store now + ResetAfter.
 func TestRedisMatchesGCRA(t *testing.T) {
 	ctx := t.Context()
 	s := redistest.Start(t)
@@ -181,12 +197,14 @@ func TestRedisMatchesGCRA(t *testing.T) {
 		{Rate: 1, Per: time.Hour, Burst: 10},
 		{Rate: 7, Per: time.Hour, Burst: 10},                  // interval not a whole µs
 		{Rate: 3, Per: 1000 * time.Hour, Burst: 7},            // a long span
-		{Rate: 1, Per: 24 * time.Hour, Burst: 100},            // exactly MaxRedisSpan
+		{Rate: 1, Per: 24 * time.Hour, Burst: 100},            // exactly MaxSpan
 		{Rate: 1_000_003, Per: 1000 * time.Hour, Burst: 1000}, // interval not a whole µs
 	} {
 		t.Run(limit.String(), func(t *testing.T) {
-			key := Key{"c", strconv.Itoa(i)}
-			var tat, prevNow int64 // gcra's bucket, and the server's last now
+			key := Key{Consumer: "c", Bucket: strconv.Itoa(i)}
+			var prevNow int64 // the server's last now
+			var clock *fakeclock.Clock
+			var model *throttle.Memory // created at the server's first now
 			for j, cost := range costs {
 				before := time.Now().UnixNano() / 1000 * 1000
 				got, err := r.Allow(ctx, key, limit, cost)
@@ -205,11 +223,21 @@ func TestRedisMatchesGCRA(t *testing.T) {
 				}
 				prevNow = now
 
-				var want Decision
-				want, tat = gcra(tat, now, limit, cost)
-				want.Source = "redis"
-				if got != want || stored != tat {
-					t.Fatalf("call %d (cost %d) at %d:\nredis %+v, tat %d\ngcra  %+v, tat %d", j+1, cost, now, got, stored, want, tat)
+				if model == nil {
+					clock = fakeclock.New(time.Unix(0, now))
+					model, err = throttle.NewMemory(throttle.WithMemoryClock(clock.Now))
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				clock.Set(time.Unix(0, now))
+				want, err := model.Allow(ctx, key, limit, cost)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want.Source = Source
+				if got != want {
+					t.Fatalf("call %d (cost %d) at %d:\nredis  %+v, tat %d\nmemory %+v", j+1, cost, now, got, stored, want)
 				}
 			}
 		})
@@ -241,7 +269,7 @@ func TestRedisStoredTat(t *testing.T) {
 		{"clock stepped back", span + 5*interval, false, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key := Key{"c", tc.name}
+			key := Key{Consumer: "c", Bucket: tc.name}
 			now, err := admin.Time(ctx).Result()
 			if err != nil {
 				t.Fatal(err)
@@ -262,7 +290,7 @@ func TestRedisCostAboveBurst(t *testing.T) {
 	ctx := t.Context()
 	s := redistest.Start(t)
 	r := newRedis(t, s.Client())
-	key := Key{"c", "big"}
+	key := Key{Consumer: "c", Bucket: "big"}
 	d, err := r.Allow(ctx, key, redisHourly, 11)
 	if err != nil {
 		t.Fatal(err)
@@ -290,12 +318,12 @@ func TestRedisInvalidLimit(t *testing.T) {
 		{Rate: 1, Per: 0, Burst: 1},
 		{Rate: 1, Per: time.Second, Burst: 0},
 		{Rate: 2, Per: time.Nanosecond, Burst: 1},
-		{Rate: 1, Per: 24 * time.Hour, Burst: 101}, // over MaxRedisSpan
+		{Rate: 1, Per: 24 * time.Hour, Burst: 101}, // over MaxSpan
 		{Rate: 1, Per: time.Hour, Burst: 1 << 62},  // span overflows int64
 		{Rate: 1, Per: 1<<63 - 1, Burst: 2},        // as does this one
-		{Rate: 1, Per: MaxRedisSpan + time.Nanosecond, Burst: 1},
+		{Rate: 1, Per: MaxSpan + time.Nanosecond, Burst: 1},
 	} {
-		_, err := r.Allow(ctx, Key{"c", "b"}, l, 1)
+		_, err := r.Allow(ctx, Key{Consumer: "c", Bucket: "b"}, l, 1)
 		if !errors.Is(err, ErrInvalidLimit) {
 			t.Errorf("Allow with %+v: %v, want ErrInvalidLimit", l, err)
 		}
@@ -312,13 +340,13 @@ func TestRedisKeyAndTTL(t *testing.T) {
 	s := redistest.Start(t)
 	admin := s.Client()
 	for _, tc := range []struct {
-		opts []RedisOption
+		opts []Option
 		key  Key
 		want string
 	}{
-		{nil, Key{"billing", "orders"}, "tollgate:{billing}:orders"},
-		{[]RedisOption{WithRedisKeyPrefix("svc")}, Key{"billing", "orders"}, "svc:{billing}:orders"},
-		{nil, Key{"a}{b", "x"}, "tollgate:{a%7D%7Bb}:x"},
+		{nil, Key{Consumer: "billing", Bucket: "orders"}, "tollgate:{billing}:orders"},
+		{[]Option{WithKeyPrefix("svc")}, Key{Consumer: "billing", Bucket: "orders"}, "svc:{billing}:orders"},
+		{nil, Key{Consumer: "a}{b", Bucket: "x"}, "tollgate:{a%7D%7Bb}:x"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			r := newRedis(t, s.Client(), tc.opts...)
@@ -363,11 +391,11 @@ func TestRedisBracesKeepBucketsApart(t *testing.T) {
 	r := newRedis(t, s.Client())
 	one := Limit{Rate: 1, Per: time.Hour, Burst: 1}
 	for _, c := range []string{"{", "%7B", "%257B", "}", "a}:b"} {
-		if d, err := r.Allow(ctx, Key{c, "x"}, one, 1); err != nil || !d.Allowed {
+		if d, err := r.Allow(ctx, Key{Consumer: c, Bucket: "x"}, one, 1); err != nil || !d.Allowed {
 			t.Fatalf("first call of consumer %q: %+v, %v; want allowed", c, d, err)
 		}
 	}
-	if d, _ := r.Allow(ctx, Key{"a", "b}:x"}, one, 1); !d.Allowed {
+	if d, _ := r.Allow(ctx, Key{Consumer: "a", Bucket: "b}:x"}, one, 1); !d.Allowed {
 		t.Fatal(`consumer "a" with bucket "b}:x" shares consumer "a}:b"'s bucket "x"`)
 	}
 }
@@ -377,8 +405,8 @@ func TestRedisBracesKeepBucketsApart(t *testing.T) {
 func TestRedisTwoReplicas(t *testing.T) {
 	ctx := t.Context()
 	s := redistest.Start(t)
-	replicas := []*Redis{newRedis(t, s.Client()), newRedis(t, s.Client())}
-	key := Key{"billing", "orders"}
+	replicas := []*Limiter{newRedis(t, s.Client()), newRedis(t, s.Client())}
+	key := Key{Consumer: "billing", Bucket: "orders"}
 	admitted := make([]int, 2)
 	for i := range 30 {
 		d, err := replicas[i%2].Allow(ctx, key, redisHourly, 1)
@@ -399,14 +427,14 @@ func TestRedisTwoReplicas(t *testing.T) {
 func TestRedisConcurrent(t *testing.T) {
 	ctx := t.Context()
 	s := redistest.Start(t)
-	replicas := []*Redis{newRedis(t, s.Client()), newRedis(t, s.Client())}
+	replicas := []*Limiter{newRedis(t, s.Client()), newRedis(t, s.Client())}
 	limit := Limit{Rate: 1, Per: time.Hour, Burst: 100}
 	var admitted, denied atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for range 200 {
-				d, err := replicas[g%2].Allow(ctx, Key{"c", "hot"}, limit, 1)
+				d, err := replicas[g%2].Allow(ctx, Key{Consumer: "c", Bucket: "hot"}, limit, 1)
 				if err != nil {
 					t.Error(err)
 					return
@@ -434,14 +462,14 @@ func TestRedisOneRoundTrip(t *testing.T) {
 	r := newRedis(t, c)
 	admin := s.Client()
 	limit := PerSecond(1000, 1000)
-	if _, err := r.Allow(ctx, Key{"c", "warm"}, limit, 1); err != nil { // loads the script
+	if _, err := r.Allow(ctx, Key{Consumer: "c", Bucket: "warm"}, limit, 1); err != nil { // loads the script
 		t.Fatal(err)
 	}
 
 	before, sent := commandCalls(t, admin), n.n.Load()
 	const decisions = 1000
 	for i := range decisions {
-		if _, err := r.Allow(ctx, Key{"c", strconv.Itoa(i % 10)}, limit, 1); err != nil {
+		if _, err := r.Allow(ctx, Key{Consumer: "c", Bucket: strconv.Itoa(i % 10)}, limit, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -464,7 +492,7 @@ func TestRedisNoScript(t *testing.T) {
 	s := redistest.Start(t)
 	r := newRedis(t, s.Client())
 	admin := s.Client()
-	key := Key{"c", "b"}
+	key := Key{Consumer: "c", Bucket: "b"}
 	if d, err := r.Allow(ctx, key, redisHourly, 4); err != nil || d.Remaining != 6 {
 		t.Fatalf("first decision: %+v, %v; want 6 remaining", d, err)
 	}
@@ -490,7 +518,7 @@ func TestRedisErrors(t *testing.T) {
 	s := redistest.Start(t)
 	r := newRedis(t, s.Client())
 	admin := s.Client()
-	key := Key{"c", "b"}
+	key := Key{Consumer: "c", Bucket: "b"}
 
 	// A key of another type (someone else's data under our prefix).
 	admin.HSet(ctx, r.key(key), "f", "v")
@@ -500,21 +528,7 @@ func TestRedisErrors(t *testing.T) {
 
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := r.Allow(canceled, Key{"c", "other"}, redisHourly, 1); !errors.Is(err, context.Canceled) {
+	if _, err := r.Allow(canceled, Key{Consumer: "c", Bucket: "other"}, redisHourly, 1); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Allow with a canceled context: %v, want context.Canceled", err)
 	}
-}
-
-func ExampleNewRedis() {
-	// The client must honour context deadlines, so that a hung Redis
-	// cannot hold calls beyond their deadline.
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
-	defer client.Close()
-	limiter, err := NewRedis(client)
-	if err != nil {
-		panic(err)
-	}
-	// Every replica calling this shares the bucket tollgate:{billing}:orders.
-	d, err := limiter.Allow(context.Background(), Key{Consumer: "billing", Bucket: "orders"}, PerSecond(5, 10), 1)
-	fmt.Println(d.Allowed, d.Remaining, err)
 }

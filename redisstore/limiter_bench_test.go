@@ -1,4 +1,4 @@
-package throttle
+package redisstore
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/tollgate/tollgate/internal/redistest"
 )
 
-// BenchmarkRedis compares a decision of the Redis limiter with one of
+// BenchmarkRedisLimiter compares a decision of the Redis limiter with one of
 // go-redis/redis_rate, the usual choice, on the same redis-server, keys,
 // client options and concurrency. Both scripts implement GCRA in one round
 // trip. The limit, a million a second per key, admits every call, so both
@@ -27,7 +27,7 @@ import (
 // Each reports decisions/s, the commands its client sent per decision once
 // its connections are open, and the time Redis spent running the script per
 // decision (from INFO commandstats).
-func BenchmarkRedis(b *testing.B) {
+func BenchmarkRedisLimiter(b *testing.B) {
 	const (
 		keys = 1024
 		rate = 1_000_000

@@ -1,4 +1,4 @@
-package throttle
+package redisstore
 
 import (
 	"context"
@@ -9,15 +9,17 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/throttle"
 )
 
-// Redis is a [Limiter] whose buckets live in Redis, so that every replica of
+// Limiter is a [throttle.Limiter] whose buckets live in Redis, so that every replica of
 // a service shares them: a consumer gets Burst tokens across all replicas, not
 // Burst per replica.
 //
 // Each decision is one round trip: a Lua script (sent with EVALSHA, and once
 // more with EVAL after the server loses its script cache) reads the bucket,
-// applies the arithmetic of the package documentation and writes the bucket
+// applies the arithmetic of the throttle package documentation and writes the bucket
 // back, atomically. The time is the Redis server's (TIME), so replicas whose
 // clocks disagree still agree on every bucket.
 //
@@ -28,13 +30,13 @@ import (
 // they stay within the 2^53 integers a Lua number holds exactly. The server's
 // clock has a resolution of one microsecond, so now is always a whole
 // microsecond. For that arithmetic to be exact the bucket's span,
-// Burst × Per/Rate, may be at most 100 days ([MaxRedisSpan]); a longer one is
+// Burst × Per/Rate, may be at most 100 days ([MaxSpan]); a longer one is
 // an invalid limit here.
 //
 // # Keys
 //
 // A bucket is the string key "PREFIX:{CONSUMER}:BUCKET" (prefix "tollgate"
-// by default, see [WithRedisKeyPrefix]), holding the instant the bucket is full
+// by default, see [WithKeyPrefix]), holding the instant the bucket is full
 // again in nanoseconds since the Unix epoch, and expiring at that instant
 // (rounded up to a millisecond): a full bucket takes no memory. The braces
 // make the consumer the key's Redis Cluster hash tag, so one consumer's
@@ -50,26 +52,26 @@ import (
 // Cluster. Redis 5 or later is needed (scripts that call TIME before writing
 // are replicated by their effects). The client must honour context deadlines
 // (ContextTimeoutEnabled in its options), or neither the caller's deadline
-// nor a [Failover]'s timeout would bound a decision when Redis hangs;
-// [NewRedis] checks it for the go-redis client types.
+// nor a [throttle.Failover]'s timeout would bound a decision when Redis
+// hangs; [NewLimiter] checks it for the go-redis client types.
 //
-// A Redis is safe for concurrent use.
-type Redis struct {
+// A Limiter is safe for concurrent use.
+type Limiter struct {
 	client redis.UniversalClient
 	prefix string
 }
 
-// MaxRedisSpan is the longest bucket span, Burst × Per/Rate, the [Redis]
-// limiter accepts: its script keeps nanoseconds relative to now exact below
-// 2^53 (about 104 days).
-const MaxRedisSpan = 100 * 24 * time.Hour
+// MaxSpan is the longest bucket span, Burst × Per/Rate, the [Limiter]
+// accepts: its script keeps nanoseconds relative to now exact below 2^53
+// (about 104 days).
+const MaxSpan = 100 * 24 * time.Hour
 
-// sourceRedis is Decision.Source for decisions of a Redis.
-const sourceRedis = "redis"
+// Source is throttle.Decision.Source for decisions of a [Limiter].
+const Source = "redis"
 
 // gcraLua is the decision script; see the comments in it.
 //
-//go:embed redis.lua
+//go:embed limiter.lua
 var gcraLua string
 
 // gcraScript is gcraLua with its SHA-1, for EVALSHA.
@@ -79,35 +81,35 @@ var gcraScript = redis.NewScript(gcraLua)
 // hash tag of its keys, and the escape character itself.
 var consumerEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
-// RedisOption configures [NewRedis].
-type RedisOption func(*redisOptions)
+// Option configures [NewLimiter].
+type Option func(*options)
 
-type redisOptions struct {
+type options struct {
 	prefix string
 }
 
-// WithRedisKeyPrefix sets the prefix of the limiter's keys (default "tollgate"),
+// WithKeyPrefix sets the prefix of the limiter's keys (default "tollgate"),
 // for services that share a Redis and must not share buckets. It must not be
 // empty nor contain "{" or "}".
-func WithRedisKeyPrefix(p string) RedisOption {
-	return func(o *redisOptions) { o.prefix = p }
+func WithKeyPrefix(p string) Option {
+	return func(o *options) { o.prefix = p }
 }
 
-// NewRedis returns a limiter that keeps its buckets in the Redis behind
+// NewLimiter returns a limiter that keeps its buckets in the Redis behind
 // client. It does not contact Redis. It returns an error for a nil client, a
 // client that ignores context deadlines, or an invalid key prefix.
-func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error) {
+func NewLimiter(client redis.UniversalClient, opts ...Option) (*Limiter, error) {
 	if err := checkClient(client); err != nil {
 		return nil, err
 	}
-	o := redisOptions{prefix: "tollgate"}
+	o := options{prefix: "tollgate"}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.prefix == "" || strings.ContainsAny(o.prefix, "{}") {
-		return nil, fmt.Errorf("throttle: key prefix %q must be non-empty and free of braces", o.prefix)
+		return nil, fmt.Errorf("redisstore: key prefix %q must be non-empty and free of braces", o.prefix)
 	}
-	return &Redis{client: client, prefix: o.prefix}, nil
+	return &Limiter{client: client, prefix: o.prefix}, nil
 }
 
 // checkClient rejects a nil client, and a go-redis client that does not
@@ -132,9 +134,9 @@ func checkClient(c redis.UniversalClient) error {
 	}
 	switch {
 	case nilClient:
-		return errors.New("throttle: NewRedis needs a Redis client, got nil")
+		return errors.New("redisstore: NewLimiter needs a Redis client, got nil")
 	case !honours:
-		return errors.New("throttle: the Redis client ignores context deadlines, so a hung Redis would stall every call; set ContextTimeoutEnabled: true in its options")
+		return errors.New("redisstore: the Redis client ignores context deadlines, so a hung Redis would stall every call; set ContextTimeoutEnabled: true in its options")
 	}
 	return nil
 }
@@ -145,7 +147,7 @@ func checkClient(c redis.UniversalClient) error {
 //
 // A cost of 0 or less counts as 1. A cost above limit.Burst is never
 // admitted (RetryAfter is -1). An invalid limit, or one whose span exceeds
-// [MaxRedisSpan], returns an error wrapping [ErrInvalidLimit] without
+// [MaxSpan], returns an error wrapping [throttle.ErrInvalidLimit] without
 // contacting Redis. Any other error comes from Redis or the context, and the
 // decision is then meaningless.
 //
@@ -156,9 +158,9 @@ func checkClient(c redis.UniversalClient) error {
 // breaks) may still have run on the server and taken its tokens, and one
 // that go-redis retries after a network error may run twice: errors make
 // the limiter stricter, never more lenient.
-func (r *Redis) Allow(ctx context.Context, key Key, limit Limit, cost int) (Decision, error) {
-	if err := validateRedisLimit(limit); err != nil {
-		return Decision{}, err
+func (r *Limiter) Allow(ctx context.Context, key throttle.Key, limit throttle.Limit, cost int) (throttle.Decision, error) {
+	if err := validateLimit(limit); err != nil {
+		return throttle.Decision{}, err
 	}
 	if cost <= 0 {
 		cost = 1
@@ -171,24 +173,24 @@ func (r *Redis) Allow(ctx context.Context, key Key, limit Limit, cost int) (Deci
 	res, err := gcraScript.Run(ctx, r.client, []string{r.key(key)},
 		interval, interval*int64(limit.Burst), need).Int64Slice()
 	if err != nil {
-		return Decision{}, fmt.Errorf("throttle: redis: %w", err)
+		return throttle.Decision{}, fmt.Errorf("redisstore: %w", err)
 	}
 	if len(res) != 4 {
-		return Decision{}, fmt.Errorf("throttle: redis: script returned %d values, want 4", len(res))
+		return throttle.Decision{}, fmt.Errorf("redisstore: script returned %d values, want 4", len(res))
 	}
-	return Decision{
+	return throttle.Decision{
 		Allowed:    res[0] == 1,
 		Limit:      limit,
 		Remaining:  int(res[1]),
 		RetryAfter: time.Duration(res[2]),
 		ResetAfter: time.Duration(res[3]),
-		Source:     sourceRedis,
+		Source:     Source,
 	}, nil
 }
 
 // key returns the Redis key of a bucket: PREFIX:{CONSUMER}:BUCKET, with the
 // consumer escaped.
-func (r *Redis) key(k Key) string {
+func (r *Limiter) key(k throttle.Key) string {
 	c := k.Consumer
 	if strings.ContainsAny(c, "%{}") {
 		c = consumerEscaper.Replace(c)
@@ -196,15 +198,15 @@ func (r *Redis) key(k Key) string {
 	return r.prefix + ":{" + c + "}:" + k.Bucket
 }
 
-// validateRedisLimit is [Limit.Validate] plus the bound on the span that
-// keeps the script's arithmetic exact.
-func validateRedisLimit(l Limit) error {
+// validateLimit is [throttle.Limit.Validate] plus the bound on the span
+// that keeps the script's arithmetic exact.
+func validateLimit(l throttle.Limit) error {
 	if err := l.Validate(); err != nil {
 		return err
 	}
-	if int64(l.Burst) > int64(MaxRedisSpan/l.Interval()) {
+	if int64(l.Burst) > int64(MaxSpan/l.Interval()) {
 		return fmt.Errorf("%w: burst %d at one token every %v spans more than the Redis limiter's %v",
-			ErrInvalidLimit, l.Burst, l.Interval(), MaxRedisSpan)
+			throttle.ErrInvalidLimit, l.Burst, l.Interval(), MaxSpan)
 	}
 	return nil
 }
