@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/tollgate/tollgate/examples/inventory/proto/inventory/v1"
-	tginterceptors "github.com/tollgate/tollgate/interceptors"
+	tollgate "github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
 )
@@ -201,7 +201,7 @@ type Config struct {
 	// GuardOptions configure tollgate's guard beyond what New sets (the
 	// limiter, the logger, rate-limit headers): a metrics observer, for
 	// instance. They are applied last, so they win.
-	GuardOptions []tginterceptors.Option
+	GuardOptions []tollgate.Option
 	// ServerOptions are added after the guard's, e.g. grpc.Creds for TLS.
 	// Interceptors chained here (grpc.ChainUnaryInterceptor) run after the
 	// guard, on authorized calls only.
@@ -212,7 +212,7 @@ type Config struct {
 // the guard.
 type Server struct {
 	*grpc.Server
-	guard *tginterceptors.Guard
+	guard *tollgate.Guard
 }
 
 // Stop stops the server at once.
@@ -244,11 +244,11 @@ func New(cfg Config) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	gopts := []tginterceptors.Option{tginterceptors.WithRateLimitHeaders(), tginterceptors.WithLogger(logger)}
+	gopts := []tollgate.Option{tollgate.WithRateLimitHeaders(), tollgate.WithLogger(logger)}
 	if cfg.Limiter != nil {
-		gopts = append(gopts, tginterceptors.WithLimiter(cfg.Limiter))
+		gopts = append(gopts, tollgate.WithLimiter(cfg.Limiter))
 	}
-	guard, err := tginterceptors.NewGuard(cfg.Verifier, append(gopts, cfg.GuardOptions...)...)
+	guard, err := tollgate.NewGuard(cfg.Verifier, append(gopts, cfg.GuardOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

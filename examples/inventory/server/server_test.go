@@ -23,7 +23,7 @@ import (
 
 	inventoryv1 "github.com/tollgate/tollgate/examples/inventory/proto/inventory/v1"
 	"github.com/tollgate/tollgate/examples/inventory/server"
-	tginterceptors "github.com/tollgate/tollgate/interceptors"
+	tollgate "github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
 )
@@ -166,8 +166,8 @@ func wantDenied(t *testing.T, err error, code codes.Code, reason string, md ...s
 	if info == nil {
 		t.Fatalf("error %v carries no ErrorInfo", err)
 	}
-	if info.GetReason() != reason || info.GetDomain() != tginterceptors.Domain {
-		t.Fatalf("ErrorInfo = %s/%s; want %s/%s", info.GetDomain(), info.GetReason(), tginterceptors.Domain, reason)
+	if info.GetReason() != reason || info.GetDomain() != tollgate.Domain {
+		t.Fatalf("ErrorInfo = %s/%s; want %s/%s", info.GetDomain(), info.GetReason(), tollgate.Domain, reason)
 	}
 	for i := 0; i+1 < len(md); i += 2 {
 		if got := info.GetMetadata()[md[i]]; got != md[i+1] {

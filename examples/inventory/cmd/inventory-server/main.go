@@ -164,7 +164,7 @@ func build(c config, stderr io.Writer) (*server.Server, error) {
 	}
 	cfg := server.Config{Verifier: v, Logger: logger}
 	// Metrics: an observer for the guard goes in cfg.GuardOptions
-	// (tginterceptors.WithObserver), served beside the gRPC port.
+	// (tollgate.WithObserver), served beside the gRPC port.
 	return server.New(cfg)
 }
 
