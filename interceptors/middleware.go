@@ -103,7 +103,7 @@ var errAuthFuncUnsupported = newStatus(codes.Internal, "tollgate guard misconfig
 // server already built on auth.UnaryServerInterceptor. For the call's method
 // (grpc.Method) it does what the unary interceptor does before the handler:
 // looks up the rule (no rule: denied), reads the token from metadata,
-// verifies it, checks revocation, all-of and any-of permissions, charges
+// verifies it, checks all-of and any-of permissions, charges
 // the method's throttle (by peer on a public method), and returns the
 // context with the [session.Session] (and [WithLoggingFields]' fields).
 // Refusals carry the same statuses and ErrorInfo details as the guard's
