@@ -100,6 +100,8 @@ type options struct {
 	afterFunc          func(d time.Duration, f func()) (stop func() bool)
 
 	requireTransportSecurity bool
+
+	observer Observer
 }
 
 // Option configures a [Guard].
