@@ -205,9 +205,9 @@ type Event struct {
 	// PERMISSION_DENIED, NOT_OWNER, RATE_LIMITED, TOO_MANY_STREAMS, ...),
 	// or ReasonLimiterUnavailable; "" when allowed or renewed.
 	Reason string
-	// Bucket is the throttle bucket involved: the method's, or for a peer
-	// over its failed-authentication budget "tollgate.auth-failures"; ""
-	// when the method is not throttled.
+	// Bucket is the method's throttle bucket ("" when it is not
+	// throttled), whatever the decision, or for a peer over its
+	// failed-authentication budget "tollgate.auth-failures".
 	Bucket string
 	// Consumer is whose bucket the call is charged to, once known: the
 	// consumer key of a verified session ("azp:orders", "sub:alice"), or
