@@ -187,8 +187,8 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// series returns the samples of family name whose labels include want.
-func series(fams map[string]*dto.MetricFamily, name string, want map[string]string) []*dto.Metric {
+// samples returns the samples of family name whose labels include want.
+func samples(fams map[string]*dto.MetricFamily, name string, want map[string]string) []*dto.Metric {
 	f, ok := fams[name]
 	if !ok {
 		return nil
@@ -216,7 +216,7 @@ func series(fams map[string]*dto.MetricFamily, name string, want map[string]stri
 // value sums the counter or gauge values of the matching series.
 func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
 	var sum float64
-	for _, m := range series(fams, name, want) {
+	for _, m := range samples(fams, name, want) {
 		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 	}
 	return sum

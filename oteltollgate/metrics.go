@@ -40,8 +40,11 @@
 // consumer pushed out of the table and back in later starts again from 1,
 // which a Prometheus rate() reads as a counter reset.
 //
-// Attribute sets are built once per compiled method when the guard's Init
-// runs, so an admitted call's Add allocates nothing.
+// The decision counters are observable counters over counts kept in this
+// process, one atomic per series: a decision costs the guard an atomic add,
+// not a measurement through the SDK, and the series' attribute sets are
+// built once per compiled method when the guard's Init runs. An admitted
+// cache-hit call allocates nothing.
 package oteltollgate
 
 import (
@@ -114,9 +117,9 @@ func WithBreaker(open func() bool) Option { return func(c *config) { c.breaker =
 type Metrics struct {
 	top int
 
-	decisions, streamDecisions, renewals, limiterErrors metric.Int64Counter
-	verify                                              metric.Float64Histogram
-	reg                                                 metric.Registration
+	renewals, limiterErrors metric.Int64Counter
+	verify                  metric.Float64Histogram
+	reg                     metric.Registration
 
 	verifyHit, verifyMiss []metric.RecordOption
 	renewalOpts           [8][]metric.AddOption // by interceptors.RenewalResult
@@ -140,9 +143,9 @@ type methodTable struct {
 type methodMetrics struct {
 	name    string // rpc.method
 	bucket  string
-	allowed []metric.AddOption
+	allowed [2]*series // calls, stream messages
 
-	refusals sync.Map // refusalKey -> []metric.AddOption
+	refusals sync.Map // refusalKey -> *series
 	limiter  sync.Map // source -> []metric.AddOption
 
 	mu       sync.Mutex
@@ -151,9 +154,22 @@ type methodMetrics struct {
 }
 
 type refusalKey struct {
+	stream   bool
 	decision interceptors.Decision
 	reason   string
 	bucket   string
+}
+
+// series is one series of a decision counter, counted here and reported
+// when the reader collects.
+type series struct {
+	opt metric.ObserveOption
+	n   atomic.Int64
+}
+
+func newSeries(method string, d interceptors.Decision, reason, bucket string) *series {
+	return &series{opt: metric.WithAttributeSet(attribute.NewSet(
+		KeyMethod.String(method), KeyDecision.String(d.String()), KeyReason.String(reason), KeyBucket.String(bucket)))}
 }
 
 // New returns the observer, its instruments created on mp's meter named
@@ -177,10 +193,9 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 			err = e
 		}
 	}
-	m.decisions, err = meter.Int64Counter("tollgate.server.decisions",
+	decisions, err := meter.Int64ObservableCounter("tollgate.server.decisions",
 		metric.WithDescription("Decisions of the tollgate guard on unary calls and stream openings."), metric.WithUnit("{decision}"))
-	var e error
-	m.streamDecisions, e = meter.Int64Counter("tollgate.server.stream.decisions",
+	streamDecisions, e := meter.Int64ObservableCounter("tollgate.server.stream.decisions",
 		metric.WithDescription("Decisions of the tollgate guard on messages of open streams, and streams it ended."), metric.WithUnit("{decision}"))
 	errs(e)
 	m.verify, e = meter.Float64Histogram("tollgate.verify.duration",
@@ -203,6 +218,7 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 		return nil, err
 	}
 	m.reg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		m.observeDecisions(o, decisions, streamDecisions)
 		m.observeConsumers(o, refusals)
 		if b := m.breaker.Load(); b != nil {
 			v := int64(0)
@@ -212,7 +228,7 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 			o.ObserveInt64(breaker, v)
 		}
 		return nil
-	}, refusals, breaker)
+	}, decisions, streamDecisions, refusals, breaker)
 	if err != nil {
 		return nil, err
 	}
@@ -250,8 +266,8 @@ func (m *Metrics) newTable(methods []interceptors.MethodInfo, old *methodTable) 
 	for _, mi := range methods {
 		mm := m.newMethod(strings.TrimPrefix(mi.FullMethod, "/"), mi.Bucket)
 		if old != nil {
-			if prev, ok := old.byMethod[mi.FullMethod]; ok {
-				mm.throttle, mm.denied = prev.throttle, prev.denied
+			if prev, ok := old.byMethod[mi.FullMethod]; ok && prev.bucket == mi.Bucket {
+				mm = prev // its counts go on
 			}
 		}
 		t.byMethod[mi.FullMethod] = mm
@@ -259,7 +275,7 @@ func (m *Metrics) newTable(methods []interceptors.MethodInfo, old *methodTable) 
 	}
 	t.other = m.newMethod(OtherMethod, "")
 	if old != nil {
-		t.other.throttle, t.other.denied = old.other.throttle, old.other.denied
+		t.other = old.other
 	}
 	t.all = append(t.all, t.other)
 	return t
@@ -267,18 +283,15 @@ func (m *Metrics) newTable(methods []interceptors.MethodInfo, old *methodTable) 
 
 func (m *Metrics) newMethod(name, bucket string) *methodMetrics {
 	mm := &methodMetrics{name: name, bucket: bucket, throttle: newSpaceSaving(m.top), denied: newSpaceSaving(m.top)}
-	mm.allowed = decisionOpts(name, interceptors.DecisionAllowed, "", bucket)
+	for i := range mm.allowed {
+		mm.allowed[i] = newSeries(name, interceptors.DecisionAllowed, "", bucket)
+	}
 	return mm
 }
 
-func decisionOpts(method string, d interceptors.Decision, reason, bucket string) []metric.AddOption {
-	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-		KeyMethod.String(method), KeyDecision.String(d.String()), KeyReason.String(reason), KeyBucket.String(bucket)))}
-}
-
-// maxRefusalSets bounds the attribute sets cached per method: the guard's
-// reasons and buckets are a small fixed set, so this is never reached in
-// practice; past it sets are built per event.
+// maxRefusalSets bounds the series per method: the guard's reasons and
+// buckets are a small fixed set, so this is never reached in practice; past
+// it refusals are counted under the reason "_OTHER".
 const maxRefusalSets = 64
 
 // Observe records one event of the guard.
@@ -305,15 +318,16 @@ func (m *Metrics) Observe(e interceptors.Event) {
 	case interceptors.CacheMiss:
 		m.verify.Record(ctx, e.VerifyDuration.Seconds(), m.verifyMiss...)
 	}
-	counter := m.decisions
-	if e.Stage != interceptors.StageCall {
-		counter = m.streamDecisions
-	}
+	stream := e.Stage != interceptors.StageCall
 	if e.Decision == interceptors.DecisionAllowed && e.Bucket == mm.bucket {
-		counter.Add(ctx, 1, mm.allowed...)
+		i := 0
+		if stream {
+			i = 1
+		}
+		mm.allowed[i].n.Add(1)
 		return
 	}
-	counter.Add(ctx, 1, mm.refusalOpts(e.Decision, e.Reason, e.Bucket)...)
+	mm.series(stream, e.Decision, e.Reason, e.Bucket).n.Add(1)
 	if e.Consumer == "" {
 		return
 	}
@@ -329,18 +343,40 @@ func (m *Metrics) Observe(e interceptors.Event) {
 	}
 }
 
-func (mm *methodMetrics) refusalOpts(d interceptors.Decision, reason, bucket string) []metric.AddOption {
-	k := refusalKey{d, reason, bucket}
+// series returns the method's series of a decision, creating it the first
+// time.
+func (mm *methodMetrics) series(stream bool, d interceptors.Decision, reason, bucket string) *series {
+	k := refusalKey{stream, d, reason, bucket}
 	if v, ok := mm.refusals.Load(k); ok {
-		return v.([]metric.AddOption)
+		return v.(*series)
 	}
-	opts := decisionOpts(mm.name, d, reason, bucket)
 	n := 0
 	mm.refusals.Range(func(any, any) bool { n++; return n < maxRefusalSets })
-	if n < maxRefusalSets {
-		mm.refusals.Store(k, opts)
+	if n >= maxRefusalSets {
+		k.reason, k.bucket = OtherMethod, ""
 	}
-	return opts
+	v, _ := mm.refusals.LoadOrStore(k, newSeries(mm.name, d, k.reason, k.bucket))
+	return v.(*series)
+}
+
+// observeDecisions reports every series of the decision counters.
+func (m *Metrics) observeDecisions(o metric.Observer, calls, streams metric.Int64Observable) {
+	for _, mm := range m.table.Load().all {
+		for i, c := range []metric.Int64Observable{calls, streams} {
+			if n := mm.allowed[i].n.Load(); n > 0 {
+				o.ObserveInt64(c, n, mm.allowed[i].opt)
+			}
+		}
+		mm.refusals.Range(func(k, v any) bool {
+			c := calls
+			if k.(refusalKey).stream {
+				c = streams
+			}
+			s := v.(*series)
+			o.ObserveInt64(c, s.n.Load(), s.opt)
+			return true
+		})
+	}
 }
 
 func (mm *methodMetrics) limiterOpts(source string) []metric.AddOption {

@@ -83,13 +83,13 @@ func TestPrometheusExposition(t *testing.T) {
 			t.Errorf("decisions %v = %v, want %v", c.labels, got, c.want)
 		}
 	}
-	for _, m := range series(fams, "tollgate_server_decisions_total", nil) {
+	for _, m := range samples(fams, "tollgate_server_decisions_total", nil) {
 		if r := label(m, "rpc_method"); r != methodGet && r != methodGetAll && r != OtherMethod {
 			t.Errorf("rpc.method %q: only compiled methods and _OTHER may appear", r)
 		}
 	}
-	hist := series(fams, "tollgate_verify_duration_seconds", map[string]string{"tollgate_cache": "hit"})
-	miss := series(fams, "tollgate_verify_duration_seconds", map[string]string{"tollgate_cache": "miss"})
+	hist := samples(fams, "tollgate_verify_duration_seconds", map[string]string{"tollgate_cache": "hit"})
+	miss := samples(fams, "tollgate_verify_duration_seconds", map[string]string{"tollgate_cache": "miss"})
 	if len(hist) != 1 || len(miss) != 1 || hist[0].GetHistogram().GetSampleCount() != 2 || miss[0].GetHistogram().GetSampleCount() != 3 {
 		t.Fatalf("verify histogram: hit %v miss %v; want 2 hits (calls 2 and 3 of one token) and 3 misses", hist, miss)
 	}
@@ -109,7 +109,7 @@ func TestPrometheusExposition(t *testing.T) {
 		_, _ = client.Get(bearerCtx(t, heavy), &testpb.GetRequest{})
 	}
 	fams = scrape(t, url)
-	throttled := series(fams, "tollgate_consumer_refusals_total", map[string]string{"rpc_method": methodGet, "tollgate_decision": "throttled"})
+	throttled := samples(fams, "tollgate_consumer_refusals_total", map[string]string{"rpc_method": methodGet, "tollgate_decision": "throttled"})
 	if len(throttled) > k+1 {
 		t.Fatalf("%d consumer series for throttled Get, want at most K+1 = %d", len(throttled), k+1)
 	}
