@@ -97,7 +97,7 @@ bench:
 	@for i in $$(seq $(BENCHCOUNT)); do \
 		echo "== round $$i of $(BENCHCOUNT)"; \
 		$(GO) test -p 1 -run='^$$' -bench=. -skip='Memory/million' -benchmem -count=1 -timeout 30m \
-			./session ./permissions ./throttle ./redisstore ./interceptors >> bench.out || exit 1; \
+			./session ./permissions ./throttle ./redisstore ./interceptors ./oteltollgate >> bench.out || exit 1; \
 	done
 	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle | tee -a bench.out
 	@echo "== end to end over loopback TCP (BenchmarkE2E: once, it alternates its servers itself)"

@@ -200,7 +200,7 @@ func (e *expiries) down(i int) {
 // RecvMsg and SendMsg returns, and the status the transport writes at once,
 // which ends a handler waiting in RecvMsg or SendMsg or on its context.
 func (s *guardedStream) expire() {
-	if s.deny(errTokenExpired) == errTokenExpired {
+	if s.deny(errTokenExpired, StageStream) == errTokenExpired {
 		s.guard.log(s.ctx, s.plan.method, ReasonTokenExpired, s.sess, "token expired during the stream")
 	}
 	endStream(s.end, errTokenExpired, s.cancel)

@@ -142,6 +142,11 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 			return nil, fmt.Errorf("interceptors: renewal: %w", err)
 		}
 		g.renew = newRenewals(o.renewer, o.renewalPolicy, o.renewalGrace, o.renewalTimeout, v.Now, g.acceptable)
+		if o.observer != nil {
+			g.renew.onDone = func(method string, sess *session.Session, err error) {
+				g.observeRenewal(method, g.consumerKey(sess), err)
+			}
+		}
 		g.renew.onError = func(err error) {
 			if l := g.opts.logger; l != nil {
 				l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: renewal failed", slog.String("cause", renewalCause(err)))
@@ -224,6 +229,9 @@ func (g *Guard) Init(srv ServiceInfoProvider) error {
 	c, err := g.compilePlans(t, kinds)
 	if err != nil {
 		return err
+	}
+	if io, ok := g.opts.observer.(InitObserver); ok {
+		g.initObserver(io, c)
 	}
 	g.table.Store(c)
 	return nil
@@ -399,16 +407,25 @@ func (g *Guard) plan(ctx context.Context, method string) (*plan, error) {
 // the peer's failed authentications: a peer that has spent them is refused
 // before any signature check, a failure keeps the reservation as its
 // charge, and a success gives it back.
-func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *tokenProblem) (*session.Session, error) {
+//
+// With an observer, vs gets whether the token was a cache hit and how long
+// authentication took.
+func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *tokenProblem, vs *verifyStat) (*session.Session, error) {
 	if g.opts.requireTransportSecurity && !transportSecure(ctx) {
 		g.log(ctx, method, ReasonTransportInsecure, nil, "call without transport security")
 		return nil, errInsecure
 	}
+	if g.opts.observer != nil {
+		start := time.Now()
+		defer func() { vs.dur = time.Since(start) }()
+	}
 	if p == nil && tok != "" {
 		if sess, ok := g.verifier.Cached(tok); ok {
+			vs.cache = CacheHit
 			return sess, nil
 		}
 	}
+	vs.cache = CacheMiss
 	pk, err := g.reserveAuthAttempt(ctx, method)
 	if err != nil {
 		return nil, err
@@ -477,13 +494,21 @@ func (g *Guard) checkMessage(ctx context.Context, method string, r *permissions.
 func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	g.unaryTaken.Store(true)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		obs := g.opts.observer != nil
 		pl, err := g.plan(ctx, info.FullMethod)
 		if err != nil {
+			if obs {
+				g.observeCall(info.FullMethod, nil, "", nil, StageCall, err)
+			}
 			return nil, err
 		}
 		r := pl.rule
 		if r.Public() {
-			if err := g.admit(ctx, pl, "", nil, nil, nil); err != nil {
+			err := g.admit(ctx, pl, "", nil, nil, nil)
+			if obs {
+				g.observeCall(info.FullMethod, pl, g.peerKey(ctx), nil, StageCall, err)
+			}
+			if err != nil {
 				return nil, err
 			}
 			return handler(ctx, req)
@@ -493,8 +518,12 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			pm, _ := req.(proto.Message)
 			tok, p = g.bodyToken(r.TokenField(), pm, tok)
 		}
-		sess, err := g.authenticate(ctx, info.FullMethod, tok, p)
+		var vs verifyStat
+		sess, err := g.authenticate(ctx, info.FullMethod, tok, p, &vs)
 		if err != nil {
+			if obs {
+				g.observeCall(info.FullMethod, pl, "", &vs, StageCall, err)
+			}
 			return nil, err
 		}
 		denial := g.authorize(ctx, info.FullMethod, r, sess)
@@ -503,13 +532,18 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		}
 		// A refused call is charged like an admitted one, so a consumer
 		// looping on calls it may not make is slowed down too.
-		if err := g.admit(ctx, pl, g.consumerKey(sess), sess, nil, denial); err != nil {
+		key := g.consumerKey(sess)
+		err = g.admit(ctx, pl, key, sess, nil, denial)
+		if obs {
+			g.observeCall(info.FullMethod, pl, key, &vs, StageCall, err)
+		}
+		if err != nil {
 			return nil, err
 		}
 		// Only a call that passed authentication, authorization and
 		// throttling may start a renewal; the handler's own errors do not
 		// take the renewed token away.
-		f := g.startRenewal(r, tok, sess)
+		f := g.startRenewal(pl, tok, sess)
 		resp, err := handler(g.callContext(ctx, sess), req)
 		if f != nil {
 			if renewed, ok := g.renew.wait(f); ok {
@@ -522,11 +556,11 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 
 // startRenewal starts (or joins) the renewal of tok when the guard renews,
 // the method allows it and the session is inside its window.
-func (g *Guard) startRenewal(r *permissions.Rule, tok string, sess *session.Session) *flight {
-	if g.renew == nil || r.NoRenewal() || !g.renew.policy.Due(sess, g.verifier.Now()) {
+func (g *Guard) startRenewal(pl *plan, tok string, sess *session.Session) *flight {
+	if g.renew == nil || pl.rule.NoRenewal() || !g.renew.policy.Due(sess, g.verifier.Now()) {
 		return nil
 	}
-	return g.renew.start(tok, sess)
+	return g.renew.start(tok, sess, pl.method)
 }
 
 func causeOf(err error) string {

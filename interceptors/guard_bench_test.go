@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tollgate/tollgate/internal/benchpair"
+	"github.com/tollgate/tollgate/internal/benchserve"
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
 )
@@ -74,23 +72,8 @@ func bareServer(b *testing.B) (testpb.TestServiceClient, func()) {
 // serveBufconn serves srv over an in-memory listener and returns a client
 // and the function that closes the connection and stops the server.
 func serveBufconn(b *testing.B, srv *grpc.Server) (testpb.TestServiceClient, func()) {
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return testpb.NewTestServiceClient(conn), func() {
-		_ = conn.Close()
-		srv.Stop()
-		<-served
-	}
+	conn, stop := benchserve.Bufconn(b, srv)
+	return testpb.NewTestServiceClient(conn), stop
 }
 
 // guardedAndBare returns a client of a guarded server and one of a bare

@@ -300,6 +300,9 @@ func (g *Guard) admitMessage(ctx context.Context, p *plan, key string, sess *ses
 // could not decide (logged).
 func (g *Guard) take(ctx context.Context, p *plan, key string, sess *session.Session, cost int) (throttle.Decision, bool) {
 	d, err := g.limiter.Allow(ctx, throttle.Key{Consumer: key, Bucket: p.bucket}, p.limit, cost)
+	if g.opts.observer != nil {
+		g.observeLimiter(p, key, d, err)
+	}
 	if err != nil {
 		g.log(ctx, p.method, "LIMITER_UNAVAILABLE", sess, "limiter error: "+limiterCause(err))
 		return d, false

@@ -138,32 +138,52 @@ func (g *Guard) AuthFunc() auth.AuthFunc {
 			g.log(ctx, "", ReasonAuthFuncUnsupported, nil, "AuthFunc called outside a gRPC call (no method in the context)")
 			return nil, errAuthFuncUnsupported
 		}
+		obs := g.opts.observer != nil
 		pl, err := g.plan(ctx, method)
 		if err != nil {
+			if obs {
+				g.observeCall(method, nil, "", nil, StageCall, err)
+			}
 			return nil, err
 		}
 		r := pl.rule
 		if pl.streams || r.HasOwnership() || r.TokenField() != nil {
 			g.log(ctx, method, ReasonAuthFuncUnsupported, nil,
 				"the method's rule needs the request or the stream (ownership, a token field, or a streaming method), which an auth.AuthFunc never sees: serve it with the guard's own interceptors (guard.ServerOptions)")
+			if obs {
+				g.observeCall(method, pl, "", nil, StageCall, errAuthFuncUnsupported)
+			}
 			return nil, errAuthFuncUnsupported
 		}
 		if r.Public() {
-			if err := g.admit(ctx, pl, "", nil, nil, nil); err != nil {
+			err := g.admit(ctx, pl, "", nil, nil, nil)
+			if obs {
+				g.observeCall(method, pl, g.peerKey(ctx), nil, StageCall, err)
+			}
+			if err != nil {
 				return nil, err
 			}
 			return ctx, nil
 		}
 		tok, p := g.metadataToken(ctx)
-		sess, err := g.authenticate(ctx, method, tok, p)
+		var vs verifyStat
+		sess, err := g.authenticate(ctx, method, tok, p, &vs)
 		if err != nil {
+			if obs {
+				g.observeCall(method, pl, "", &vs, StageCall, err)
+			}
 			return nil, err
 		}
 		denial := g.authorize(ctx, method, r, sess)
-		if err := g.admit(ctx, pl, g.consumerKey(sess), sess, nil, denial); err != nil {
+		key := g.consumerKey(sess)
+		err = g.admit(ctx, pl, key, sess, nil, denial)
+		if obs {
+			g.observeCall(method, pl, key, &vs, StageCall, err)
+		}
+		if err != nil {
 			return nil, err
 		}
-		if f := g.startRenewal(r, tok, sess); f != nil {
+		if f := g.startRenewal(pl, tok, sess); f != nil {
 			if renewed, ok := g.renew.wait(f); ok {
 				_ = grpc.SetTrailer(ctx, metadata.Pairs(RenewedTokenKey, renewed))
 			}

@@ -102,6 +102,7 @@ type options struct {
 	requireTransportSecurity bool
 
 	loggingFields bool // see WithLoggingFields (middleware.go)
+	observer      Observer
 }
 
 // Option configures a [Guard].

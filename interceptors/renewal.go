@@ -28,6 +28,9 @@ type renewals struct {
 	now     func() time.Time
 	accept  func(token string) bool
 	onError func(err error)
+	// onDone, when set, is told how every renewal ended, with the method
+	// of the call that started it.
+	onDone func(method string, sess *session.Session, err error)
 
 	mu       sync.Mutex
 	inflight map[tokenKey]*flight
@@ -75,7 +78,7 @@ func newRenewals(r session.Renewer, p session.RenewalPolicy, grace, timeout time
 // it on its own goroutine unless one is running or remembered. The goroutine
 // is bounded by the renewal timeout and does not depend on the call: a call
 // that ends first leaves the result for the next call with the same token.
-func (r *renewals) start(tok string, sess *session.Session) *flight {
+func (r *renewals) start(tok string, sess *session.Session, method string) *flight {
 	key := tokenKey(sha256.Sum256([]byte(tok)))
 	now := r.now()
 	r.mu.Lock()
@@ -131,6 +134,9 @@ func (r *renewals) start(tok string, sess *session.Session) *flight {
 		close(f.ready)
 		if err != nil && r.onError != nil {
 			r.onError(err)
+		}
+		if r.onDone != nil {
+			r.onDone(method, sess, err)
 		}
 	}()
 	return f

@@ -35,8 +35,12 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	g.streamTaken.Store(true)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
+		obs := g.opts.observer != nil
 		pl, err := g.plan(ctx, info.FullMethod)
 		if err != nil {
+			if obs {
+				g.observeCall(info.FullMethod, nil, "", nil, StageCall, err)
+			}
 			return err
 		}
 		if pl.rule.Public() {
@@ -50,14 +54,21 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			if err := ss.RecvMsg(first); err != nil {
 				if errors.Is(err, io.EOF) {
 					g.log(ctx, info.FullMethod, ReasonTokenMissing, nil, "stream closed before its first message")
+					if obs {
+						g.observeCall(info.FullMethod, pl, "", nil, StageCall, errTokenMissing)
+					}
 					return errTokenMissing
 				}
 				return err
 			}
 			tok, p = g.bodyToken(r.TokenField(), first, tok)
 		}
-		sess, err := g.authenticate(ctx, info.FullMethod, tok, p)
+		var vs verifyStat
+		sess, err := g.authenticate(ctx, info.FullMethod, tok, p, &vs)
 		if err != nil {
+			if obs {
+				g.observeCall(info.FullMethod, pl, "", &vs, StageCall, err)
+			}
 			return err
 		}
 		key := g.consumerKey(sess)
@@ -67,14 +78,25 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		}
 		if denial != nil {
 			// Charged like an admitted stream (see Guard.admit).
-			return g.admit(ctx, pl, key, sess, ss, denial)
+			err := g.admit(ctx, pl, key, sess, ss, denial)
+			if obs {
+				g.observeCall(info.FullMethod, pl, key, &vs, StageCall, err)
+			}
+			return err
 		}
 		open, err := g.openStream(ctx, pl, key)
 		if err != nil {
+			if obs {
+				g.observeCall(info.FullMethod, pl, key, &vs, StageCall, err)
+			}
 			return err
 		}
 		defer g.streams.release(open)
-		if err := g.admit(ctx, pl, key, sess, ss, nil); err != nil {
+		err = g.admit(ctx, pl, key, sess, ss, nil)
+		if obs {
+			g.observeCall(info.FullMethod, pl, key, &vs, StageCall, err)
+		}
+		if err != nil {
 			return err
 		}
 		// A stream that can end itself needs no context of the guard's.
@@ -91,7 +113,7 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 			sess:         sess,
 			key:          key,
 			first:        first,
-			renewal:      g.startRenewal(r, tok, sess),
+			renewal:      g.startRenewal(pl, tok, sess),
 			deadline:     sess.ValidUntil().Add(g.verifier.Leeway()),
 			heapIdx:      -1,
 			end:          end,
@@ -136,12 +158,20 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 func (g *Guard) publicStream(srv any, ss grpc.ServerStream, pl *plan, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
 	key := g.peerKey(ctx)
+	obs := g.opts.observer != nil
 	open, err := g.openStream(ctx, pl, key)
 	if err != nil {
+		if obs {
+			g.observeCall(pl.method, pl, key, nil, StageCall, err)
+		}
 		return err
 	}
 	defer g.streams.release(open)
-	if err := g.admit(ctx, pl, key, nil, ss, nil); err != nil {
+	err = g.admit(ctx, pl, key, nil, ss, nil)
+	if obs {
+		g.observeCall(pl.method, pl, key, nil, StageCall, err)
+	}
+	if err != nil {
 		return err
 	}
 	if !pl.chargesMessages() {
@@ -193,10 +223,20 @@ func (s *guardedStream) denial() error {
 }
 
 // deny records err as the stream's refusal (the first one wins) and returns
-// the refusal that stands.
-func (s *guardedStream) deny(err error) error {
-	s.denied.CompareAndSwap(nil, &err)
+// the refusal that stands. The first refusal is the observer's event of the
+// given stage.
+func (s *guardedStream) deny(err error, stage Stage) error {
+	if s.denied.CompareAndSwap(nil, &err) && s.guard.opts.observer != nil {
+		s.guard.observeCall(s.plan.method, s.plan, s.key, nil, stage, err)
+	}
 	return s.denial()
+}
+
+// observeMessage reports a received message the guard let through.
+func (s *guardedStream) observeMessage() {
+	if s.guard.opts.observer != nil {
+		s.guard.observeCall(s.plan.method, s.plan, s.key, nil, StageMessage, nil)
+	}
 }
 
 func (s *guardedStream) rule() *permissions.Rule { return s.plan.rule }
@@ -224,8 +264,9 @@ func (s *guardedStream) RecvMsg(m any) error {
 		if s.received > 1 {
 			if err := s.guard.admitMessage(s.ctx, s.plan, s.key, nil, nil); err != nil {
 				resetMsg(m)
-				return s.deny(err)
+				return s.deny(err, StageMessage)
 			}
+			s.observeMessage()
 		}
 		return nil
 	}
@@ -236,12 +277,12 @@ func (s *guardedStream) RecvMsg(m any) error {
 		if _, p := s.guard.bodyToken(s.rule().TokenField(), pm, mdTok); p != nil {
 			s.guard.log(s.ctx, s.plan.method, ReasonTokenInvalid, s.sess, p.cause)
 			resetMsg(m)
-			return s.deny(errTokenInvalid)
+			return s.deny(errTokenInvalid, StageMessage)
 		}
 	}
 	if err := s.checkExpiry(); err != nil {
 		resetMsg(m)
-		return s.deny(err)
+		return s.deny(err, StageMessage)
 	}
 	denial := s.guard.checkMessage(s.ctx, s.plan.method, s.rule(), s.sess, m)
 	if s.received > 1 && s.plan.chargesMessages() {
@@ -253,7 +294,11 @@ func (s *guardedStream) RecvMsg(m any) error {
 		// The refused message's content must not reach a handler that
 		// ignores the error.
 		resetMsg(m)
-		return s.deny(denial)
+		return s.deny(denial, StageMessage)
+	}
+	if s.received > 1 {
+		// The opening's event stood for the first message.
+		s.observeMessage()
 	}
 	return nil
 }
@@ -264,7 +309,7 @@ func (s *guardedStream) SendMsg(m any) error {
 	}
 	if s.sess != nil {
 		if err := s.checkExpiry(); err != nil {
-			return s.deny(err)
+			return s.deny(err, StageStream)
 		}
 	}
 	if s.guard.opts.renewalHeader && s.renewal != nil && s.headerDone.CompareAndSwap(false, true) {

@@ -56,11 +56,14 @@ func ParsePolicy(s string) (Policy, error) {
 	return 0, fmt.Errorf("throttle: unknown fail policy %q: want open, closed or local", s)
 }
 
-// Sources of the decisions a Failover takes itself.
+// Sources of the decisions a Failover takes itself (Decision.Source): a
+// decision with one of them is one the primary did not take, because it
+// failed, timed out, or the breaker kept it out of use. An observer counts
+// these as limiter errors even when the policy hides the error.
 const (
-	sourceFailOpen   = "fail-open"
-	sourceFailClosed = "fail-closed"
-	sourceLocal      = "local"
+	SourceFailOpen   = "fail-open"
+	SourceFailClosed = "fail-closed"
+	SourceLocal      = "local"
 )
 
 // Failover is a [Limiter] that decides with a primary limiter, usually
@@ -252,12 +255,12 @@ func (f *Failover) Allow(ctx context.Context, key Key, limit Limit, cost int) (D
 func (f *Failover) fallback(ctx context.Context, key Key, limit Limit, cost int, cause error) (Decision, error) {
 	switch f.policy {
 	case FailOpen:
-		return Decision{Allowed: true, Limit: limit, Source: sourceFailOpen}, nil
+		return Decision{Allowed: true, Limit: limit, Source: SourceFailOpen}, nil
 	case FailClosed:
-		return Decision{Limit: limit, Source: sourceFailClosed}, fmt.Errorf("%w: %w", ErrUnavailable, cause)
+		return Decision{Limit: limit, Source: SourceFailClosed}, fmt.Errorf("%w: %w", ErrUnavailable, cause)
 	}
 	d, err := f.local.Allow(ctx, key, limit, cost)
-	d.Source = sourceLocal
+	d.Source = SourceLocal
 	return d, err
 }
 
@@ -322,4 +325,13 @@ func (f *Failover) notify(open bool) {
 	if f.onStateChange != nil {
 		f.onStateChange(open)
 	}
+}
+
+// BreakerOpen reports whether the circuit breaker keeps calls off the
+// primary now (also while its probe is in flight), for a metrics gauge that
+// reads the state rather than following [WithFailoverStateChange].
+func (f *Failover) BreakerOpen() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.open
 }

@@ -36,6 +36,12 @@ func TestImportRules(t *testing.T) {
 		// interceptors may import session, permissions, throttle and proto;
 		// tokenservice session and proto; the CLI only public packages.
 		{mod + "/interceptors", []string{mod + "/tokenservice", mod + "/internal/", mod + "/cmd/", mod + "/examples/"}},
+		// interceptors knows no OpenTelemetry (a program without metrics links
+		// none); the adapter may import interceptors, and neither the SDK nor
+		// an exporter: the program chooses those.
+		{mod + "/interceptors", []string{"go.opentelemetry.io/otel/metric", "go.opentelemetry.io/otel/sdk", "github.com/prometheus/"}},
+		{mod + "/oteltollgate", []string{"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters", "github.com/prometheus/",
+			mod + "/tokenservice", mod + "/internal/", mod + "/cmd/", mod + "/examples/"}},
 		{mod + "/tokenservice", []string{mod + "/interceptors", mod + "/permissions", mod + "/throttle", mod + "/internal/"}},
 		{mod + "/cmd/...", []string{mod + "/internal/", mod + "/examples/"}},
 		{mod + "/session", []string{mod + "/permissions", mod + "/throttle", mod + "/interceptors", mod + "/tokenservice"}},

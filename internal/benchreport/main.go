@@ -56,6 +56,7 @@ var alternations = []alternation{
 	{"Hardening (issue 7)", "cache-hit unary call from a peer over its failed-authentication budget vs one that is not (the same work on both sides: the cache is asked before the budget, so 1.00 within the spread is the expected result)", "BenchmarkCacheHitOverBudget", "call", 1.05},
 	{"Fast path (issue 8)", "HS256 uncached Verify vs a bare crypto/hmac check of the same token (decode the signature, hmac.New, Write, Sum, hmac.Equal), each on a fresh goroutine", "BenchmarkVerify/HS256/vs-hmac-floor", "verify", 3.0},
 	{"Fast path (issue 8)", "memory limiter, 2 goroutines on 512 existing keys each vs 1 goroutine on the same 1024 keys, slices of 4096 calls (≤ 0.625 means ≥ 1.6× throughput on 2 cores)", "BenchmarkMemory/disjoint-2-vs-1", "op", 0.625},
+	{"Metrics (issue 9)", "cache-hit unary call (HS256, throttled) through a guard observed by oteltollgate on the OpenTelemetry SDK with the Prometheus exporter vs the same guard with no observer, bufconn", "BenchmarkOTelObserver/unary-hit/otel-vs-off", "call", 1.05},
 }
 
 // absolute is a target on a benchmark's own numbers.

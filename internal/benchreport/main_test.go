@@ -168,3 +168,24 @@ func TestE2EReport(t *testing.T) {
 		t.Errorf("no BenchmarkE2E: %q, %d", out, missed)
 	}
 }
+
+// The OpenTelemetry observer's pair is reported under its own name and
+// unit, as BenchmarkOTelObserver prints them, with the target.
+func TestOTelObserverAlternation(t *testing.T) {
+	in := "BenchmarkOTelObserver/unary-hit/otel-vs-off-2   2000   345029 ns/op   18790 base-ns/call   19383 cand-ns/call   1.032 ratio   17921 B/op   308 allocs/op\n"
+	samples, _, _, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alternations {
+		if a.name != "BenchmarkOTelObserver/unary-hit/otel-vs-off" {
+			continue
+		}
+		s := samples[a.name]
+		if s == nil || median(s.metrics["cand-ns/"+a.unit]) != 19383 || median(s.metrics["ratio"]) != 1.032 || a.max != 1.05 {
+			t.Fatalf("alternation %+v does not read the benchmark's line: %+v", a, s)
+		}
+		return
+	}
+	t.Fatal("no alternation for BenchmarkOTelObserver")
+}

@@ -218,6 +218,10 @@ type Config struct {
 	// without them, as the hand-built baseline it is compared with sends
 	// none.
 	NoRateLimitHeaders bool
+	// Observer, when set, is told every decision of the guard
+	// (interceptors.WithObserver): oteltollgate.New makes one that exports
+	// them as OpenTelemetry metrics.
+	Observer interceptors.Observer
 	// GuardOptions configure tollgate's guard (a logger, for instance).
 	// They are applied after the ones New derives from the fields above,
 	// so they win over them.
@@ -273,6 +277,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Limiter != nil {
 		gopts = append(gopts, interceptors.WithLimiter(cfg.Limiter))
+	}
+	if cfg.Observer != nil {
+		gopts = append(gopts, interceptors.WithObserver(cfg.Observer))
 	}
 	if cfg.Renewal != nil {
 		r, err := session.NewLocalRenewer(cfg.Verifier, *cfg.Renewal)

@@ -44,6 +44,7 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"negative max session", []string{"-max-session", "-1h"}, "-max-session"},
 		{"negative renewal grace", []string{"-renew-grace", "-1s"}, "-renew-grace"},
 		{"TTL that is no duration", []string{"-token-ttl", "15"}, "-token-ttl"},
+		{"metrics address without a port", []string{"-metrics-listen", "localhost"}, "-metrics-listen"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,6 +7,7 @@
 //	    [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
 //	    [-redis HOST:PORT [-throttle-fail local|open|closed]]
 //	    [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
+//	    [-metrics-listen 127.0.0.1:9464]
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
 // secret) or else from the environment variable TOLLGATE_KEY, in the text
@@ -51,9 +52,20 @@
 // renewal that is not ready in time goes to the next call presenting the same
 // token. With a public key, which cannot sign, renewal is off (logged once).
 //
+// # Metrics
+//
+// With -metrics-listen ADDR the guard's decisions are exported as
+// OpenTelemetry metrics (package oteltollgate) through the OpenTelemetry
+// Prometheus exporter, in the Prometheus text format at
+// http://ADDR/metrics: tollgate_server_decisions_total by method, decision,
+// reason and bucket, tollgate_verify_duration_seconds, tollgate_renewals_total,
+// tollgate_limiter_errors_total, tollgate_limiter_breaker_open (with -redis)
+// and tollgate_consumer_refusals_total for the consumers refused most often.
+//
 // Once the listener is bound the server prints exactly one line,
 // "listening on HOST:PORT", on standard output, so -listen 127.0.0.1:0
-// works and scripts can read the port. Denied calls are logged on standard
+// works and scripts can read the port; with -metrics-listen a second line,
+// "metrics on http://HOST:PORT/metrics", follows, with the bound address. Denied calls are logged on standard
 // error. SIGINT or SIGTERM stops the server gracefully (in-flight calls get
 // a few seconds to finish) and it exits 0. Any start-up problem is one line
 // on standard error and exit status 1 (2 for bad usage). That line names the
@@ -110,11 +122,13 @@ const usage = `usage: pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg 
     [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
     [-redis HOST:PORT [-throttle-fail local|open|closed]]
     [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
+    [-metrics-listen 127.0.0.1:9464]
 The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
 Throttle buckets live in memory, or in the Redis at -redis, shared by every replica;
 -throttle-fail says what happens when that Redis does not answer (ignored without -redis).
 Tokens in the last third of their lifetime are renewed for -token-ttl, never past
 auth_time + -max-session; -renew-grace is how long a call may wait for its renewal.
+-metrics-listen serves the guard's decisions as Prometheus metrics at http://ADDR/metrics.
 `
 
 func main() {
@@ -132,6 +146,9 @@ type config struct {
 	failPolicy   throttle.Policy // parsed from throttleFail
 
 	tokenTTL, maxSession, renewGrace time.Duration
+
+	metricsListen string
+	observer      interceptors.Observer // built from metricsListen
 }
 
 // run is the whole command; it serves until ctx is done.
@@ -167,6 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of renewed tokens")
 	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
 	fs.DurationVar(&c.renewGrace, "renew-grace", 0, "how long a call may wait for its token's renewal after its handler returns")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (default: none)")
 	bad := quiet.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -188,6 +206,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(2, err)
 	}
 
+	var metrics *metricsServer
+	if c.metricsListen != "" {
+		var err error
+		if metrics, err = newMetricsServer(c.metricsListen); err != nil {
+			return fail(1, err)
+		}
+		defer metrics.close()
+		c.observer = metrics.observer
+	}
 	srv, closeLimiter, err := build(c, stderr)
 	if err != nil {
 		return fail(1, err)
@@ -198,6 +225,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(1, fmt.Errorf("-listen: %s", addressless(err)))
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
+	if metrics != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", metrics.lis.Addr())
+		go metrics.serve()
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -238,6 +269,15 @@ func (c *config) check() error {
 	// would be sent to the resolver.
 	if host, _, err := net.SplitHostPort(c.listen); err == nil && session.Redact(host) != host {
 		return errors.New("-listen: the host looks like key material or a token")
+	}
+	if c.metricsListen != "" {
+		host, _, err := net.SplitHostPort(c.metricsListen)
+		if err != nil {
+			return errors.New("-metrics-listen: want HOST:PORT")
+		}
+		if session.Redact(host) != host {
+			return errors.New("-metrics-listen: the host looks like key material or a token")
+		}
 	}
 	if c.redisAddr != "" {
 		host, _, err := net.SplitHostPort(c.redisAddr)
@@ -284,6 +324,7 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 	}
 	cfg := server.Config{
 		Verifier:     v,
+		Observer:     c.observer,
 		GuardOptions: []interceptors.Option{interceptors.WithLogger(logger)},
 	}
 	if _, ok := ks.SigningKey(); ok {
