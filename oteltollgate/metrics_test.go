@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -231,5 +232,41 @@ func (s signalling) Observe(e interceptors.Event) {
 	s.Metrics.Observe(e)
 	if e.Decision == interceptors.DecisionRenewed {
 		s.ch <- struct{}{}
+	}
+}
+
+// Cache hits are recorded in batches (hitBatch): every one of them still
+// reaches the histogram, with its own duration, by the next scrape, whether
+// it fell in a full batch or in the one still filling.
+func TestPrometheusCacheHitsAllRecorded(t *testing.T) {
+	mp, url := promProvider(t)
+	m, err := New(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Unregister() })
+	m.ObserveInit(interceptors.GuardInfo{Methods: []interceptors.MethodInfo{{FullMethod: "/" + methodGet}}})
+	// Cumulative: each round adds its hits to those before.
+	var total int
+	var sum float64
+	for _, n := range []int{1, hitBatchSize - 2, 1, hitBatchSize, 3*hitBatchSize + 5} {
+		total += n
+		for i := range n {
+			d := time.Duration(i%7+1) * time.Microsecond
+			sum += d.Seconds()
+			m.Observe(interceptors.Event{Method: "/" + methodGet, Decision: interceptors.DecisionAllowed, Cache: interceptors.CacheHit, VerifyDuration: d})
+		}
+		fams := scrape(t, url)
+		hist := samples(fams, "tollgate_verify_duration_seconds", map[string]string{"tollgate_cache": "hit"})
+		if len(hist) != 1 {
+			t.Fatalf("%d hits: hit histogram %v", total, hist)
+		}
+		h := hist[0].GetHistogram()
+		if got := h.GetSampleCount(); got != uint64(total) {
+			t.Fatalf("%d hits observed, the histogram counts %d", total, got)
+		}
+		if got := h.GetSampleSum(); math.Abs(got-sum) > 1e-12 {
+			t.Fatalf("%d hits: histogram sum %g, want %g", total, got, sum)
+		}
 	}
 }
