@@ -4,7 +4,7 @@
 // Usage:
 //
 //	inventory-server [-listen 127.0.0.1:8444] [-key PATH] [-alg HS256]
-//	    [-issuer tollgate-demo] [-audience inventory]
+//	    [-issuer tollgate-demo] [-audience inventory] [-metrics-listen ADDR]
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
 // secret) or else from the environment variable TOLLGATE_KEY, in the text
@@ -15,9 +15,15 @@
 // throttles of inventory.proto count per consumer (the token's azp, else its
 // sub) in this process's memory.
 //
-// Once the listener is bound the server prints exactly one line,
-// "listening on HOST:PORT", on standard output, so -listen 127.0.0.1:0
-// works and scripts can read the port. Refused calls are logged on standard
+// With -metrics-listen ADDR the guard's decisions are exported as
+// OpenTelemetry metrics (oteltollgate on the OpenTelemetry SDK, read by its
+// Prometheus exporter) in the Prometheus text format at
+// http://ADDR/metrics.
+//
+// Once the listener is bound the server prints "listening on HOST:PORT" on
+// standard output, so -listen 127.0.0.1:0 works and scripts can read the
+// port; with -metrics-listen a second line "metrics on
+// http://HOST:PORT/metrics" follows, with the bound address. Refused calls are logged on standard
 // error, never with their token. SIGINT or SIGTERM stops the server
 // gracefully and it exits 0. A start-up problem is one line on standard
 // error and exit status 1 (2 for bad usage), naming the flag or variable
@@ -41,6 +47,7 @@ import (
 	"unicode"
 
 	"github.com/tollgate/tollgate/examples/inventory/server"
+	tollgate "github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
 )
 
@@ -51,7 +58,7 @@ const keyEnv = "TOLLGATE_KEY"
 const stopGrace = 5 * time.Second
 
 const usage = `usage: inventory-server [-listen 127.0.0.1:8444] [-key PATH] [-alg HS256]
-    [-issuer tollgate-demo] [-audience inventory]
+    [-issuer tollgate-demo] [-audience inventory] [-metrics-listen ADDR]
 The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
 `
 
@@ -63,7 +70,7 @@ func main() {
 }
 
 type config struct {
-	listen, keyPath, alg, issuer, audience string
+	listen, keyPath, alg, issuer, audience, metricsListen string
 }
 
 // run is the whole command; it serves until ctx is done.
@@ -92,6 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.alg, "alg", session.HS256, "algorithm of the key")
 	fs.StringVar(&c.issuer, "issuer", "tollgate-demo", "issuer tokens must name")
 	fs.StringVar(&c.audience, "audience", "inventory", "audience tokens must name")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (default: none)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -107,11 +115,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	// A host name is looked up in DNS: a key or a token pasted as one would
 	// be sent to the resolver.
-	if host, _, err := net.SplitHostPort(c.listen); err == nil && session.Redact(host) != host {
-		return fail(2, errors.New("-listen: the host looks like key material or a token"))
+	for flagName, addr := range map[string]string{"-listen": c.listen, "-metrics-listen": c.metricsListen} {
+		if host, _, err := net.SplitHostPort(addr); err == nil && session.Redact(host) != host {
+			return fail(2, fmt.Errorf("%s: the host looks like key material or a token", flagName))
+		}
 	}
 
-	srv, err := build(c, stderr)
+	var m *metrics
+	var guardOpts []tollgate.Option
+	if c.metricsListen != "" {
+		var err error
+		if m, err = newMetrics(c.metricsListen); err != nil {
+			return fail(1, err)
+		}
+		defer m.close()
+		guardOpts = append(guardOpts, tollgate.WithObserver(m.observer))
+	}
+	srv, err := build(c, stderr, guardOpts)
 	if err != nil {
 		return fail(1, err)
 	}
@@ -121,6 +141,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(1, fmt.Errorf("-listen: %s", addressless(err)))
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
+	if m != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", m.lis.Addr())
+		go m.serve()
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -148,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // build loads the key and builds the guarded server.
-func build(c config, stderr io.Writer) (*server.Server, error) {
+func build(c config, stderr io.Writer, guardOpts []tollgate.Option) (*server.Server, error) {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	key, err := loadKey(c.keyPath, c.alg)
 	if err != nil {
@@ -162,10 +186,7 @@ func build(c config, stderr io.Writer) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := server.Config{Verifier: v, Logger: logger}
-	// Metrics: an observer for the guard goes in cfg.GuardOptions
-	// (tollgate.WithObserver), served beside the gRPC port.
-	return server.New(cfg)
+	return server.New(server.Config{Verifier: v, Logger: logger, GuardOptions: guardOpts})
 }
 
 // loadKey reads the key from path or, without one, from $TOLLGATE_KEY. The
