@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/internal/testpb"
+	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
+	tollgate "github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
 )
 
@@ -36,33 +36,33 @@ func ExampleNewGuard() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	guard, err := interceptors.NewGuard(verifier)
+	guard, err := tollgate.NewGuard(verifier)
 	if err != nil {
 		log.Fatal(err)
 	}
 
 	srv := grpc.NewServer(guard.ServerOptions()...)
-	testpb.RegisterTestServiceServer(srv, testpb.UnimplementedTestServiceServer{})
+	pricingv1.RegisterPriceServiceServer(srv, pricingv1.UnimplementedPriceServiceServer{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	if err := guard.Init(srv); err != nil {
 		log.Fatal(err)
 	}
 
 	for _, m := range []string{
-		"/tollgate.testpb.v1.TestService/Get",
-		"/tollgate.testpb.v1.TestService/Update",
-		"/tollgate.testpb.v1.TestService/Ping",
+		"/pricing.v1.PriceService/GetPrice",
+		"/pricing.v1.PriceService/SetPrice",
+		"/pricing.v1.PriceService/Ping",
 		"/grpc.health.v1.Health/Check",
 	} {
 		r, _ := guard.Table().Rule(m)
 		fmt.Println(r)
 	}
-	_, declared := guard.Table().Rule("/tollgate.testpb.v1.UnruledService/Forgotten")
-	fmt.Println("UnruledService/Forgotten has a rule:", declared)
+	_, declared := guard.Table().Rule("/pricing.v1.PriceService/PurgePrices")
+	fmt.Println("PurgePrices, which pricing.proto does not declare, has a rule:", declared)
 	// Output:
-	// /tollgate.testpb.v1.TestService/Get: authenticated all-of[test.read] token-field(access_token)
-	// /tollgate.testpb.v1.TestService/Update: authenticated all-of[test.write] owner(owner.id=owner_id unless test.admin) token-field(access_token)
-	// /tollgate.testpb.v1.TestService/Ping: public
+	// /pricing.v1.PriceService/GetPrice: authenticated all-of[prices.read] throttle(20/1s burst 20 cost 1 message-cost 1 bucket /pricing.v1.PriceService/GetPrice)
+	// /pricing.v1.PriceService/SetPrice: authenticated all-of[prices.write] owner(seller_id=seller_id unless prices.admin) throttle(5/1s burst 10 cost 1 message-cost 1 bucket writes)
+	// /pricing.v1.PriceService/Ping: public throttle(50/1s burst 50 cost 1 message-cost 1 bucket /pricing.v1.PriceService/Ping)
 	// /grpc.health.v1.Health/Check: public
-	// UnruledService/Forgotten has a rule: false
+	// PurgePrices, which pricing.proto does not declare, has a rule: false
 }
