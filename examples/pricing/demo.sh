@@ -6,13 +6,14 @@
 #
 #   steps 1-2    the permission matrix: tollgate rules asks the running
 #                server through reflection (which needs a token)
-#   steps 3-14   the rules, each shown from pricing.proto before its call:
-#                permissions, ownership, public and body-token methods,
-#                graceful stop, a denial log without tokens
-#   steps 15-22  throttling per consumer, a runaway stream cut message by
+#   steps 3-15   the rules, each shown from pricing.proto before its call:
+#                permissions, ownership, public and body-token methods, a
+#                method with no rule denied, graceful stop, a denial log
+#                without tokens
+#   steps 16-23  throttling per consumer, a runaway stream cut message by
 #                message, and renewal of tokens near their expiry, up to the
 #                absolute end of a session
-#   steps 23-25  OPTIONAL, only when redis-server is on PATH: two replicas
+#   steps 24-26  OPTIONAL, only when redis-server is on PATH: two replicas
 #                sharing one budget through Redis, and what each fail policy
 #                does once Redis is gone (TOLLGATE_REQUIRE_REDIS=1 makes a
 #                missing redis-server a failure instead of a skip)
@@ -79,7 +80,8 @@ echo "generated a fresh HS256 key (mode 0600, in a temporary directory)"
 # start_server NAME ARGS...: starts pricing-server with ARGS and waits (30 s
 # at most) for its one "listening on" line. Its stdout goes through a FIFO so
 # that line can be read with a timeout; its stderr (the denial log) goes to
-# $TMP/NAME.log. Sets SERVER_PID and SERVER_ADDR.
+# $TMP/NAME.log. Sets SERVER_PID, SERVER_ADDR and SERVER_FD, the descriptor
+# its further lines (such as "metrics on ...") can be read from.
 start_server() {
 	local name=$1 line="" fd=$((3 + NFIFOS))
 	shift
@@ -97,6 +99,7 @@ start_server() {
 		exit 1
 	fi
 	SERVER_ADDR=${line#listening on }
+	SERVER_FD=$fd
 }
 
 start_server main
@@ -233,6 +236,7 @@ RC=0
 OUT=$(bin/tollgate rules -addr "$ADDR" -token-file "$TMP/reader.token" -require-all 2>"$TMP/rules.err") || RC=$?
 printf '%s\n' "$OUT" | sed 's/^/   /'
 sed 's/^/   (stderr) /' "$TMP/rules.err"
+RULES=$OUT
 ok=1
 if [[ $RC -eq 0 ]] && grep -q '^/pricing.v1.PriceService/SetPrice  *unary  *token  *all of prices.write  *seller_id = claim seller_id (bypass: prices.admin)  *5/1s burst 10 bucket writes' <<<"$OUT" &&
 	grep -q '^/grpc.health.v1.Health/Check  *unary  *public' <<<"$OUT" &&
@@ -272,6 +276,19 @@ call "read back: list seller s-1's prices -> sku-2 now costs 250" \
 call "body token: quote with the token in access_token, no metadata -> the known prices, in order" \
 	reader 0 '{"prices":[{"sku":"sku-11","seller_id":"s-2","amount_cents":"1050","currency":"USD"},{"sku":"sku-2","seller_id":"s-1","amount_cents":"250","currency":"USD"}]}' -- -body-token quote sku-11 sku-404 sku-2
 
+begin "a method with no rule is denied: a client built from a newer pricing.proto calls PurgePrices, which this server neither serves nor has a rule for -> PermissionDenied PERMISSION_DENIED from the guard (deny by default), not grpc-go's Unimplemented, even for the admin"
+echo "   rule in pricing.proto: none (no rpc PurgePrices)"
+served=$(awk '$1 ~ "^/pricing.v1.PriceService/" { sub("^/pricing.v1.PriceService/", "", $1); printf "%s ", $1 }' <<<"$RULES")
+echo "   tollgate rules (step 1) has a row for each of: ${served% }; none for PurgePrices"
+echo "   (pricing-server has a grpc.UnknownServiceHandler, so a name it does not serve reaches the guard, which denies it)"
+TOLLGATE_TOKEN=$ADMIN client -addr "$ADDR" call /pricing.v1.PriceService/PurgePrices
+ok=1
+if [[ $RC -eq 1 && $OUT == 'error: PermissionDenied: permission denied [PERMISSION_DENIED]' && -z $ERR ]] &&
+	! grep -q 'PurgePrices' <<<"$RULES" && ! grep -q 'rpc PurgePrices(' "$PROTO" && [[ -n $served ]]; then
+	ok=0
+fi
+check $ok "expected no rule for PurgePrices and exactly 'error: PermissionDenied: permission denied [PERMISSION_DENIED]' (exit status $RC)"
+
 begin "graceful stop: SIGTERM -> pricing-server exits 0"
 stop "$SERVER_A"
 check "$STOP_RC" "pricing-server exited with status $STOP_RC"
@@ -279,6 +296,7 @@ check "$STOP_RC" "pricing-server exited with status $STOP_RC"
 begin "the server's denial log names reasons, never tokens"
 sed 's/^/   /' "$TMP/main.log"
 denials=$(grep -c 'call denied' "$TMP/main.log" || true)
+norule=$(grep -c 'method=/pricing.v1.PriceService/PurgePrices .*cause="method has no rule"' "$TMP/main.log" || true)
 leaked=0
 for tok in "$READER" "$SELLER" "$ADMIN"; do
 	if grep -qF -- "${tok##*.}" "$TMP/main.log"; then
@@ -286,8 +304,8 @@ for tok in "$READER" "$SELLER" "$ADMIN"; do
 	fi
 done
 ok=1
-if [[ $denials -eq 4 && $leaked -eq 0 ]]; then ok=0; fi
-check $ok "expected 4 denials (reflection without a token, and three calls) and no token in the log (got $denials denials, token leaked: $leaked)"
+if [[ $denials -eq 5 && $norule -eq 1 && $leaked -eq 0 ]]; then ok=0; fi
+check $ok "expected 5 denials (reflection without a token, three calls, and PurgePrices as \"method has no rule\") and no token in the log (got $denials denials, $norule for PurgePrices, token leaked: $leaked)"
 
 # --- Throttling and renewal ------------------------------------------------
 #
