@@ -13,7 +13,9 @@
 #   steps 16-23  throttling per consumer, a runaway stream cut message by
 #                message, and renewal of tokens near their expiry, up to the
 #                absolute end of a session
-#   steps 24-26  OPTIONAL, only when redis-server is on PATH: two replicas
+#   step 24      the counters move: a server with -metrics-listen, scraped
+#                after allowed, denied, throttled and unruled calls
+#   steps 25-27  OPTIONAL, only when redis-server is on PATH: two replicas
 #                sharing one budget through Redis, and what each fail policy
 #                does once Redis is gone (TOLLGATE_REQUIRE_REDIS=1 makes a
 #                missing redis-server a failure instead of a skip)
@@ -434,6 +436,103 @@ if [[ $STOP_RC -eq 0 && $leaked -eq 0 ]] &&
 	ok=0
 fi
 check $ok "expected exit status 0 (got $STOP_RC), RATE_LIMITED and TOKEN_EXPIRED in the log, and no token in it (leaked: $leaked)"
+
+# --- Metrics ----------------------------------------------------------------
+
+# What fetches /metrics: curl or wget when there is one, else bash's own
+# /dev/tcp (a fresh machine may have neither).
+if command -v curl >/dev/null; then
+	FETCHER=curl
+elif command -v wget >/dev/null; then
+	FETCHER=wget
+else
+	FETCHER=bash
+fi
+
+# http_get URL: the body of a plain-HTTP GET of URL on stdout; false unless
+# the answer is 200. With bash's /dev/tcp the request is HTTP/1.0, so the
+# server closes the connection after the body.
+http_get() {
+	local url=$1 hostport path resp
+	case $FETCHER in
+	curl) curl -fsS --max-time 10 "$url"; return ;;
+	wget) wget -q -T 10 -O - "$url"; return ;;
+	esac
+	hostport=${url#http://}
+	path=/${hostport#*/}
+	hostport=${hostport%%/*}
+	# In a subshell: a failed exec redirection must not end the script.
+	resp=$(
+		exec 9<>"/dev/tcp/${hostport%:*}/${hostport##*:}" || exit 1
+		printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&9
+		cat <&9
+	) || return 1
+	[[ $resp == HTTP/1.[01]\ 200\ * ]] || return 1
+	printf '%s\n' "${resp#*$'\r\n\r\n'}"
+}
+
+# metric NAME LABEL=\"VALUE\"...: the sum of the samples of NAME in SCRAPE
+# whose labels include every one given; 0 when there is none.
+metric() {
+	local name=$1 lines label
+	shift
+	lines=$(grep "^$name{" <<<"$SCRAPE" || true)
+	for label in "$@"; do
+		lines=$(grep -F -- "$label" <<<"$lines" || true)
+	done
+	awk '{ s += $NF } END { print s + 0 }' <<<"$lines"
+}
+
+echo
+echo "--- metrics: a third pricing-server, started with -metrics-listen 127.0.0.1:0, exports what the guard decides"
+start_server metrics -metrics-listen 127.0.0.1:0
+SERVER_M=$SERVER_PID
+ADDR=$SERVER_ADDR
+mline=""
+if ! read -r -t 30 mline <&"$SERVER_FD" || [[ $mline != "metrics on http://"*"/metrics" ]]; then
+	echo "FAIL: pricing-server (metrics) did not report its metrics address (got: '$mline')" >&2
+	exit 1
+fi
+METRICS_URL=${mline#metrics on }
+echo "pricing-server is listening on $ADDR, $mline"
+
+begin "the counters move: 3 allowed gets, a set without prices.write, 60 looping gets from azp looper, and a call to PurgePrices (no rule) -> /metrics counts each, by method, decision and reason, and names the refused consumers"
+rule_of GetPrice
+for _ in 1 2 3; do TOLLGATE_TOKEN=$READER client -addr "$ADDR" get sku-1; done
+TOLLGATE_TOKEN=$READER client -addr "$ADDR" set sku-1 s-1 150 USD
+TOLLGATE_TOKEN=$LOOPER client -addr "$ADDR" -repeat 60 get sku-1
+looped=1
+if summary; then looped=0; fi
+TOLLGATE_TOKEN=$ADMIN client -addr "$ADDR" call /pricing.v1.PriceService/PurgePrices
+echo "   GET $METRICS_URL (with $FETCHER$([[ $FETCHER == bash ]] && echo ' /dev/tcp: neither curl nor wget is on PATH')): its tollgate_server_decisions_total and tollgate_consumer_refusals_total samples, scope labels cut"
+SCRAPE="" scraped=1
+if SCRAPE=$(http_get "$METRICS_URL"); then scraped=0; fi
+grep -E '^tollgate_(server_decisions_total|consumer_refusals_total)\{' <<<"$SCRAPE" | sed -E 's/otel_scope_[a-z_]+="[^"]*",//g; s/^/   /' || true
+D=tollgate_server_decisions_total
+GET='rpc_method="pricing.v1.PriceService/GetPrice"'
+SET='rpc_method="pricing.v1.PriceService/SetPrice"'
+allowed=$(metric $D "$GET" 'tollgate_decision="allowed"')
+throttled=$(metric $D "$GET" 'tollgate_decision="throttled"' 'tollgate_reason="RATE_LIMITED"')
+denied=$(metric $D "$SET" 'tollgate_decision="denied"' 'tollgate_reason="PERMISSION_DENIED"')
+unruled=$(metric $D 'rpc_method="_OTHER"' 'tollgate_decision="denied"' 'tollgate_reason="PERMISSION_DENIED"')
+looper=$(metric tollgate_consumer_refusals_total "$GET" 'tollgate_consumer="azp:looper"' 'tollgate_decision="throttled"')
+storefront=$(metric tollgate_consumer_refusals_total "$SET" 'tollgate_consumer="azp:storefront"' 'tollgate_decision="denied"')
+if [[ $looped -eq 0 ]]; then
+	echo "   the looping gets: ok=$N_OK throttled=$N_THROTTLED; so GetPrice allowed 3 + $N_OK = $((3 + N_OK)), throttled $N_THROTTLED"
+fi
+ok=1
+if [[ $scraped -eq 0 && $looped -eq 0 ]] && ((N_THROTTLED > 0 && N_OTHER == 0)) &&
+	((allowed == 3 + N_OK && throttled == N_THROTTLED && denied == 1 && unruled == 1)) &&
+	((looper == N_THROTTLED && storefront == 1)); then
+	ok=0
+fi
+check $ok "expected a scrape and, for GetPrice, allowed = 3 + ok and throttled = RATE_LIMITED = throttled; SetPrice PERMISSION_DENIED 1; _OTHER PERMISSION_DENIED 1; azp:looper throttled and azp:storefront denied among the consumers (scraped: $scraped; got allowed $allowed, throttled $throttled, denied $denied, _OTHER $unruled, looper $looper, storefront $storefront)"
+
+stop "$SERVER_M"
+if [[ $STOP_RC -ne 0 ]]; then
+	echo "   FAIL: pricing-server (metrics) exited with status $STOP_RC" >&2
+	failures=$((failures + 1))
+fi
 
 # --- Optional: Redis, budgets shared by replicas ----------------------------
 
