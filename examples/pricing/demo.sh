@@ -6,13 +6,16 @@
 #
 #   steps 1-2    the permission matrix: tollgate rules asks the running
 #                server through reflection (which needs a token)
-#   steps 3-14   the rules, each shown from pricing.proto before its call:
-#                permissions, ownership, public and body-token methods,
-#                graceful stop, a denial log without tokens
-#   steps 15-22  throttling per consumer, a runaway stream cut message by
+#   steps 3-15   the rules, each shown from pricing.proto before its call:
+#                permissions, ownership, public and body-token methods, a
+#                method with no rule denied, graceful stop, a denial log
+#                without tokens
+#   steps 16-23  throttling per consumer, a runaway stream cut message by
 #                message, and renewal of tokens near their expiry, up to the
 #                absolute end of a session
-#   steps 23-25  OPTIONAL, only when redis-server is on PATH: two replicas
+#   step 24      the counters move: a server with -metrics-listen, scraped
+#                after allowed, denied, throttled and unruled calls
+#   steps 25-27  OPTIONAL, only when redis-server is on PATH: two replicas
 #                sharing one budget through Redis, and what each fail policy
 #                does once Redis is gone (TOLLGATE_REQUIRE_REDIS=1 makes a
 #                missing redis-server a failure instead of a skip)
@@ -79,7 +82,8 @@ echo "generated a fresh HS256 key (mode 0600, in a temporary directory)"
 # start_server NAME ARGS...: starts pricing-server with ARGS and waits (30 s
 # at most) for its one "listening on" line. Its stdout goes through a FIFO so
 # that line can be read with a timeout; its stderr (the denial log) goes to
-# $TMP/NAME.log. Sets SERVER_PID and SERVER_ADDR.
+# $TMP/NAME.log. Sets SERVER_PID, SERVER_ADDR and SERVER_FD, the descriptor
+# its further lines (such as "metrics on ...") can be read from.
 start_server() {
 	local name=$1 line="" fd=$((3 + NFIFOS))
 	shift
@@ -97,6 +101,7 @@ start_server() {
 		exit 1
 	fi
 	SERVER_ADDR=${line#listening on }
+	SERVER_FD=$fd
 }
 
 start_server main
@@ -233,6 +238,7 @@ RC=0
 OUT=$(bin/tollgate rules -addr "$ADDR" -token-file "$TMP/reader.token" -require-all 2>"$TMP/rules.err") || RC=$?
 printf '%s\n' "$OUT" | sed 's/^/   /'
 sed 's/^/   (stderr) /' "$TMP/rules.err"
+RULES=$OUT
 ok=1
 if [[ $RC -eq 0 ]] && grep -q '^/pricing.v1.PriceService/SetPrice  *unary  *token  *all of prices.write  *seller_id = claim seller_id (bypass: prices.admin)  *5/1s burst 10 bucket writes' <<<"$OUT" &&
 	grep -q '^/grpc.health.v1.Health/Check  *unary  *public' <<<"$OUT" &&
@@ -272,6 +278,19 @@ call "read back: list seller s-1's prices -> sku-2 now costs 250" \
 call "body token: quote with the token in access_token, no metadata -> the known prices, in order" \
 	reader 0 '{"prices":[{"sku":"sku-11","seller_id":"s-2","amount_cents":"1050","currency":"USD"},{"sku":"sku-2","seller_id":"s-1","amount_cents":"250","currency":"USD"}]}' -- -body-token quote sku-11 sku-404 sku-2
 
+begin "a method with no rule is denied: a client built from a newer pricing.proto calls PurgePrices, which this server neither serves nor has a rule for -> PermissionDenied PERMISSION_DENIED from the guard (deny by default), not grpc-go's Unimplemented, even for the admin"
+echo "   rule in pricing.proto: none (no rpc PurgePrices)"
+served=$(awk '$1 ~ "^/pricing.v1.PriceService/" { sub("^/pricing.v1.PriceService/", "", $1); printf "%s ", $1 }' <<<"$RULES")
+echo "   tollgate rules (step 1) has a row for each of: ${served% }; none for PurgePrices"
+echo "   (pricing-server has a grpc.UnknownServiceHandler, so a name it does not serve reaches the guard, which denies it)"
+TOLLGATE_TOKEN=$ADMIN client -addr "$ADDR" call /pricing.v1.PriceService/PurgePrices
+ok=1
+if [[ $RC -eq 1 && $OUT == 'error: PermissionDenied: permission denied [PERMISSION_DENIED]' && -z $ERR ]] &&
+	! grep -q 'PurgePrices' <<<"$RULES" && ! grep -q 'rpc PurgePrices(' "$PROTO" && [[ -n $served ]]; then
+	ok=0
+fi
+check $ok "expected no rule for PurgePrices and exactly 'error: PermissionDenied: permission denied [PERMISSION_DENIED]' (exit status $RC)"
+
 begin "graceful stop: SIGTERM -> pricing-server exits 0"
 stop "$SERVER_A"
 check "$STOP_RC" "pricing-server exited with status $STOP_RC"
@@ -279,6 +298,7 @@ check "$STOP_RC" "pricing-server exited with status $STOP_RC"
 begin "the server's denial log names reasons, never tokens"
 sed 's/^/   /' "$TMP/main.log"
 denials=$(grep -c 'call denied' "$TMP/main.log" || true)
+norule=$(grep -c 'method=/pricing.v1.PriceService/PurgePrices .*cause="method has no rule"' "$TMP/main.log" || true)
 leaked=0
 for tok in "$READER" "$SELLER" "$ADMIN"; do
 	if grep -qF -- "${tok##*.}" "$TMP/main.log"; then
@@ -286,8 +306,8 @@ for tok in "$READER" "$SELLER" "$ADMIN"; do
 	fi
 done
 ok=1
-if [[ $denials -eq 4 && $leaked -eq 0 ]]; then ok=0; fi
-check $ok "expected 4 denials (reflection without a token, and three calls) and no token in the log (got $denials denials, token leaked: $leaked)"
+if [[ $denials -eq 5 && $norule -eq 1 && $leaked -eq 0 ]]; then ok=0; fi
+check $ok "expected 5 denials (reflection without a token, three calls, and PurgePrices as \"method has no rule\") and no token in the log (got $denials denials, $norule for PurgePrices, token leaked: $leaked)"
 
 # --- Throttling and renewal ------------------------------------------------
 #
@@ -416,6 +436,103 @@ if [[ $STOP_RC -eq 0 && $leaked -eq 0 ]] &&
 	ok=0
 fi
 check $ok "expected exit status 0 (got $STOP_RC), RATE_LIMITED and TOKEN_EXPIRED in the log, and no token in it (leaked: $leaked)"
+
+# --- Metrics ----------------------------------------------------------------
+
+# What fetches /metrics: curl or wget when there is one, else bash's own
+# /dev/tcp (a fresh machine may have neither).
+if command -v curl >/dev/null; then
+	FETCHER=curl
+elif command -v wget >/dev/null; then
+	FETCHER=wget
+else
+	FETCHER=bash
+fi
+
+# http_get URL: the body of a plain-HTTP GET of URL on stdout; false unless
+# the answer is 200. With bash's /dev/tcp the request is HTTP/1.0, so the
+# server closes the connection after the body.
+http_get() {
+	local url=$1 hostport path resp
+	case $FETCHER in
+	curl) curl -fsS --max-time 10 "$url"; return ;;
+	wget) wget -q -T 10 -O - "$url"; return ;;
+	esac
+	hostport=${url#http://}
+	path=/${hostport#*/}
+	hostport=${hostport%%/*}
+	# In a subshell: a failed exec redirection must not end the script.
+	resp=$(
+		exec 9<>"/dev/tcp/${hostport%:*}/${hostport##*:}" || exit 1
+		printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&9
+		cat <&9
+	) || return 1
+	[[ $resp == HTTP/1.[01]\ 200\ * ]] || return 1
+	printf '%s\n' "${resp#*$'\r\n\r\n'}"
+}
+
+# metric NAME LABEL=\"VALUE\"...: the sum of the samples of NAME in SCRAPE
+# whose labels include every one given; 0 when there is none.
+metric() {
+	local name=$1 lines label
+	shift
+	lines=$(grep "^$name{" <<<"$SCRAPE" || true)
+	for label in "$@"; do
+		lines=$(grep -F -- "$label" <<<"$lines" || true)
+	done
+	awk '{ s += $NF } END { print s + 0 }' <<<"$lines"
+}
+
+echo
+echo "--- metrics: a third pricing-server, started with -metrics-listen 127.0.0.1:0, exports what the guard decides"
+start_server metrics -metrics-listen 127.0.0.1:0
+SERVER_M=$SERVER_PID
+ADDR=$SERVER_ADDR
+mline=""
+if ! read -r -t 30 mline <&"$SERVER_FD" || [[ $mline != "metrics on http://"*"/metrics" ]]; then
+	echo "FAIL: pricing-server (metrics) did not report its metrics address (got: '$mline')" >&2
+	exit 1
+fi
+METRICS_URL=${mline#metrics on }
+echo "pricing-server is listening on $ADDR, $mline"
+
+begin "the counters move: 3 allowed gets, a set without prices.write, 60 looping gets from azp looper, and a call to PurgePrices (no rule) -> /metrics counts each, by method, decision and reason, and names the refused consumers"
+rule_of GetPrice
+for _ in 1 2 3; do TOLLGATE_TOKEN=$READER client -addr "$ADDR" get sku-1; done
+TOLLGATE_TOKEN=$READER client -addr "$ADDR" set sku-1 s-1 150 USD
+TOLLGATE_TOKEN=$LOOPER client -addr "$ADDR" -repeat 60 get sku-1
+looped=1
+if summary; then looped=0; fi
+TOLLGATE_TOKEN=$ADMIN client -addr "$ADDR" call /pricing.v1.PriceService/PurgePrices
+echo "   GET $METRICS_URL (with $FETCHER$([[ $FETCHER == bash ]] && echo ' /dev/tcp: neither curl nor wget is on PATH')): its tollgate_server_decisions_total and tollgate_consumer_refusals_total samples, scope labels cut"
+SCRAPE="" scraped=1
+if SCRAPE=$(http_get "$METRICS_URL"); then scraped=0; fi
+grep -E '^tollgate_(server_decisions_total|consumer_refusals_total)\{' <<<"$SCRAPE" | sed -E 's/otel_scope_[a-z_]+="[^"]*",//g; s/^/   /' || true
+D=tollgate_server_decisions_total
+GET='rpc_method="pricing.v1.PriceService/GetPrice"'
+SET='rpc_method="pricing.v1.PriceService/SetPrice"'
+allowed=$(metric $D "$GET" 'tollgate_decision="allowed"')
+throttled=$(metric $D "$GET" 'tollgate_decision="throttled"' 'tollgate_reason="RATE_LIMITED"')
+denied=$(metric $D "$SET" 'tollgate_decision="denied"' 'tollgate_reason="PERMISSION_DENIED"')
+unruled=$(metric $D 'rpc_method="_OTHER"' 'tollgate_decision="denied"' 'tollgate_reason="PERMISSION_DENIED"')
+looper=$(metric tollgate_consumer_refusals_total "$GET" 'tollgate_consumer="azp:looper"' 'tollgate_decision="throttled"')
+storefront=$(metric tollgate_consumer_refusals_total "$SET" 'tollgate_consumer="azp:storefront"' 'tollgate_decision="denied"')
+if [[ $looped -eq 0 ]]; then
+	echo "   the looping gets: ok=$N_OK throttled=$N_THROTTLED; so GetPrice allowed 3 + $N_OK = $((3 + N_OK)), throttled $N_THROTTLED"
+fi
+ok=1
+if [[ $scraped -eq 0 && $looped -eq 0 ]] && ((N_THROTTLED > 0 && N_OTHER == 0)) &&
+	((allowed == 3 + N_OK && throttled == N_THROTTLED && denied == 1 && unruled == 1)) &&
+	((looper == N_THROTTLED && storefront == 1)); then
+	ok=0
+fi
+check $ok "expected a scrape and, for GetPrice, allowed = 3 + ok and throttled = RATE_LIMITED = throttled; SetPrice PERMISSION_DENIED 1; _OTHER PERMISSION_DENIED 1; azp:looper throttled and azp:storefront denied among the consumers (scraped: $scraped; got allowed $allowed, throttled $throttled, denied $denied, _OTHER $unruled, looper $looper, storefront $storefront)"
+
+stop "$SERVER_M"
+if [[ $STOP_RC -ne 0 ]]; then
+	echo "   FAIL: pricing-server (metrics) exited with status $STOP_RC" >&2
+	failures=$((failures + 1))
+fi
 
 # --- Optional: Redis, budgets shared by replicas ----------------------------
 

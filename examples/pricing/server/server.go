@@ -259,6 +259,13 @@ func (s *Server) GracefulStop() {
 // PriceService, gRPC health (SERVING) and reflection, with every rule
 // compiled. Health checks need no token (the guard's default public
 // service); reflection needs a valid token, since it shows every rule.
+// A method the server does not serve (a client built from a newer .proto,
+// a probe) goes through the guard too, by way of a
+// grpc.UnknownServiceHandler: it has no rule, so the guard refuses it with
+// PermissionDenied (ErrorInfo PERMISSION_DENIED), logs it and tells the
+// Observer, where grpc-go alone would answer Unimplemented before any
+// interceptor ran. The handler behind the guard answers Unimplemented, and
+// is never reached while the guard denies every name without a rule.
 // Throttled methods answer with the rate-limit headers
 // "ratelimit-policy" and "ratelimit" (unless NoRateLimitHeaders). It returns an error, never a
 // half-built server, when the configuration or a rule in pricing.proto is
@@ -294,8 +301,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	opts := append(guard.ServerOptions(), cfg.ServerOptions...)
-	srv := grpc.NewServer(opts...)
+	// The unknown-service handler comes before cfg.ServerOptions, so a
+	// caller's own replaces it.
+	opts := append(guard.ServerOptions(), grpc.UnknownServiceHandler(unknownMethod))
+	srv := grpc.NewServer(append(opts, cfg.ServerOptions...)...)
 	pricingv1.RegisterPriceServiceServer(srv, NewService(st))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -307,4 +316,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	return &Server{Server: srv, guard: guard}, nil
+}
+
+// unknownMethod is the server's grpc.UnknownServiceHandler. It exists so
+// that calls to names the server does not serve pass through the guard's
+// stream interceptor, which denies them (no rule); should one ever get
+// past, it answers what grpc-go would have answered.
+func unknownMethod(_ any, _ grpc.ServerStream) error {
+	return status.Error(codes.Unimplemented, "unknown method")
 }

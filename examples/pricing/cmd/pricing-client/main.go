@@ -15,6 +15,15 @@
 //	import SELLER SKU=AMOUNT...        ImportPrices (client stream, USD)
 //	sync SELLER SKU=AMOUNT...          SyncPrices (bidi stream, USD)
 //	quote SKU...                       QuotePrices
+//	call /PKG.SERVICE/METHOD           any method by its full name, with an
+//	                                   empty request (unary)
+//
+// call is for names the server may not serve, as a client built from a
+// newer .proto would send them: tollgate's guard refuses every method
+// without a rule with PermissionDenied (PERMISSION_DENIED). The request is
+// an empty message (google.protobuf.Empty); a reply, should one come, is
+// printed as {} whatever it holds. The token is attached as for any other
+// command.
 //
 // # Tokens
 //
@@ -90,6 +99,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tollgate/tollgate/examples/pricing/internal/quiet"
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
@@ -117,6 +127,7 @@ commands:
   import SELLER SKU=AMOUNT...
   sync SELLER SKU=AMOUNT...
   quote SKU...
+  call /PKG.SERVICE/METHOD   (any method, empty request)
 -token-file: the token is read from PATH, and a renewed token written back to it.
 -repeat N: run the command N times, print "ok=X throttled=Y other=Z".
 `
@@ -135,7 +146,8 @@ func usageErr(format string, a ...any) error { return errUsage{fmt.Sprintf(forma
 // client is one invocation: where to call, with which token, and where to
 // print.
 type client struct {
-	apis      []pricingv1.PriceServiceClient // one per address, used in turn
+	conns     []*grpc.ClientConn             // one per address, used in turn
+	apis      []pricingv1.PriceServiceClient // over conns
 	next      int
 	src       *interceptors.TokenSource // nil without a token
 	bodyToken bool
@@ -255,6 +267,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail(2, fmt.Errorf("-addr: %w", err))
 		}
 		defer conn.Close()
+		c.conns = append(c.conns, conn)
 		c.apis = append(c.apis, pricingv1.NewPriceServiceClient(conn))
 	}
 	out := bufio.NewWriter(stdout)
@@ -534,6 +547,16 @@ func (c *client) do(ctx context.Context, cmd string, args []string) error {
 		// attaches no metadata to quote (see unaryInterceptor).
 		resp, err := c.api().QuotePrices(ctx, &pricingv1.QuotePricesRequest{AccessToken: c.token(), Skus: args})
 		return c.print(resp, err)
+	case "call":
+		if err := nargs(1, "call /PKG.SERVICE/METHOD"); err != nil {
+			return err
+		}
+		if err := checkMethodName(args[0]); err != nil {
+			return err
+		}
+		resp := new(emptypb.Empty)
+		err := c.conn().Invoke(ctx, args[0], new(emptypb.Empty), resp)
+		return c.print(resp, err)
 	}
 	return usageErr("unknown command (see pricing-client -h)")
 }
@@ -543,6 +566,32 @@ func (c *client) api() pricingv1.PriceServiceClient {
 	a := c.apis[c.next%len(c.apis)]
 	c.next++
 	return a
+}
+
+// conn returns the connection to the next address in turn.
+func (c *client) conn() *grpc.ClientConn {
+	cc := c.conns[c.next%len(c.conns)]
+	c.next++
+	return cc
+}
+
+// checkMethodName accepts a gRPC full method name, "/pkg.Service/Method":
+// two non-empty parts of printable characters without spaces. It goes to the
+// server as the call's path, so nothing shaped like a token or a key (pasted
+// in the wrong place) may be sent as one.
+func checkMethodName(name string) error {
+	svc, method, ok := strings.Cut(strings.TrimPrefix(name, "/"), "/")
+	switch {
+	case !strings.HasPrefix(name, "/") || !ok || svc == "" || method == "" || strings.Contains(method, "/"):
+		return usageErr("call: want a full method name, /PKG.SERVICE/METHOD")
+	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0:
+		return usageErr("call: the method name holds spaces or unprintable characters")
+	case session.Redact(svc) != svc || session.Redact(method) != method:
+		// Each part on its own: Redact reads "/" as base64, so a token
+		// right after one is not cut from the whole name.
+		return usageErr("call: the method name looks like key material or a token")
+	}
+	return nil
 }
 
 // token returns the current token, renewed or not; "" without one.

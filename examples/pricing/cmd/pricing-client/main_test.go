@@ -103,6 +103,18 @@ func TestCommands(t *testing.T) {
 			`{"prices":[{"sku":"sku-2","seller_id":"s-1","amount_cents":"20","currency":"USD"},{"sku":"sku-12","seller_id":"s-2","amount_cents":"1200","currency":"USD"}]}` + "\n"},
 		{"list", reader, []string{"list", "s-9"}, 0, ""},
 		{"delete", mint("s-1", "prices.delete"), []string{"delete", "sku-2", "s-1"}, 0, "{}\n"},
+		// call: any name, an empty request. A method the server does not
+		// serve has no rule: the guard refuses it, token or not, where
+		// grpc-go alone would answer Unimplemented.
+		{"call a method the server does not serve", reader, []string{"call", "/pricing.v1.PriceService/PurgePrices"}, 1,
+			"error: PermissionDenied: permission denied [PERMISSION_DENIED]\n"},
+		{"call a service the server does not serve, no token", "", []string{"call", "/pricing.v2.PriceService/GetPrice"}, 1,
+			"error: PermissionDenied: permission denied [PERMISSION_DENIED]\n"},
+		{"call a served method: the token is attached", reader, []string{"call", "/pricing.v1.PriceService/GetPrice"}, 1,
+			"error: NotFound: price not found\n"},
+		{"call a served method without its permission", writer, []string{"call", "/pricing.v1.PriceService/GetPrice"}, 1,
+			"error: PermissionDenied: permission denied [PERMISSION_DENIED permission=prices.read]\n"},
+		{"call a public method", "", []string{"call", "/pricing.v1.PriceService/Ping"}, 0, "{}\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -121,6 +133,8 @@ func TestCommands(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	tok := strings.Repeat("a", 40) + "." + strings.Repeat("b", 40) + "." + strings.Repeat("c", 40)
+	// Shaped like a token: {"alg":"HS256"}.{"sub":"x"}.signature
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0." + strings.Repeat("c", 43)
 	cases := [][]string{
 		{},
 		{"frobnicate"},
@@ -131,13 +145,25 @@ func TestUsageErrors(t *testing.T) {
 		{"-token", tok, "-addr", "example.com:443", "get", "sku-1"},
 		{"-addr", "127.0.0.1:1", "-token=" + tok, "-nope", "ping"},
 		{"-addr", "127.0.0.1:1", "-body-token=" + tok, "ping"},
+		{"call"},
+		{"call", "/a/b", "/c/d"},
+		{"call", "PurgePrices"},
+		{"call", "pricing.v1.PriceService/PurgePrices"},
+		{"call", "/pricing.v1.PriceService/"},
+		{"call", "//PurgePrices"},
+		{"call", "/a/b/c"},
+		{"call", "/a/b c"},
+		{"call", "/pricing.v1.PriceService/" + jwt},
+		{"call", "/" + jwt + "/Get"},
+		{"call", "/pricing.v1.PriceService/" + strings.Repeat("aB3c", 11)}, // a key's worth of base64
 	}
 	for _, args := range cases {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 2 {
 			t.Errorf("run(%q) = %d; want 2 (stderr %q)", args, code, stderr.String())
 		}
-		if strings.Contains(stdout.String()+stderr.String(), tok) || strings.Contains(stdout.String()+stderr.String(), "ccccc") {
+		if strings.Contains(stdout.String()+stderr.String(), tok) || strings.Contains(stdout.String()+stderr.String(), "ccccc") ||
+			strings.Contains(stdout.String()+stderr.String(), "eyJ") {
 			t.Errorf("run(%q) printed the token: %q", args, stderr.String())
 		}
 	}
