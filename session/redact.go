@@ -180,20 +180,79 @@ func markRun(text string, start, end int, cut []bool) {
 				for b < q && text[b] != '.' {
 					b++
 				}
+				e := b
+				if b == q {
+					e = pad // the padding belongs to the last piece
+				}
 				if piece := text[a:b]; isKeyRun(piece) || keyAfterDashes(piece) {
-					e := b
-					if b == q {
-						e = pad // the padding belongs to the last piece
-					}
 					mark(cut, a, e)
+				} else {
+					markKeyBetweenSlashes(text, a, b, e, cut)
 				}
 				a = b + 1
 			}
+			markTokensBetweenSlashes(text, p, q, cut)
 		}
 		p = pad
 		if p == q { // no padding: skip the separator
 			p++
 		}
+	}
+}
+
+// maxSlashes bounds the slashes of one piece that are tried as the edges
+// of a key (the spans tried grow with their square).
+const maxSlashes = 16
+
+// markKeyBetweenSlashes marks a key inside the piece text[a:b] (whose
+// padding, if any, runs to pad) that a path's slashes, or a "+", join to
+// other text: "open /etc/tollgate/<key>: no such file". Both are base64
+// bytes, so the piece as a whole may decode as nothing; every span from the
+// piece's start or just after a slash to the piece's end or just before a
+// slash is tried.
+func markKeyBetweenSlashes(text string, a, b, pad int, cut []bool) {
+	starts, ends := []int{a}, []int{b}
+	for i := a; i < b && len(starts) <= maxSlashes; i++ {
+		if c := text[i]; c == '/' || c == '+' {
+			starts = append(starts, i+1)
+			ends = append(ends, i)
+		}
+	}
+	if len(starts) == 1 {
+		return
+	}
+	for _, s := range starts {
+		for _, e := range ends {
+			if e-s < minKeyChars || !isKeyRun(text[s:e]) {
+				continue
+			}
+			if e == b {
+				e = pad
+			}
+			mark(cut, s, e)
+		}
+	}
+}
+
+// markTokensBetweenSlashes marks a token inside text[p:q] that slashes or a
+// "+" join to other text, such as a method path "/pkg.Svc/<token>". Neither
+// byte occurs in a token, so each stretch between them is tried whole.
+func markTokensBetweenSlashes(text string, p, q int, cut []bool) {
+	for a := p; a < q; {
+		b := a
+		for b < q && text[b] != '/' && text[b] != '+' {
+			b++
+		}
+		if b-a < q-p { // a stretch of a longer run: the run itself was tried
+			seg := text[a:b]
+			lead := len(seg) - len(strings.TrimLeft(seg, "-"))
+			if isToken(seg) {
+				mark(cut, a, b)
+			} else if isToken(seg[lead:]) {
+				mark(cut, a+lead, b)
+			}
+		}
+		a = b + 1
 	}
 }
 

@@ -44,6 +44,10 @@ func messages(s string) []string {
 		"unknown command " + strconv.Quote(s) + " (see -h)",
 		s,
 		"token=" + s + ", next",
+		// Behind a path's slashes: a method name, a file name.
+		"call /pricing.v1.PriceService/" + s + " failed",
+		"open /etc/tollgate/" + s + ": no such file or directory",
+		"open /etc/tollgate/" + s + "/key.pem: no such file or directory",
 	}
 }
 
