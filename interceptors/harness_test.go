@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +21,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -30,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
@@ -397,27 +396,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 			t.Fatalf("Init: %v", err)
 		}
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = h.grpcSrv.Serve(lis)
-	}()
-	h.conn, err = grpc.NewClient("passthrough:///"+lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		h.grpcSrv.Stop()
-		<-served
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = h.conn.Close()
-		h.grpcSrv.Stop()
-		<-served
-	})
+	h.conn = loopback.Serve(t, h.grpcSrv)
 	h.client = testpb.NewTestServiceClient(h.conn)
 	h.unruled = testpb.NewUnruledServiceClient(h.conn)
 	return h

@@ -3,7 +3,6 @@ package interceptors
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +16,9 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
@@ -161,7 +160,7 @@ func TestRecoveryOutsideGuard(t *testing.T) {
 	if err := g.Init(srv); err != nil {
 		t.Fatal(err)
 	}
-	conn := serve(t, srv)
+	conn := loopback.Serve(t, srv)
 	_, err = testpb.NewTestServiceClient(conn).Get(bearer(t, key.sign(t, claims(t0))), &testpb.GetRequest{Id: "x"})
 	if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "internal error" {
 		t.Fatalf("panicking handler: %v, want Internal without the panic", err)
@@ -441,31 +440,4 @@ func TestTransportOptions(t *testing.T) {
 	if err == nil {
 		t.Fatal("a header list over the cap was accepted by a server composed with TransportOptions")
 	}
-}
-
-// serve runs srv on loopback TCP until the test ends and returns a client
-// connection to it.
-func serve(t *testing.T, srv *grpc.Server) *grpc.ClientConn {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		srv.Stop()
-		<-served
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-		<-served
-	})
-	return conn
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
 	tollgatev1 "github.com/tollgate/tollgate/proto/tollgate/v1"
 	"github.com/tollgate/tollgate/session"
@@ -916,32 +916,13 @@ func newGuardedServer(t *testing.T, opts func(v *session.Verifier) []Option, reg
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(gs.guard.Close) // after the server's stop, registered below
 	srv := grpc.NewServer(gs.guard.ServerOptions()...)
 	register(srv)
 	if err := gs.guard.Init(srv); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	gs.conn, err = grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		srv.Stop()
-		<-served
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = gs.conn.Close()
-		srv.Stop()
-		<-served
-		gs.guard.Close()
-	})
+	gs.conn = loopback.Serve(t, srv)
 	return gs
 }
 

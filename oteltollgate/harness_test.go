@@ -3,7 +3,6 @@ package oteltollgate
 import (
 	"context"
 	"crypto/rand"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -116,30 +114,6 @@ func guardedServer(tb testing.TB, v *session.Verifier, obs interceptors.Observer
 		tb.Fatal(err)
 	}
 	return g, srv
-}
-
-// serveTCP serves srv on loopback TCP and returns a client connection.
-func serveTCP(t *testing.T, srv *grpc.Server) *grpc.ClientConn {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-		<-served
-	})
-	return conn
 }
 
 // promProvider returns a MeterProvider whose reader is the Prometheus

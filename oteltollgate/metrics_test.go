@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/interceptors"
+	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
@@ -36,7 +37,7 @@ func TestPrometheusExposition(t *testing.T) {
 	s, v := signerAndVerifier(t, time.Now)
 	lim := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 2}
 	_, srv := guardedServer(t, v, m, interceptors.WithDefaultThrottle(lim), interceptors.WithLenientInit())
-	conn := serveTCP(t, srv)
+	conn := loopback.Serve(t, srv)
 	client := testpb.NewTestServiceClient(conn)
 
 	decisions := func(f map[string]string) float64 {
@@ -152,7 +153,7 @@ func TestPrometheusLimiterErrorsAndBreaker(t *testing.T) {
 	s, v := signerAndVerifier(t, time.Now)
 	_, srv := guardedServer(t, v, m, interceptors.WithLimiter(f), interceptors.WithLenientInit(),
 		interceptors.WithDefaultThrottle(throttle.Limit{Rate: 100, Per: time.Second, Burst: 100}))
-	client := testpb.NewTestServiceClient(serveTCP(t, srv))
+	client := testpb.NewTestServiceClient(loopback.Serve(t, srv))
 	tok := sign(t, s, time.Now(), "web", "test.read")
 	breaker := func() float64 { return value(scrape(t, url), "tollgate_limiter_breaker_open", nil) }
 	if got := breaker(); got != 0 {
@@ -195,7 +196,7 @@ func TestPrometheusRenewals(t *testing.T) {
 	renewed := make(chan struct{}, 1)
 	g, srv := guardedServer(t, v, signalling{m, renewed}, interceptors.WithRenewal(r, policy), interceptors.WithRenewalGrace(5*time.Second), interceptors.WithLenientInit())
 	defer g.Close()
-	client := testpb.NewTestServiceClient(serveTCP(t, srv))
+	client := testpb.NewTestServiceClient(loopback.Serve(t, srv))
 	now := time.Now()
 	tok, err := s.Sign(session.Claims{Issuer: testIss, Subject: "alice", Audience: []string{testAud}, AuthorizedParty: "web",
 		SessionID: "sid-1", AuthTime: now.Add(-8 * time.Minute), IssuedAt: now.Add(-8 * time.Minute), ExpiresAt: now.Add(2 * time.Minute),

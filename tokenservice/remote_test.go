@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate/tollgate/internal/loopback"
 	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/tokenservice"
@@ -178,29 +179,9 @@ func (f *fakeIssuer) Renew(ctx context.Context, req *tokenv1.RenewRequest) (*tok
 // closed at the end of the test.
 func serveFake(t *testing.T, f *fakeIssuer) *grpc.ClientConn {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	gs := grpc.NewServer()
 	tokenv1.RegisterTokenServiceServer(gs, f)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = gs.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		gs.Stop()
-		<-done
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		gs.Stop()
-		<-done
-	})
-	return conn
+	return loopback.Serve(t, gs)
 }
 
 // TestRemoteSlowIssuer: an issuer that never answers costs WithRemoteTimeout, not

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tollgate/tollgate/interceptors"
+	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
 	tollgatev1 "github.com/tollgate/tollgate/proto/tollgate/v1"
 	"github.com/tollgate/tollgate/session"
@@ -344,6 +344,7 @@ func liveServer(t *testing.T, keyPath string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(g.Close) // after the server's stop, registered below
 	srv := grpc.NewServer(g.ServerOptions()...)
 	testpb.RegisterTestServiceServer(srv, testpb.UnimplementedTestServiceServer{})
 	testpb.RegisterUnruledServiceServer(srv, testpb.UnimplementedUnruledServiceServer{})
@@ -352,21 +353,7 @@ func liveServer(t *testing.T, keyPath string) string {
 	if err := g.Init(srv); err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-served
-		g.Close()
-	})
-	return lis.Addr().String()
+	return loopback.ServeAddr(t, srv)
 }
 
 // Against a live server: reflection lets an authenticated caller through,

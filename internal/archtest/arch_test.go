@@ -55,6 +55,13 @@ func TestImportRules(t *testing.T) {
 		{mod + "/tokenservice", []string{goRedis}},
 		{mod + "/redisstore", []string{"google.golang.org/grpc", "google.golang.org/protobuf",
 			mod + "/interceptors", mod + "/permissions", mod + "/tokenservice", mod + "/internal/"}},
+		// The tests of every package that serves gRPC use internal/loopback
+		// (test imports are not deps here, so the rules above allow it): it
+		// imports no tollgate package, or the tests of that package would
+		// make an import cycle.
+		{mod + "/internal/loopback", []string{mod + "/session", mod + "/permissions", mod + "/throttle",
+			mod + "/interceptors", mod + "/tokenservice", mod + "/redisstore", mod + "/oteltollgate",
+			mod + "/proto/", mod + "/cmd/", mod + "/examples/"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {
