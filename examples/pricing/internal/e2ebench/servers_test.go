@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/examples/pricing/internal/leaktest"
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
+	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
 )
@@ -110,6 +111,20 @@ func TestServersEnforce(t *testing.T) {
 				}
 				if got != want || (want == codes.OK && n != 1) {
 					t.Errorf("%s %s, %s: %v after %d prices, want %v", kind, alg, c.name, err, n, want)
+				}
+			}
+			if kind == Tollgate {
+				// Its budget of failed authentications is scaled too:
+				// more failures from this peer than the default burst of
+				// 20, then a token never seen before is still verified.
+				bad := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+wrongKey))
+				for range 2 * interceptors.DefaultAuthFailureLimit().Burst {
+					_, _ = client.SetPrice(bad, own)
+				}
+				fresh := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+sign(alg, []string{"prices.write"}, sellerOf(0))))
+				if _, err := client.SetPrice(fresh, own); err != nil {
+					t.Errorf("%s %s: a fresh token after %d failed authentications: %v (failure budget not scaled?)",
+						kind, alg, 2*interceptors.DefaultAuthFailureLimit().Burst, err)
 				}
 			}
 			cctx := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+good))
