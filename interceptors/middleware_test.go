@@ -16,6 +16,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/internal/loopback"
@@ -439,5 +440,40 @@ func TestTransportOptions(t *testing.T) {
 	_, err = h.client.Ping(ctxWith(t, "x-big", big), &testpb.PingRequest{})
 	if err == nil {
 		t.Fatal("a header list over the cap was accepted by a server composed with TransportOptions")
+	}
+}
+
+// A call through AuthFunc inside its token's renewal window gets the
+// renewed token in its trailer, like a call through the guard's own
+// interceptor; one outside the window gets none.
+func TestAuthFuncRenews(t *testing.T) {
+	r := &testRenewer{}
+	h := newRenewalHarness(t, r, withPlainServer(func(g *Guard) []grpc.ServerOption {
+		_ = g.StreamServerInterceptor() // taken so that Init accepts the streams
+		return append(g.TransportOptions(), grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(g.AuthFunc())))
+	}))
+	either := func(tok string) string {
+		t.Helper()
+		var tr metadata.MD
+		if _, err := h.client.Either(bearer(t, tok), &testpb.EitherRequest{}, grpc.Trailer(&tr)); err != nil {
+			t.Fatalf("Either: %v", err)
+		}
+		return renewedIn(t, tr)
+	}
+	alpha := func(c *session.Claims) { c.Permissions = []string{"test.read", "test.alpha"} }
+	if got := either(h.token(t, alpha, renewable)); got != "" {
+		t.Fatalf("a token outside its window came back renewed")
+	}
+	old := h.token(t, alpha, inWindow)
+	renewed := either(old)
+	if renewed == "" || renewed == old {
+		t.Fatalf("no renewed token in the trailer of a call inside the window (renewer called %d times)", r.calls.Load())
+	}
+	sess, err := h.verifier.Verify(context.Background(), renewed)
+	if err != nil {
+		t.Fatalf("the renewed token does not verify: %v", err)
+	}
+	if sess.SessionID() != "sid-1" || sess.Subject() != "alice" {
+		t.Fatalf("renewed session %q of %q, want sid-1 of alice", sess.SessionID(), sess.Subject())
 	}
 }
