@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -35,6 +37,10 @@ const (
 // prices answers GetPrice with the caller's subject as the seller.
 type prices struct {
 	pricingv1.UnimplementedPriceServiceServer
+}
+
+func (prices) Ping(context.Context, *pricingv1.PingRequest) (*pricingv1.PingResponse, error) {
+	return &pricingv1.PingResponse{}, nil
 }
 
 func (prices) GetPrice(ctx context.Context, req *pricingv1.GetPriceRequest) (*pricingv1.Price, error) {
@@ -304,4 +310,58 @@ func ExampleGuard_AuthFunc() {
 	// alice <nil>
 	// Unauthenticated
 	// Internal tollgate guard misconfigured
+}
+
+// Exempting a method from the token: never wrap the guard in
+// go-grpc-middleware's selector. For a method the matcher skips, the guard
+// does not run at all, so a method without a rule, which the guard denies,
+// would be served to anyone, and nothing would say so. Declare the method
+// public in its .proto instead (option (tollgate.v1.method) = {public:
+// true}, as pricing.proto does for Ping). The methods of a .proto you do
+// not own and that carry no rule are made public by name with
+// WithPublicMethods, or by service with WithPublicServices (gRPC health is,
+// by default). The guard still runs for them (they are throttled by peer)
+// and keeps refusing everything else without a token.
+func ExampleWithPublicMethods() {
+	verifier, _ := exampleKeys()
+	guard, err := tollgate.NewGuard(verifier,
+		tollgate.WithPublicServices(),                              // not all of health by default,
+		tollgate.WithPublicMethods("/grpc.health.v1.Health/Check"), // only its Check,
+		tollgate.WithLenientInit())                                 // and Watch, unruled, denied at call time
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer guard.Close()
+	srv := grpc.NewServer(guard.ServerOptions()...)
+	pricingv1.RegisterPriceServiceServer(srv, prices{})
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	if err := guard.Init(srv); err != nil {
+		log.Fatal(err)
+	}
+	addr, stop := serveExample(srv)
+	defer stop()
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	client := pricingv1.NewPriceServiceClient(conn)
+	ctx := context.Background() // no token
+
+	_, err = client.Ping(ctx, &pricingv1.PingRequest{})
+	fmt.Println("Ping, public in pricing.proto:", status.Code(err))
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	fmt.Println("health Check, no rule, public by name:", h.GetStatus(), status.Code(err))
+	w, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	fmt.Println("health Watch, no rule, not named:", status.Code(err))
+	_, err = client.SetPrice(ctx, &pricingv1.SetPriceRequest{Sku: "sku-1", SellerId: "alice", AmountCents: 1})
+	fmt.Println("SetPrice:", status.Code(err))
+	// Output:
+	// Ping, public in pricing.proto: OK
+	// health Check, no rule, public by name: SERVING OK
+	// health Watch, no rule, not named: PermissionDenied
+	// SetPrice: Unauthenticated
 }
