@@ -252,8 +252,13 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 	return m, nil
 }
 
-// Unregister stops the observable instruments' callback.
-func (m *Metrics) Unregister() error { return m.reg.Unregister() }
+// Unregister stops the observable instruments' callback, after recording
+// the cache-hit durations still batched, so that a last collection (as a
+// MeterProvider's Shutdown makes) has them all.
+func (m *Metrics) Unregister() error {
+	m.hits.flush(context.Background(), m.verify, m.verifyHit)
+	return m.reg.Unregister()
+}
 
 // ObserveInit prepares the attribute sets of every compiled method. The
 // heavy hitters of methods compiled before are kept.

@@ -271,3 +271,24 @@ func TestPrometheusCacheHitsAllRecorded(t *testing.T) {
 		}
 	}
 }
+
+// Unregister records the hits still batched: the callback that would have
+// flushed them runs no more, and the histogram is still read.
+func TestUnregisterFlushesHits(t *testing.T) {
+	mp, url := promProvider(t)
+	m, err := New(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveInit(interceptors.GuardInfo{Methods: []interceptors.MethodInfo{{FullMethod: "/" + methodGet}}})
+	for range 3 {
+		m.Observe(interceptors.Event{Method: "/" + methodGet, Decision: interceptors.DecisionAllowed, Cache: interceptors.CacheHit, VerifyDuration: time.Microsecond})
+	}
+	if err := m.Unregister(); err != nil {
+		t.Fatal(err)
+	}
+	hist := samples(scrape(t, url), "tollgate_verify_duration_seconds", map[string]string{"tollgate_cache": "hit"})
+	if len(hist) != 1 || hist[0].GetHistogram().GetSampleCount() != 3 {
+		t.Fatalf("after Unregister the hit histogram is %v; want the 3 hits observed", hist)
+	}
+}
