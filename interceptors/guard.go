@@ -190,16 +190,33 @@ func transportSecure(ctx context.Context) bool {
 	return ok && ci.GetCommonAuthInfo().SecurityLevel >= credentials.PrivacyAndIntegrity
 }
 
+// renewalCause is the log line's cause of a failed renewal.
 func renewalCause(err error) string {
-	switch {
-	case errors.Is(err, session.ErrNotRenewable):
+	switch renewalResultOf(err) {
+	case RenewalNotRenewable:
 		return "not renewable"
-	case errors.Is(err, errSuccessorRefused):
+	case RenewalRefused:
 		return "the verifier refuses the renewed token"
-	case errors.Is(err, context.DeadlineExceeded):
+	case RenewalTimedOut:
 		return "timed out"
 	}
 	return "renewer error"
+}
+
+// renewalResultOf says how a renewal that ended with err (nil: renewed)
+// went: the one classification the log and the observer share.
+func renewalResultOf(err error) RenewalResult {
+	switch {
+	case err == nil:
+		return RenewalRenewed
+	case errors.Is(err, session.ErrNotRenewable):
+		return RenewalNotRenewable
+	case errors.Is(err, errSuccessorRefused):
+		return RenewalRefused
+	case errors.Is(err, context.DeadlineExceeded):
+		return RenewalTimedOut
+	}
+	return RenewalFailed
 }
 
 // Init compiles the rules of every service registered on srv. It fails,

@@ -2,7 +2,6 @@ package interceptors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/permissions"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
 )
 
@@ -279,19 +277,7 @@ func (g *Guard) observeCall(method string, pl *plan, key string, vs *verifyStat,
 
 // observeRenewal reports how a renewal started by a call of method ended.
 func (g *Guard) observeRenewal(method, key string, err error) {
-	e := Event{Method: method, Decision: DecisionRenewed, Consumer: key, Renewal: RenewalRenewed}
-	switch {
-	case err == nil:
-	case errors.Is(err, session.ErrNotRenewable):
-		e.Renewal = RenewalNotRenewable
-	case errors.Is(err, errSuccessorRefused):
-		e.Renewal = RenewalRefused
-	case errors.Is(err, context.DeadlineExceeded):
-		e.Renewal = RenewalTimedOut
-	default:
-		e.Renewal = RenewalFailed
-	}
-	g.emit(e)
+	g.emit(Event{Method: method, Decision: DecisionRenewed, Consumer: key, Renewal: renewalResultOf(err)})
 }
 
 // observeLimiter reports a decision of p's limiter that its store did not
