@@ -76,10 +76,10 @@ func explain(e *env, args []string) int {
 			return code
 		}
 	}
-	var key *session.Key
+	var v *session.Verifier
 	if hasToken {
-		if key, err = session.LoadKeyFile(*keyPath, "", *alg); err != nil {
-			return e.fail(exitUsage, "explain: -key: %v", err)
+		if v, code = e.keyFileVerifier("explain", *keyPath, *alg, *iss, *aud); code != exitOK {
+			return code
 		}
 	}
 
@@ -115,16 +115,6 @@ func explain(e *env, args []string) int {
 		return exitFail
 	}
 
-	// Verify as token inspect does: the key is bound to the kid the token
-	// names, with the verifier's default limits.
-	ks, err := session.NewKeySet(key)
-	if err != nil {
-		return e.fail(exitFail, "explain: %v", err)
-	}
-	v, err := session.NewVerifier(ks, *iss, *aud, session.WithClock(e.now))
-	if err != nil {
-		return e.fail(exitUsage, "explain: %v", err)
-	}
 	sess, err := v.Verify(context.Background(), tok)
 	if err != nil {
 		reason := interceptors.ReasonTokenInvalid
@@ -161,7 +151,7 @@ func splitMethod(full string) (svc, method string, ok bool) {
 // tokenArg returns the token argument, read from standard input for "-".
 func (e *env) tokenArg(cmd, arg string) (string, int) {
 	if arg == "-" {
-		return e.readToken(cmd, "-")
+		return e.readToken(cmd, "", "-")
 	}
 	tok := strings.TrimSpace(arg)
 	if tok == "" {

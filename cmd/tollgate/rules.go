@@ -26,9 +26,6 @@ import (
 	"github.com/tollgate/tollgate/session"
 )
 
-// maxTokenFile bounds a token read from -token-file or standard input.
-const maxTokenFile = 64 << 10
-
 // rules runs "tollgate rules".
 func rules(e *env, args []string) int {
 	fs := newFlagSet("rules")
@@ -91,7 +88,7 @@ func rules(e *env, args []string) int {
 		}
 		c.token = strings.TrimSpace(*tok)
 		if *tokFile != "" {
-			t, code := e.readToken("rules", *tokFile)
+			t, code := e.readToken("rules", "-token-file", *tokFile)
 			if code != exitOK {
 				return code
 			}
@@ -150,27 +147,30 @@ func (e *env) loadDescriptorSet(cmd, path string) (*protoregistry.Files, int) {
 	return files, exitOK
 }
 
-// readToken reads a token from path, "-" for standard input.
-func (e *env) readToken(cmd, path string) (string, int) {
+// readToken reads a token from the file at path (named flag in errors), or
+// from standard input for "-": the one reader of tokens the commands share.
+func (e *env) readToken(cmd, flag, path string) (string, int) {
+	src := "standard input"
 	var r io.Reader = e.stdin
 	if path != "-" {
+		src = flag
 		f, err := os.Open(path)
 		if err != nil {
-			return "", e.fail(exitUsage, "%s: -token-file: %v", cmd, pathless(err))
+			return "", e.fail(exitUsage, "%s: %s: %v", cmd, src, pathless(err))
 		}
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, maxTokenFile+1))
+	data, err := io.ReadAll(io.LimitReader(r, maxTokenInput+1))
 	if err != nil {
-		return "", e.fail(exitUsage, "%s: -token-file: %v", cmd, pathless(err))
+		return "", e.fail(exitUsage, "%s: %s: %v", cmd, src, pathless(err))
 	}
-	if len(data) > maxTokenFile {
-		return "", e.fail(exitUsage, "%s: -token-file: holds more than %d bytes", cmd, maxTokenFile)
+	if len(data) > maxTokenInput {
+		return "", e.fail(exitUsage, "%s: %s holds more than %d bytes", cmd, src, maxTokenInput)
 	}
 	tok := strings.TrimSpace(string(data))
 	if tok == "" {
-		return "", e.fail(exitUsage, "%s: -token-file: the token is empty", cmd)
+		return "", e.fail(exitUsage, "%s: the token is empty", cmd)
 	}
 	return tok, exitOK
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/tollgate/tollgate/session"
 )
 
-// maxStdinToken bounds what inspect reads from standard input: far above
-// the largest token a verifier accepts, far below what could hurt.
-const maxStdinToken = 1 << 20
+// maxTokenInput bounds a token read from standard input or a file: far
+// above the largest token a verifier accepts, far below what could hurt.
+const maxTokenInput = 1 << 20
 
 // token implements "tollgate token issue|inspect".
 func token(e *env, args []string) int {
@@ -201,27 +201,15 @@ func inspect(e *env, args []string) int {
 		return e.fail(exitUsage, "token inspect: -alg, -iss and -aud apply only with -key")
 	}
 
-	tok := fs.Arg(0)
-	if tok == "-" {
-		data, err := io.ReadAll(io.LimitReader(e.stdin, maxStdinToken+1))
-		if err != nil {
-			return e.fail(exitUsage, "token inspect: reading standard input: %v", err)
-		}
-		if len(data) > maxStdinToken {
-			return e.fail(exitUsage, "token inspect: standard input holds more than %d bytes", maxStdinToken)
-		}
-		tok = string(data)
-	}
-	tok = strings.TrimSpace(tok)
-	if tok == "" {
-		return e.fail(exitUsage, "token inspect: the token is empty")
+	tok, code := e.tokenArg("token inspect", fs.Arg(0))
+	if code != exitOK {
+		return code
 	}
 
-	var key *session.Key
+	var v *session.Verifier
 	if verify {
-		var err error
-		if key, err = session.LoadKeyFile(*keyPath, "", *alg); err != nil {
-			return e.fail(exitUsage, "token inspect: -key: %v", err)
+		if v, code = e.keyFileVerifier("token inspect", *keyPath, *alg, *iss, *aud); code != exitOK {
+			return code
 		}
 	}
 
@@ -247,17 +235,6 @@ func inspect(e *env, args []string) int {
 		return exitOK
 	}
 
-	// Verify exactly as a service that loaded this key file does: a key file
-	// carries no kid, so the key has none, and a token naming a kid is
-	// refused with "unknown kid" here just as it would be there.
-	ks, err := session.NewKeySet(key)
-	if err != nil {
-		return e.fail(exitFail, "token inspect: %v", err)
-	}
-	v, err := session.NewVerifier(ks, *iss, *aud, session.WithClock(e.now))
-	if err != nil {
-		return e.fail(exitUsage, "token inspect: %v", err)
-	}
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		// A *session.VerifyError: fixed words, never any part of the token.
 		fmt.Fprintln(e.stdout, err.Error())
@@ -298,4 +275,25 @@ func decodeSegment(seg string) (map[string]any, error) {
 		return nil, errors.New("not a JSON object: data follows it")
 	}
 	return m, nil
+}
+
+// keyFileVerifier returns a verifier of the key file at path, bound to alg,
+// for issuer iss and audience aud, with the default limits: exactly what a
+// service that loaded this key file verifies. A key file carries no kid, so
+// the key has none, and a token naming a kid is refused with "unknown kid"
+// here just as it would be there.
+func (e *env) keyFileVerifier(cmd, path, alg, iss, aud string) (*session.Verifier, int) {
+	key, err := session.LoadKeyFile(path, "", alg)
+	if err != nil {
+		return nil, e.fail(exitUsage, "%s: -key: %v", cmd, err)
+	}
+	ks, err := session.NewKeySet(key)
+	if err != nil {
+		return nil, e.fail(exitFail, "%s: %v", cmd, err)
+	}
+	v, err := session.NewVerifier(ks, iss, aud, session.WithClock(e.now))
+	if err != nil {
+		return nil, e.fail(exitUsage, "%s: %v", cmd, err)
+	}
+	return v, exitOK
 }

@@ -476,7 +476,7 @@ func TestBadInput(t *testing.T) {
 		{"inspect public key of another alg", check("-key", esPub, "-alg", "EdDSA", tok), "", "Ed25519"},
 		{"inspect empty stdin", []string{"token", "inspect", "-"}, "", "the token is empty"},
 		{"inspect blank token", []string{"token", "inspect", "  "}, "", "the token is empty"},
-		{"inspect oversized stdin", []string{"token", "inspect", "-"}, strings.Repeat("a", maxStdinToken+1), "more than"},
+		{"inspect oversized stdin", []string{"token", "inspect", "-"}, strings.Repeat("a", maxTokenInput+1), "more than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
