@@ -65,6 +65,8 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 		{"set amount", false, func(v string) []string { return []string{"-token", tok, "set", "sku-1", "s-1", v, "USD"} }, "set: AMOUNT_CENTS is not an integer", nil},
 		{"import pair", false, func(v string) []string { return []string{"-token", tok, "import", "s-1", v} }, "pair 1 is not one", nil},
 		{"sync pair", false, func(v string) []string { return []string{"-token", tok, "sync", "s-1", "sku-1=5", v} }, "pair 2 is not one", nil},
+		// Refused before anything is sent: the name would be the call's path.
+		{"call method", false, func(v string) []string { return []string{"call", "/pricing.v1.PriceService/" + v} }, "call: ", nil},
 		{"flag name", false, func(v string) []string { return []string{"-" + v, "ping"} }, "", nil},
 	}
 	for _, c := range cases {
