@@ -5,6 +5,8 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/sessionmint"
 )
 
 // cache holds verified tokens by their exact text. A token that differs by a
@@ -70,7 +72,7 @@ func (c *cache) get(tok string, now time.Time, ks *KeySet) *Session {
 		sh.mu.Unlock()
 		return nil
 	}
-	if !now.Before(e.sess.validUntil) || !ks.holds(e.key) {
+	if !now.Before(e.sess.ValidUntil()) || !ks.holds(e.key) {
 		sh.remove(e)
 		sh.mu.Unlock()
 		return nil
@@ -184,20 +186,21 @@ func (sh *cacheShard) touch(e *cacheEntry) {
 }
 
 // sessionSize estimates the bytes a session holds.
-func sessionSize(s *Session) int {
-	// The strings are mostly parts of s.text; counting both overstates a
+func sessionSize(sess *Session) int {
+	s := sessionmint.Of(sess)
+	// The strings are mostly parts of s.Text; counting both overstates a
 	// little, never understates.
-	n := sessionOverheadBytes + len(s.text) + len(s.subject) + len(s.issuer) + len(s.id) + len(s.sessionID) + len(s.azp)
-	for _, a := range s.audience {
+	n := sessionOverheadBytes + len(s.Text) + len(s.Subject) + len(s.Issuer) + len(s.ID) + len(s.SessionID) + len(s.AZP)
+	for _, a := range s.Audience {
 		n += len(a) + 16
 	}
-	for _, p := range s.perms {
+	for _, p := range s.Perms {
 		n += 2*len(p) + 48
 	}
-	for _, c := range s.claims {
-		n += len(c.name) + 48 + claimSize(c.value)
+	for _, c := range s.Claims {
+		n += len(c.Name) + 48 + claimSize(c.Value)
 	}
-	n += 48 * len(s.claimMap)
+	n += 48 * len(s.ClaimMap)
 	return n
 }
 

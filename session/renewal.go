@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/sessionmint"
 )
 
 // Renewal defaults.
@@ -71,13 +73,13 @@ func (p RenewalPolicy) Validate() error {
 // past exp with no leeway: a token accepted only thanks to the leeway is
 // never renewed.
 func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
-	if sess == nil || sess.issuedAt.IsZero() || sess.authTime.IsZero() {
+	if sess == nil || sess.IssuedAt().IsZero() || sess.AuthTime().IsZero() {
 		return false
 	}
 	// The window first: most calls are outside it, and the test is two
 	// subtractions.
-	life := sess.expiresAt.Sub(sess.issuedAt)
-	remaining := sess.expiresAt.Sub(now)
+	life := sess.ExpiresAt().Sub(sess.IssuedAt())
+	remaining := sess.ExpiresAt().Sub(now)
 	if float64(remaining) > p.Window*float64(life) {
 		return false
 	}
@@ -92,13 +94,13 @@ func (p RenewalPolicy) Due(sess *Session, now time.Time) bool {
 // now, or why there is none. It is the one statement of those rules, shared
 // by Due and Successor so the two can never disagree.
 func (p RenewalPolicy) successorTimes(sess *Session, now time.Time) (iat, exp time.Time, err error) {
-	if sess == nil || sess.authTime.IsZero() {
+	if sess == nil || sess.AuthTime().IsZero() {
 		return iat, exp, errNoAuthTime
 	}
-	if !now.Before(sess.expiresAt) {
+	if !now.Before(sess.ExpiresAt()) {
 		return iat, exp, errRenewLate
 	}
-	end := sess.authTime.Add(p.MaxSession)
+	end := sess.AuthTime().Add(p.MaxSession)
 	iat = now.Truncate(time.Second)
 	// From the truncated iat, so exp - iat never exceeds the TTL (and the
 	// verifier's maximum lifetime) by the truncated fraction.
@@ -113,7 +115,7 @@ func (p RenewalPolicy) successorTimes(sess *Session, now time.Time) (iat, exp ti
 	// A successor that does not outlive the token it replaces renews
 	// nothing: clients and the remote renewer discard it. Refusing it ends a
 	// chain at its cap instead of minting one useless token per call there.
-	if !exp.After(sess.expiresAt) {
+	if !exp.After(sess.ExpiresAt()) {
 		return iat, exp, errNotOutlived
 	}
 	return iat, exp, nil
@@ -126,17 +128,18 @@ func (p RenewalPolicy) Successor(sess *Session, now time.Time) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
+	d := sessionmint.Of(sess)
 	return Claims{
-		Issuer:          sess.issuer,
-		Subject:         sess.subject,
-		Audience:        slices.Clone(sess.audience),
+		Issuer:          d.Issuer,
+		Subject:         d.Subject,
+		Audience:        slices.Clone(d.Audience),
 		IssuedAt:        iat,
 		ExpiresAt:       exp,
-		AuthTime:        sess.authTime,
-		SessionID:       sess.sessionID,
-		AuthorizedParty: sess.azp,
-		Permissions:     slices.Clone(sess.perms),
-		Extra:           sess.claimsMap(),
+		AuthTime:        d.AuthTime,
+		SessionID:       d.SessionID,
+		AuthorizedParty: d.AZP,
+		Permissions:     slices.Clone(d.Perms),
+		Extra:           d.ClaimsMap(),
 	}, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/sessionmint"
 )
 
 // Verifier checks tokens against a [KeySet] and returns the [Session] they
@@ -315,49 +317,55 @@ func (c *claimSet) audienceHas(data []byte, aud string) bool {
 	return false
 }
 
+// mint returns a new session and its fields, which newSession fills in.
+func mint() (*Session, *sessionmint.Data) {
+	s, d := sessionmint.New()
+	return s.(*Session), d
+}
+
 // newSession builds the session of the checked claim set in sc. Its
 // strings are all parts of one string, the claim set's text with the
 // consumer key appended (strings with escapes aside); aud and perms share
 // one slice.
 func (v *Verifier) newSession(sc *scratch) (*Session, error) {
-	s := new(Session)
+	s, d := mint()
 	c := &sc.claims
 	n := len(sc.data)
-	s.text = sessionText(c, sc)
-	s.consumerKey = s.text[n:]
-	s.setClaims(c, sc.key, v.opts.maxSession)
-	s.audience, s.perms = audienceAndPerms(c, s, v.opts.scope)
-	if len(s.perms) > maxScannedGrants {
-		s.exact, s.wildcards = newGrants(s.perms)
+	d.Text = sessionText(c, sc)
+	d.ConsumerKey = d.Text[n:]
+	setClaims(d, c, sc.key, v.opts.maxSession)
+	d.Audience, d.Perms = audienceAndPerms(c, d, v.opts.scope)
+	if len(d.Perms) > sessionmint.MaxScannedGrants {
+		d.Exact, d.Wildcards = sessionmint.NewGrants(d.Perms)
 	}
 	if len(c.custom) > 0 {
-		claims, ok := customClaims(c, s.text, sc.buf[:n])
+		claims, ok := customClaims(c, d.Text, sc.buf[:n])
 		if !ok {
 			return nil, errClaims
 		}
-		s.claims, s.claimMap = claims, claimsByName(claims)
+		d.Claims, d.ClaimMap = claims, sessionmint.ClaimsByName(claims)
 	}
 	return s, nil
 }
 
 // setClaims sets the session's string and time claims, and its end.
-func (s *Session) setClaims(c *claimSet, key *Key, maxSession time.Duration) {
-	text := s.text
-	s.subject = c.sub.in(text)
-	s.issuer = c.iss.in(text)
-	s.id = c.jti.in(text)
-	s.sessionID = c.sid.in(text)
-	s.azp = c.azp.in(text)
-	s.keyID = key.id
-	s.algorithm = key.alg
-	s.issuedAt = c.iat.t
-	s.notBefore = c.nbf.t
-	s.expiresAt = c.exp.t
-	s.authTime = c.authTime.t
-	s.validUntil = s.expiresAt
+func setClaims(d *sessionmint.Data, c *claimSet, key *Key, maxSession time.Duration) {
+	text := d.Text
+	d.Subject = c.sub.in(text)
+	d.Issuer = c.iss.in(text)
+	d.ID = c.jti.in(text)
+	d.SessionID = c.sid.in(text)
+	d.AZP = c.azp.in(text)
+	d.KeyID = key.id
+	d.Algorithm = key.alg
+	d.IssuedAt = c.iat.t
+	d.NotBefore = c.nbf.t
+	d.ExpiresAt = c.exp.t
+	d.AuthTime = c.authTime.t
+	d.ValidUntil = d.ExpiresAt
 	if c.authTime.set {
-		if end := s.authTime.Add(maxSession); end.Before(s.validUntil) {
-			s.validUntil = end
+		if end := d.AuthTime.Add(maxSession); end.Before(d.ValidUntil) {
+			d.ValidUntil = end
 		}
 	}
 }
@@ -389,10 +397,10 @@ var emptyPerms = []string{}
 
 // audienceAndPerms returns aud and perms (with scope's words appended when
 // scope is set) in one slice; a single aud (the usual case) lives in the
-// session itself, s.aud1. perms is nil when absent, empty but not nil when
+// session itself, d.Aud1. perms is nil when absent, empty but not nil when
 // an empty array, as encoding/json decoded them.
-func audienceAndPerms(c *claimSet, s *Session, scope bool) (aud, perms []string) {
-	text := s.text
+func audienceAndPerms(c *claimSet, d *sessionmint.Data, scope bool) (aud, perms []string) {
+	text := d.Text
 	scope = scope && c.scope.len() > 0
 	var words string
 	nScope := 0
@@ -404,8 +412,8 @@ func audienceAndPerms(c *claimSet, s *Session, scope bool) (aud, perms []string)
 	}
 	nAud, nPerms := len(c.aud), len(c.perms)+nScope
 	if nAud == 1 {
-		s.aud1[0] = c.aud[0].in(text)
-		aud, nAud = s.aud1[:], 0
+		d.Aud1[0] = c.aud[0].in(text)
+		aud, nAud = d.Aud1[:], 0
 	}
 	var strs []string
 	if nAud+nPerms > 0 {
@@ -436,15 +444,15 @@ func audienceAndPerms(c *claimSet, s *Session, scope bool) (aud, perms []string)
 
 // customClaims decodes the custom claims, sorted by name; text and data
 // are the claim set as a string and as bytes.
-func customClaims(c *claimSet, text string, data []byte) ([]customClaim, bool) {
-	claims := make([]customClaim, len(c.custom))
+func customClaims(c *claimSet, text string, data []byte) ([]sessionmint.Claim, bool) {
+	claims := make([]sessionmint.Claim, len(c.custom))
 	for i := range c.custom {
 		r := &c.custom[i]
 		val, ok := customValue(text, data, r)
 		if !ok {
 			return nil, false
 		}
-		claims[i].set(c.names[r.name].in(text), val)
+		claims[i].Set(c.names[r.name].in(text), val)
 	}
 	sortClaims(claims)
 	return claims, true
@@ -453,13 +461,13 @@ func customClaims(c *claimSet, text string, data []byte) ([]customClaim, bool) {
 // sortClaims sorts claims by name, whose names are unique (duplicates were
 // refused): a few by insertion, in place and in a small frame, the rare
 // many by slices.SortFunc.
-func sortClaims(claims []customClaim) {
+func sortClaims(claims []sessionmint.Claim) {
 	if len(claims) > 16 {
-		slices.SortFunc(claims, func(a, b customClaim) int { return strings.Compare(a.name, b.name) })
+		slices.SortFunc(claims, func(a, b sessionmint.Claim) int { return strings.Compare(a.Name, b.Name) })
 		return
 	}
 	for i := 1; i < len(claims); i++ {
-		for j := i; j > 0 && claims[j].name < claims[j-1].name; j-- {
+		for j := i; j > 0 && claims[j].Name < claims[j-1].Name; j-- {
 			claims[j], claims[j-1] = claims[j-1], claims[j]
 		}
 	}
@@ -470,5 +478,5 @@ func sortClaims(claims []customClaim) {
 // instant at which Verify starts refusing its token). Long streams use it
 // to end calls whose token ran out mid-way.
 func (v *Verifier) Expired(sess *Session) bool {
-	return !v.opts.now().Before(sess.validUntil.Add(v.opts.leeway))
+	return !v.opts.now().Before(sess.ValidUntil().Add(v.opts.leeway))
 }

@@ -21,7 +21,21 @@ func deps(t *testing.T, pkg string) []string {
 const (
 	mod     = "github.com/tollgate/tollgate"
 	goRedis = "github.com/redis/go-redis"
+	// sessionMint is the bridge through which token builds the Sessions of
+	// session. Every user of session links it, through session; only
+	// session and token may import it (TestOnlyTokenMintsSessions).
+	sessionMint = mod + "/internal/sessionmint"
 )
+
+// forbids reports whether the rule f forbids the dependency d. The
+// internal/ rules do not count internal/sessionmint, which every user of
+// session reaches through session itself and cannot import.
+func forbids(f, d string) bool {
+	if d == sessionMint && f == mod+"/internal/" {
+		return false
+	}
+	return d == f || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/")
+}
 
 func TestImportRules(t *testing.T) {
 	rules := []struct {
@@ -66,7 +80,7 @@ func TestImportRules(t *testing.T) {
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {
 			for _, f := range r.forbidden {
-				if d == f || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/") {
+				if forbids(f, d) {
 					t.Errorf("%s depends on %s, which the import rules forbid (%s)", r.pkg, d, f)
 				}
 			}
@@ -91,7 +105,7 @@ func TestInventoryImportsOnlyPublicPackages(t *testing.T) {
 			sawTollgate = true
 		}
 		for _, f := range []string{mod + "/internal/", mod + "/examples/pricing/"} {
-			if strings.HasPrefix(d, f) {
+			if forbids(f, d) {
 				t.Errorf("examples/inventory depends on %s, which the import rules forbid (%s)", d, f)
 			}
 		}
@@ -136,5 +150,38 @@ func TestBinariesWithoutRedisLinkNoRedis(t *testing.T) {
 	}
 	if !found {
 		t.Error("pricing-server, which offers -redis, shows no go-redis: the check above would see nothing either")
+	}
+}
+
+// TestOnlyTokenMintsSessions: only the verifier (package token) and session
+// itself import internal/sessionmint, the one way to build a Session with
+// a subject and permissions; tests included, so no test helper grows a
+// habit of forging sessions that user code could not.
+func TestOnlyTokenMintsSessions(t *testing.T) {
+	out, err := exec.Command("go", "list", "-test",
+		"-f", `{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}`, mod+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list -test ./...: %v", err)
+	}
+	var seen bool
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// A test variant reads "p [p.test] imports...": its path is the
+		// first field either way.
+		f := strings.Fields(line)
+		pkg := f[0]
+		for _, imp := range f[1:] {
+			if imp != sessionMint {
+				continue
+			}
+			seen = true
+			switch pkg {
+			case mod + "/session", mod + "/token", mod + "/token_test":
+			default:
+				t.Errorf("%s imports %s: only session and token may build a Session", pkg, sessionMint)
+			}
+		}
+	}
+	if !seen {
+		t.Fatalf("no package imports %s: was the module listed at all?", sessionMint)
 	}
 }
