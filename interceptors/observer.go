@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/permissions"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Observer is told every decision the guard takes (see [WithObserver]): for
@@ -282,7 +282,7 @@ func (g *Guard) observeRenewal(method, key string, err error) {
 	e := Event{Method: method, Decision: DecisionRenewed, Consumer: key, Renewal: RenewalRenewed}
 	switch {
 	case err == nil:
-	case errors.Is(err, session.ErrNotRenewable):
+	case errors.Is(err, token.ErrNotRenewable):
 		e.Renewal = RenewalNotRenewable
 	case errors.Is(err, errSuccessorRefused):
 		e.Renewal = RenewalRefused

@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/permissions"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // maxRequestJSON bounds the request read from -request @FILE.
@@ -76,9 +77,9 @@ func explain(e *env, args []string) int {
 			return code
 		}
 	}
-	var key *session.Key
+	var key *token.Key
 	if hasToken {
-		if key, err = session.LoadKeyFile(*keyPath, "", *alg); err != nil {
+		if key, err = token.LoadKeyFile(*keyPath, "", *alg); err != nil {
 			return e.fail(exitUsage, "explain: -key: %v", err)
 		}
 	}
@@ -117,21 +118,21 @@ func explain(e *env, args []string) int {
 
 	// Verify as token inspect does: the key is bound to the kid the token
 	// names, with the verifier's default limits.
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		return e.fail(exitFail, "explain: %v", err)
 	}
-	v, err := session.NewVerifier(ks, *iss, *aud, session.WithClock(e.now))
+	v, err := token.NewVerifier(ks, *iss, *aud, token.WithClock(e.now))
 	if err != nil {
 		return e.fail(exitUsage, "explain: %v", err)
 	}
 	sess, err := v.Verify(context.Background(), tok)
 	if err != nil {
 		reason := interceptors.ReasonTokenInvalid
-		if errors.Is(err, session.ErrExpiredToken) {
+		if errors.Is(err, token.ErrExpiredToken) {
 			reason = interceptors.ReasonTokenExpired
 		}
-		// A *session.VerifyError: fixed words, never any part of the token.
+		// A *token.VerifyError: fixed words, never any part of the token.
 		out("unauthenticated", reason+": "+err.Error())
 		return exitFail
 	}

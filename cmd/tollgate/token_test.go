@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // newKey runs keygen into a temporary directory and returns the private
@@ -22,7 +22,7 @@ func newKey(t *testing.T, alg string) (priv, pub string) {
 	t.Helper()
 	priv = filepath.Join(t.TempDir(), "key")
 	mustSucceed(t, runCLI(t, "keygen", "-alg", alg, "-out", priv))
-	if session.MinHMACKeyLen(alg) > 0 {
+	if token.MinHMACKeyLen(alg) > 0 {
 		return priv, priv
 	}
 	return priv, priv + ".pub"
@@ -154,12 +154,12 @@ func TestIssueInspectRoundTrip(t *testing.T) {
 			}
 
 			// A service's own verifier agrees.
-			key, err := session.LoadKeyFile(pub, "k1", alg)
+			key, err := token.LoadKeyFile(pub, "k1", alg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ks, _ := session.NewKeySet(key)
-			v, err := session.NewVerifier(ks, "auth", "orders", session.WithClock(func() time.Time { return fixedNow }))
+			ks, _ := token.NewKeySet(key)
+			v, err := token.NewVerifier(ks, "auth", "orders", token.WithClock(func() time.Time { return fixedNow }))
 			if err != nil {
 				t.Fatal(err)
 			}
