@@ -42,13 +42,24 @@ func TestImportRules(t *testing.T) {
 		pkg       string
 		forbidden []string
 	}{
-		{mod + "/session", []string{"google.golang.org/grpc", "google.golang.org/protobuf"}},
-		{mod + "/throttle", []string{"google.golang.org/grpc", "google.golang.org/protobuf", mod + "/session"}},
+		// session is the verified caller alone: it imports no tollgate
+		// package (internal/sessionmint aside, its own bridge) and knows no
+		// transport.
+		{mod + "/session", []string{"google.golang.org/grpc", "google.golang.org/protobuf", "net/http",
+			mod + "/token", mod + "/permissions", mod + "/throttle", mod + "/interceptors", mod + "/tokenservice",
+			mod + "/redisstore", mod + "/oteltollgate", mod + "/proto/", mod + "/cmd/", mod + "/examples/", mod + "/internal/"}},
+		// token verifies and signs for any transport: of tollgate it may
+		// import session only.
+		{mod + "/token", []string{"google.golang.org/grpc", "google.golang.org/protobuf", goRedis,
+			mod + "/permissions", mod + "/throttle", mod + "/interceptors", mod + "/tokenservice",
+			mod + "/redisstore", mod + "/oteltollgate", mod + "/proto/", mod + "/cmd/", mod + "/examples/", mod + "/internal/"}},
+		{mod + "/throttle", []string{"google.golang.org/grpc", "google.golang.org/protobuf", mod + "/session", mod + "/token"}},
 		{mod + "/permissions", []string{"google.golang.org/grpc"}},
 		{mod + "/proto/tollgate/v1", []string{"google.golang.org/grpc"}},
 		{mod + "/examples/...", []string{mod + "/internal/"}},
-		// interceptors may import session, permissions, throttle and proto;
-		// tokenservice session and proto; the CLI only public packages.
+		// interceptors may import session, token, permissions, throttle and
+		// proto; tokenservice session, token and proto; the CLI only public
+		// packages.
 		{mod + "/interceptors", []string{mod + "/tokenservice", mod + "/internal/", mod + "/cmd/", mod + "/examples/"}},
 		// interceptors knows no OpenTelemetry (a program without metrics links
 		// none); the adapter may import interceptors, and neither the SDK nor
@@ -73,7 +84,7 @@ func TestImportRules(t *testing.T) {
 		// (test imports are not deps here, so the rules above allow it): it
 		// imports no tollgate package, or the tests of that package would
 		// make an import cycle.
-		{mod + "/internal/loopback", []string{mod + "/session", mod + "/permissions", mod + "/throttle",
+		{mod + "/internal/loopback", []string{mod + "/session", mod + "/token", mod + "/permissions", mod + "/throttle",
 			mod + "/interceptors", mod + "/tokenservice", mod + "/redisstore", mod + "/oteltollgate",
 			mod + "/proto/", mod + "/cmd/", mod + "/examples/"}},
 	}
