@@ -48,7 +48,7 @@ const (
 
 // ErrKey reports a key that cannot be used: unknown algorithm, material of
 // the wrong type or too weak, unreadable file. Constructors wrap it.
-var ErrKey = errors.New("session: unusable key")
+var ErrKey = errors.New("token: unusable key")
 
 // Key is one key of a [KeySet]: an ID, exactly one algorithm, the material to
 // verify with and, for keys that can sign, the material to sign with. A Key is

@@ -18,7 +18,7 @@ type KeySet struct {
 }
 
 // ErrKeySet reports a key set that cannot be built.
-var ErrKeySet = errors.New("session: invalid key set")
+var ErrKeySet = errors.New("token: invalid key set")
 
 // NewKeySet returns a key set of keys. It needs at least one key; kids must
 // be unique; when the set holds more than one key every key needs a kid, and

@@ -77,17 +77,17 @@ func WithCache(entries, bytes int) VerifierOption {
 func (o *verifierOptions) validate() error {
 	switch {
 	case o.leeway < 0 || o.leeway > MaxLeeway:
-		return fmt.Errorf("session: leeway %v outside [0, %v]", o.leeway, MaxLeeway)
+		return fmt.Errorf("token: leeway %v outside [0, %v]", o.leeway, MaxLeeway)
 	case o.maxLifetime <= 0:
-		return fmt.Errorf("session: maximum lifetime must be positive")
+		return fmt.Errorf("token: maximum lifetime must be positive")
 	case o.maxSession <= 0:
-		return fmt.Errorf("session: maximum session must be positive")
+		return fmt.Errorf("token: maximum session must be positive")
 	case o.maxTokenSize <= 0 || o.maxTokenSize > MaxTokenSizeLimit:
-		return fmt.Errorf("session: maximum token size %d outside [1, %d]", o.maxTokenSize, MaxTokenSizeLimit)
+		return fmt.Errorf("token: maximum token size %d outside [1, %d]", o.maxTokenSize, MaxTokenSizeLimit)
 	case o.now == nil:
-		return fmt.Errorf("session: nil clock")
+		return fmt.Errorf("token: nil clock")
 	case o.cacheEntries < 0 || o.cacheBytes < 0:
-		return fmt.Errorf("session: negative cache bounds")
+		return fmt.Errorf("token: negative cache bounds")
 	}
 	return nil
 }

@@ -168,7 +168,7 @@ func TestRedactLeavesOrdinaryText(t *testing.T) {
 		{"keys/production/HS256Key2024/current/key.b64 is a directory", []string{"keys/production/HS256Key2024/current/key.b64"}},
 		{"refusing to send a token in plaintext to pricing-service.production-cluster.internal:443", nil},
 		{"permission orders.read.write for service-account-pricing-worker-1", nil},
-		{"session: unusable key: HS256 needs a secret of at least 32 bytes, got 16", []string{"a2VybmVsLWtleS10b28tc2hvcnQ="}},
+		{"token: unusable key: HS256 needs a secret of at least 32 bytes, got 16", []string{"a2VybmVsLWtleS10b28tc2hvcnQ="}},
 		{"flag provided but not defined: -nonexistent-flag-of-some-length", []string{"-nonexistent-flag-of-some-length"}},
 		{"averyveryverylongwordwithoutanyseparatorsatallreally", nil},
 	} {

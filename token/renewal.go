@@ -19,7 +19,7 @@ const (
 
 // ErrNotRenewable reports a session that must not be renewed: no auth_time,
 // expired, or at the end of its maximum session.
-var ErrNotRenewable = errors.New("session: not renewable")
+var ErrNotRenewable = errors.New("token: not renewable")
 
 // Why a session is not renewable, built once: Due runs on every call and
 // must not format an error to say no.
@@ -59,11 +59,11 @@ func DefaultRenewalPolicy() RenewalPolicy {
 func (p RenewalPolicy) Validate() error {
 	switch {
 	case !(p.Window > 0 && p.Window < 1):
-		return fmt.Errorf("session: renewal window %v outside (0, 1)", p.Window)
+		return fmt.Errorf("token: renewal window %v outside (0, 1)", p.Window)
 	case p.TTL <= 0:
-		return fmt.Errorf("session: renewal TTL must be positive")
+		return fmt.Errorf("token: renewal TTL must be positive")
 	case p.MaxSession <= 0:
-		return fmt.Errorf("session: maximum session must be positive")
+		return fmt.Errorf("token: maximum session must be positive")
 	}
 	return nil
 }
@@ -172,16 +172,16 @@ type LocalRenewer struct {
 // MaxSession v's maximum session: renewed tokens would be refused.
 func NewLocalRenewer(v *Verifier, policy RenewalPolicy) (*LocalRenewer, error) {
 	if v == nil {
-		return nil, errors.New("session: a verifier is required")
+		return nil, errors.New("token: a verifier is required")
 	}
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
 	if policy.TTL > v.opts.maxLifetime {
-		return nil, fmt.Errorf("session: renewal TTL %v exceeds the verifier's maximum lifetime %v", policy.TTL, v.opts.maxLifetime)
+		return nil, fmt.Errorf("token: renewal TTL %v exceeds the verifier's maximum lifetime %v", policy.TTL, v.opts.maxLifetime)
 	}
 	if policy.MaxSession > v.opts.maxSession {
-		return nil, fmt.Errorf("session: renewal maximum session %v exceeds the verifier's %v", policy.MaxSession, v.opts.maxSession)
+		return nil, fmt.Errorf("token: renewal maximum session %v exceeds the verifier's %v", policy.MaxSession, v.opts.maxSession)
 	}
 	if _, ok := v.Keys().SigningKey(); !ok {
 		return nil, fmt.Errorf("%w: the key set holds no key that can sign", ErrKey)

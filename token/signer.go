@@ -31,7 +31,7 @@ type Claims struct {
 }
 
 // ErrClaims reports claims a [Signer] refuses to sign.
-var ErrClaims = errors.New("session: cannot sign claims")
+var ErrClaims = errors.New("token: cannot sign claims")
 
 // Signer issues tokens with one key: header {"alg","kid","typ":"at+jwt"}.
 // It is safe for concurrent use.
@@ -131,7 +131,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	}
 	out, err := t.SignedString(s.key.signKey)
 	if err != nil {
-		return "", fmt.Errorf("session: signing failed: %w", err)
+		return "", fmt.Errorf("token: signing failed: %w", err)
 	}
 	return out, nil
 }
@@ -141,7 +141,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 func NewID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("session: no randomness: %w", err)
+		return "", fmt.Errorf("token: no randomness: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }

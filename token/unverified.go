@@ -6,7 +6,7 @@ import (
 )
 
 // ErrUnreadable reports a token whose claims cannot be read.
-var ErrUnreadable = errors.New("session: token claims unreadable")
+var ErrUnreadable = errors.New("token: token claims unreadable")
 
 // UnverifiedClaims returns the registered claims of tok (iss, sub, aud,
 // exp, nbf, iat, jti, sid, azp, auth_time, perms) WITHOUT verifying its

@@ -35,7 +35,7 @@ func NewVerifier(keys *KeySet, issuer, audience string, opts ...VerifierOption) 
 		return nil, fmt.Errorf("%w: no key configured (tollgate has no default key)", ErrKeySet)
 	}
 	if issuer == "" || audience == "" {
-		return nil, errors.New("session: issuer and audience are required")
+		return nil, errors.New("token: issuer and audience are required")
 	}
 	o := verifierOptions{
 		leeway:       DefaultLeeway,
