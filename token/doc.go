@@ -1,6 +1,6 @@
-// Package session verifies and signs the stateless access tokens that
-// services present to each other, and carries the verified caller (a
-// [Session]) through a context.
+// Package token verifies and signs the stateless access tokens that
+// services present to each other; the verified caller it returns is a
+// [session.Session], which package session carries through a context.
 //
 // # Model
 //
@@ -35,6 +35,10 @@
 // were given. [Redact] cuts what looks like a token or key material out of
 // any other text, for the place where a program prints its errors.
 //
+// Only a [Verifier] builds a [session.Session] with a subject, permissions
+// or claims: code elsewhere can make only the zero Session, which holds
+// nothing and which the verifier's clock finds expired.
+//
 // This package knows nothing of gRPC: the same [Verifier] serves any
 // transport.
-package session
+package token
