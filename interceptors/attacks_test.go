@@ -29,7 +29,7 @@ import (
 )
 
 // The security cases 1–14 of research/security.md, through the wire. The
-// session package tests every variant against the verifier; these prove
+// token package tests every variant against the verifier; these prove
 // that the guard hands the verifier exactly what arrived and maps every
 // refusal to TOKEN_INVALID without reaching the handler.
 

@@ -14,8 +14,7 @@ import (
 // the verifier (package token) fills in. Code elsewhere can make only the
 // zero Session, and it holds nothing.
 func TestSessionCannotBeForged(t *testing.T) {
-	var walk func(path string, ty reflect.Type)
-	walk = func(path string, ty reflect.Type) {
+	walk := func(path string, ty reflect.Type) {
 		for i := range ty.NumField() {
 			f := ty.Field(i)
 			if f.IsExported() {
