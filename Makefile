@@ -60,8 +60,8 @@ inventory:
 FUZZMINIMIZE ?= 1s
 FUZZFLAGS    = -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE)
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' $(FUZZFLAGS) ./session
-	$(GO) test -run='^$$' -fuzz='^FuzzClaimsDifferential$$' $(FUZZFLAGS) ./session
+	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' $(FUZZFLAGS) ./token
+	$(GO) test -run='^$$' -fuzz='^FuzzClaimsDifferential$$' $(FUZZFLAGS) ./token
 	$(GO) test -run='^$$' -fuzz='^FuzzMetadataToken$$' $(FUZZFLAGS) ./interceptors
 
 # The inventory's copy of tollgate's options is exported as a user exports
@@ -102,7 +102,7 @@ bench:
 	@for i in $$(seq $(BENCHCOUNT)); do \
 		echo "== round $$i of $(BENCHCOUNT)"; \
 		$(GO) test -p 1 -run='^$$' -bench=. -skip='Memory/million' -benchmem -count=1 -timeout 30m \
-			./session ./permissions ./throttle ./redisstore ./interceptors ./oteltollgate >> bench.out || exit 1; \
+			./token ./permissions ./throttle ./redisstore ./interceptors ./oteltollgate >> bench.out || exit 1; \
 	done
 	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle | tee -a bench.out
 	@echo "== end to end over loopback TCP (BenchmarkE2E: once, it alternates its servers itself)"

@@ -24,12 +24,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // The security cases 1–14 of research/security.md, through the wire. The
-// session package tests every variant against the verifier; these prove
+// token package tests every variant against the verifier; these prove
 // that the guard hands the verifier exactly what arrived and maps every
 // refusal to TOKEN_INVALID without reaching the handler.
 
@@ -176,7 +176,7 @@ func TestCase4AlgorithmConfusion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signKey, err := session.NewPrivateKey("rsa1", session.RS256, priv)
+	signKey, err := token.NewPrivateKey("rsa1", token.RS256, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestCase4AlgorithmConfusion(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarness(t, withKeys(pubKey))
-	signer, err := session.NewSigner(signKey)
+	signer, err := token.NewSigner(signKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,12 +226,12 @@ func TestCase4AlgorithmConfusion(t *testing.T) {
 func TestCase14OversizedTokens(t *testing.T) {
 	// A validly signed token of about 9 KiB: over the 8 KiB metadata cap,
 	// under the 64 KiB body cap.
-	bigClaim := func(c *session.Claims) {
+	bigClaim := func(c *token.Claims) {
 		c.Extra = map[string]any{"owner_id": "o1", "padding": strings.Repeat("p", 9<<10)}
 	}
 
 	t.Run("9 KiB in metadata: TOKEN_INVALID; in the body: accepted", func(t *testing.T) {
-		h := newHarness(t, withVerifierOptions(session.WithMaxTokenSize(session.MaxTokenSizeLimit)))
+		h := newHarness(t, withVerifierOptions(token.WithMaxTokenSize(token.MaxTokenSizeLimit)))
 		big := h.token(t, bigClaim)
 		if len(big) <= 9<<10 {
 			t.Fatalf("token is only %d bytes", len(big))
@@ -307,11 +307,11 @@ func initGuard(t testing.TB, opts ...Option) (*Guard, *fakeClock, *testKey) {
 	t.Helper()
 	clock := newFakeClock()
 	key := newTestKey(t, testKID)
-	ks, err := session.NewKeySet(key.key)
+	ks, err := token.NewKeySet(key.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(clock.Now))
+	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestCase31KeyRotation(t *testing.T) {
 	_, err := h.client.Get(bearer(t, newTok), &testpb.GetRequest{})
 	wantInvalid(t, err) // not yet trusted
 
-	overlap, err := session.NewKeySet(next.key, h.key.key)
+	overlap, err := token.NewKeySet(next.key, h.key.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestCase31KeyRotation(t *testing.T) {
 		}
 	}
 
-	only, err := session.NewKeySet(next.key)
+	only, err := token.NewKeySet(next.key)
 	if err != nil {
 		t.Fatal(err)
 	}

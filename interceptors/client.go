@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // RenewedTokenKey is the metadata key of a renewed token: a trailer at the
@@ -23,7 +23,7 @@ const RenewedTokenKey = "tollgate-renewed-token"
 // successorSkew is how far in the future, by the source's clock, a
 // successor's iat may be: the clock-skew leeway the verifier allows by
 // default.
-const successorSkew = session.DefaultLeeway
+const successorSkew = token.DefaultLeeway
 
 // TokenSource holds a client's current token. It is safe for concurrent use:
 // calls read it while responses offer renewed tokens, and it keeps whichever
@@ -41,7 +41,7 @@ const successorSkew = session.DefaultLeeway
 // renews for longer than the first token lived (its renewal TTL is longer),
 // say so with [MaxRenewedLifetime]; otherwise every renewal is refused.
 //
-// Without keys those claims are read unverified ([session.UnverifiedClaims]):
+// Without keys those claims are read unverified ([token.UnverifiedClaims]):
 // they only guard the client against an implausible successor; the server
 // verifies everything. A client that holds the issuer's public keys should
 // give [VerifyRenewalsWith], and then a successor must also verify.
@@ -52,7 +52,7 @@ type TokenSource struct {
 	// latest. Readers never take it.
 	swap     sync.Mutex
 	onRenew  func(token string, expiresAt time.Time)
-	verifier *session.Verifier
+	verifier *token.Verifier
 	now      func() time.Time
 
 	// The session every successor must continue, from the first token.
@@ -73,7 +73,7 @@ type heldToken struct {
 
 type tokenSourceOptions struct {
 	onRenew     func(token string, expiresAt time.Time)
-	verifier    *session.Verifier
+	verifier    *token.Verifier
 	verifierSet bool
 	now         func() time.Time
 	maxLifetime time.Duration // 0: the first token's
@@ -94,7 +94,7 @@ func OnRenew(f func(token string, expiresAt time.Time)) TokenSourceOption {
 // signature and every claim, at v's clock) before the continuity checks: for
 // clients that hold the issuer's public keys. A successor v refuses is
 // ignored. The first token is not verified. v must not be nil.
-func VerifyRenewalsWith(v *session.Verifier) TokenSourceOption {
+func VerifyRenewalsWith(v *token.Verifier) TokenSourceOption {
 	return func(o *tokenSourceOptions) { o.verifier, o.verifierSet = v, true }
 }
 
@@ -114,11 +114,11 @@ func TokenSourceClock(now func() time.Time) TokenSourceOption {
 	return func(o *tokenSourceOptions) { o.now = now }
 }
 
-// NewTokenSource returns a source holding token, whose claims must be
-// readable ([session.UnverifiedClaims]: exp required). The token is not
+// NewTokenSource returns a source holding tok, whose claims must be
+// readable ([token.UnverifiedClaims]: exp required). The token is not
 // verified: it is the one the client was given, and the session every
 // successor must continue. The error never contains the token.
-func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, error) {
+func NewTokenSource(tok string, opts ...TokenSourceOption) (*TokenSource, error) {
 	o := tokenSourceOptions{now: time.Now}
 	for _, f := range opts {
 		f(&o)
@@ -131,9 +131,9 @@ func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, erro
 	case o.maxLifetime < 0:
 		return nil, errors.New("interceptors: MaxRenewedLifetime must be positive")
 	}
-	c, err := session.UnverifiedClaims(token)
+	c, err := token.UnverifiedClaims(tok)
 	if err != nil {
-		return nil, errors.New("interceptors: the initial token has no readable claims or exp")
+		return nil, errors.New("interceptors: the initial tok has no readable claims or exp")
 	}
 	s := &TokenSource{
 		onRenew:  o.onRenew,
@@ -153,7 +153,7 @@ func NewTokenSource(token string, opts ...TokenSourceOption) (*TokenSource, erro
 	default:
 		s.lifetime = c.ExpiresAt.Sub(c.IssuedAt)
 	}
-	s.cur.Store(&heldToken{token: token, exp: c.ExpiresAt})
+	s.cur.Store(&heldToken{token: tok, exp: c.ExpiresAt})
 	return s, nil
 }
 
@@ -163,19 +163,19 @@ func (s *TokenSource) Token() string { return s.cur.Load().token }
 // ExpiresAt returns the current token's (unverified) expiry.
 func (s *TokenSource) ExpiresAt() time.Time { return s.cur.Load().exp }
 
-// Offer replaces the current token with token when token continues the
+// Offer replaces the current token with tok when tok continues the
 // session (see [TokenSource]), passes the verifier given with
 // [VerifyRenewalsWith] if any, and expires strictly later than the current
 // token; it reports whether it did. Anything else, an unreadable token
 // included, is ignored.
-func (s *TokenSource) Offer(token string) bool {
-	c, err := session.UnverifiedClaims(token)
+func (s *TokenSource) Offer(tok string) bool {
+	c, err := token.UnverifiedClaims(tok)
 	// The cheap test first: a trailer usually repeats a token already held.
 	if err != nil || !c.ExpiresAt.After(s.cur.Load().exp) || !s.continues(&c) {
 		return false
 	}
 	if s.verifier != nil {
-		if _, err := s.verifier.Verify(context.Background(), token); err != nil {
+		if _, err := s.verifier.Verify(context.Background(), tok); err != nil {
 			return false
 		}
 	}
@@ -189,9 +189,9 @@ func (s *TokenSource) Offer(token string) bool {
 	if !c.ExpiresAt.After(s.cur.Load().exp) {
 		return false
 	}
-	s.cur.Store(&heldToken{token: token, exp: c.ExpiresAt})
+	s.cur.Store(&heldToken{token: tok, exp: c.ExpiresAt})
 	if s.onRenew != nil {
-		s.onRenew(token, c.ExpiresAt)
+		s.onRenew(tok, c.ExpiresAt)
 	}
 	return true
 }
@@ -199,7 +199,7 @@ func (s *TokenSource) Offer(token string) bool {
 // continues reports whether a successor's claims c continue the session of
 // the first token. Every successor taken passed this test against the same
 // first token, so comparing with it is comparing with the current one.
-func (s *TokenSource) continues(c *session.Claims) bool {
+func (s *TokenSource) continues(c *token.Claims) bool {
 	if c.Issuer != s.iss || c.Subject != s.sub || c.SessionID != s.sid ||
 		c.AuthorizedParty != s.azp || !slices.Equal(c.Audience, s.aud) {
 		return false

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Tests of the successor checks: a renewed token arrives in metadata that
@@ -28,8 +28,8 @@ const (
 
 // sessionClaims are the claims of a session's token issued at iat and
 // living life: the identity every successor must repeat.
-func sessionClaims(iat time.Time, life time.Duration) session.Claims {
-	return session.Claims{
+func sessionClaims(iat time.Time, life time.Duration) token.Claims {
+	return token.Claims{
 		Issuer:          clIss,
 		Subject:         "alice",
 		Audience:        []string{clAud},
@@ -40,7 +40,7 @@ func sessionClaims(iat time.Time, life time.Duration) session.Claims {
 	}
 }
 
-func (m *clMinter) sign(t testing.TB, c session.Claims) string {
+func (m *clMinter) sign(t testing.TB, c token.Claims) string {
 	t.Helper()
 	tok, err := m.signer.Sign(c)
 	if err != nil {
@@ -124,7 +124,7 @@ func TestSuccessorMustContinueTheSession(t *testing.T) {
 	m := newClMinter(t)
 	first := sessionClaims(clNow.Add(-8*time.Minute), 10*time.Minute)
 	good := sessionClaims(clNow, 10*time.Minute)
-	edit := func(f func(c *session.Claims)) func(testing.TB) string {
+	edit := func(f func(c *token.Claims)) func(testing.TB) string {
 		return func(t testing.TB) string {
 			c := good
 			c.Audience = append([]string(nil), good.Audience...)
@@ -141,27 +141,27 @@ func TestSuccessorMustContinueTheSession(t *testing.T) {
 		tok    func(testing.TB) string
 		accept bool
 	}{
-		{"a genuine successor", edit(func(*session.Claims) {}), true},
-		{"iat at the 30 s skew", edit(func(c *session.Claims) {
+		{"a genuine successor", edit(func(*token.Claims) {}), true},
+		{"iat at the 30 s skew", edit(func(c *token.Claims) {
 			c.IssuedAt = clNow.Add(30 * time.Second)
 			c.ExpiresAt = c.IssuedAt.Add(10 * time.Minute)
 		}), true},
-		{"cut short (end of the session)", edit(func(c *session.Claims) { c.ExpiresAt = clNow.Add(5 * time.Minute) }), true},
-		{"another iss", edit(func(c *session.Claims) { c.Issuer = "https://evil.test" }), false},
-		{"another sub", edit(func(c *session.Claims) { c.Subject = "root" }), false},
-		{"another sid", edit(func(c *session.Claims) { c.SessionID = "sid-2" }), false},
-		{"no sid", edit(func(c *session.Claims) { c.SessionID = "" }), false},
-		{"another aud", edit(func(c *session.Claims) { c.Audience = []string{"billing"} }), false},
-		{"an extra aud", edit(func(c *session.Claims) { c.Audience = append(c.Audience, "billing") }), false},
-		{"another azp", edit(func(c *session.Claims) { c.AuthorizedParty = "batch" }), false},
-		{"no azp", edit(func(c *session.Claims) { c.AuthorizedParty = "" }), false},
-		{"a lifetime 1 s too long", edit(func(c *session.Claims) { c.ExpiresAt = c.ExpiresAt.Add(time.Second) }), false},
-		{"iat 31 s in the future", edit(func(c *session.Claims) {
+		{"cut short (end of the session)", edit(func(c *token.Claims) { c.ExpiresAt = clNow.Add(5 * time.Minute) }), true},
+		{"another iss", edit(func(c *token.Claims) { c.Issuer = "https://evil.test" }), false},
+		{"another sub", edit(func(c *token.Claims) { c.Subject = "root" }), false},
+		{"another sid", edit(func(c *token.Claims) { c.SessionID = "sid-2" }), false},
+		{"no sid", edit(func(c *token.Claims) { c.SessionID = "" }), false},
+		{"another aud", edit(func(c *token.Claims) { c.Audience = []string{"billing"} }), false},
+		{"an extra aud", edit(func(c *token.Claims) { c.Audience = append(c.Audience, "billing") }), false},
+		{"another azp", edit(func(c *token.Claims) { c.AuthorizedParty = "batch" }), false},
+		{"no azp", edit(func(c *token.Claims) { c.AuthorizedParty = "" }), false},
+		{"a lifetime 1 s too long", edit(func(c *token.Claims) { c.ExpiresAt = c.ExpiresAt.Add(time.Second) }), false},
+		{"iat 31 s in the future", edit(func(c *token.Claims) {
 			c.IssuedAt = clNow.Add(31 * time.Second)
 			c.ExpiresAt = c.IssuedAt.Add(10 * time.Minute)
 		}), false},
 		{"no iat", noIat, false},
-		{"not later than the current token", edit(func(c *session.Claims) {
+		{"not later than the current token", edit(func(c *token.Claims) {
 			c.IssuedAt = first.IssuedAt
 			c.ExpiresAt = first.ExpiresAt
 		}), false},
@@ -237,11 +237,11 @@ func TestMaxRenewedLifetime(t *testing.T) {
 func TestVerifyRenewalsWith(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m, forger := newClMinter(t), newClMinter(t) // both sign as kid k1
-	ks, err := session.NewKeySet(m.signer.Key())
+	ks, err := token.NewKeySet(m.signer.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, clIss, clAud, session.WithClock(func() time.Time { return clNow }))
+	v, err := token.NewVerifier(ks, clIss, clAud, token.WithClock(func() time.Time { return clNow }))
 	if err != nil {
 		t.Fatal(err)
 	}

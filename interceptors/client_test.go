@@ -30,7 +30,7 @@ import (
 
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Tests of the client side: TokenSource, the unary and stream client
@@ -46,7 +46,7 @@ import (
 var clT0 = time.Unix(1_800_000_000, 0).UTC()
 
 // clMinter signs tokens whose only interesting claim is exp.
-type clMinter struct{ signer *session.Signer }
+type clMinter struct{ signer *token.Signer }
 
 func newClMinter(t testing.TB) *clMinter {
 	t.Helper()
@@ -54,11 +54,11 @@ func newClMinter(t testing.TB) *clMinter {
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
 	}
-	k, err := session.NewHMACKey("k1", session.HS256, secret)
+	k, err := token.NewHMACKey("k1", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := session.NewSigner(k)
+	s, err := token.NewSigner(k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func newClMinter(t testing.TB) *clMinter {
 func (m *clMinter) at(t testing.TB, d time.Duration) string {
 	t.Helper()
 	exp := clT0.Add(d)
-	tok, err := m.signer.Sign(session.Claims{
+	tok, err := m.signer.Sign(token.Claims{
 		Issuer:    "https://auth.tollgate.test",
 		Subject:   "alice",
 		Audience:  []string{"pricing"},
@@ -763,7 +763,7 @@ func TestOfferConcurrent(t *testing.T) {
 					readerErr <- errors.New("ExpiresAt went down from " + last.String() + " to " + exp.String())
 					return
 				}
-				if c, err := session.UnverifiedClaims(tok); err != nil || c.ExpiresAt.Before(last) {
+				if c, err := token.UnverifiedClaims(tok); err != nil || c.ExpiresAt.Before(last) {
 					readerErr <- errors.New("Token() went back to an older token")
 					return
 				}

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // The guard's interceptors are plain gRPC interceptors: chained through
@@ -102,12 +102,12 @@ func TestConcurrentCalls(t *testing.T) {
 	valid := make([]string, 5)
 	for i := range valid {
 		sub := string(rune('a' + i))
-		valid[i] = h.token(t, func(c *session.Claims) { c.Subject = sub })
+		valid[i] = h.token(t, func(c *token.Claims) { c.Subject = sub })
 	}
 	other := newTestKey(t, testKID)
 	invalid := []string{
 		other.sign(t, claims(h.clock.Now())),
-		h.token(t, func(c *session.Claims) { c.Audience = []string{"elsewhere"} }),
+		h.token(t, func(c *token.Claims) { c.Audience = []string{"elsewhere"} }),
 		flipBit(t, valid[0], 2),
 		"garbage",
 	}

@@ -22,7 +22,7 @@
 //     alphabet are checked before any decoding.
 //  4. A token the verifier has accepted before (a cache hit) is admitted at
 //     once: it is never refused for other callers' failures from the same
-//     address. Any other token is verified by the [session.Verifier], unless
+//     address. Any other token is verified by the [token.Verifier], unless
 //     its peer has spent its budget of failed authentications: then it is
 //     refused (ResourceExhausted) before any signature check. Failures are
 //     charged to the peer.

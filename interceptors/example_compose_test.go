@@ -27,6 +27,7 @@ import (
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	tollgate "github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 const (
@@ -49,25 +50,25 @@ func (prices) GetPrice(ctx context.Context, req *pricingv1.GetPriceRequest) (*pr
 }
 
 // exampleKeys returns a fresh HS256 key's verifier and signer. In
-// production the key comes from session.LoadKeyFile or session.LoadKeyEnv.
-func exampleKeys() (*session.Verifier, *session.Signer) {
+// production the key comes from token.LoadKeyFile or token.LoadKeyEnv.
+func exampleKeys() (*token.Verifier, *token.Signer) {
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		log.Fatal(err)
 	}
-	key, err := session.NewHMACKey("k1", session.HS256, secret)
+	key, err := token.NewHMACKey("k1", token.HS256, secret)
 	if err != nil {
 		log.Fatal(err)
 	}
-	keys, err := session.NewKeySet(key)
+	keys, err := token.NewKeySet(key)
 	if err != nil {
 		log.Fatal(err)
 	}
-	v, err := session.NewVerifier(keys, exampleIssuer, exampleAudience)
+	v, err := token.NewVerifier(keys, exampleIssuer, exampleAudience)
 	if err != nil {
 		log.Fatal(err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -76,9 +77,9 @@ func exampleKeys() (*session.Verifier, *session.Signer) {
 
 // exampleToken signs a token for consumer "checkout" acting for alice,
 // issued age ago and living ten minutes.
-func exampleToken(signer *session.Signer, age time.Duration) string {
+func exampleToken(signer *token.Signer, age time.Duration) string {
 	now := time.Now()
-	tok, err := signer.Sign(session.Claims{
+	tok, err := signer.Sign(token.Claims{
 		Issuer: exampleIssuer, Subject: "alice", AuthorizedParty: "checkout", Audience: []string{exampleAudience},
 		IssuedAt: now.Add(-age), AuthTime: now.Add(-age), ExpiresAt: now.Add(-age + 10*time.Minute),
 		Permissions: []string{"prices.read"},
@@ -106,7 +107,7 @@ func serveExample(srv *grpc.Server) (addr string, stop func()) {
 
 // newGuardedServer returns a server guarded by a guard built with opts,
 // serving prices, on a loopback port.
-func newGuardedServer(v *session.Verifier, opts ...tollgate.Option) (addr string, stop func()) {
+func newGuardedServer(v *token.Verifier, opts ...tollgate.Option) (addr string, stop func()) {
 	guard, err := tollgate.NewGuard(v, opts...)
 	if err != nil {
 		log.Fatal(err)
@@ -126,12 +127,12 @@ func newGuardedServer(v *session.Verifier, opts ...tollgate.Option) (addr string
 // their life, and the client's token is eight minutes into its ten.
 func ExampleUnaryClientInterceptor() {
 	verifier, signer := exampleKeys()
-	renewer, err := session.NewLocalRenewer(verifier, session.DefaultRenewalPolicy())
+	renewer, err := token.NewLocalRenewer(verifier, token.DefaultRenewalPolicy())
 	if err != nil {
 		log.Fatal(err)
 	}
 	addr, stop := newGuardedServer(verifier,
-		tollgate.WithRenewal(renewer, session.DefaultRenewalPolicy()),
+		tollgate.WithRenewal(renewer, token.DefaultRenewalPolicy()),
 		tollgate.WithRenewalGrace(time.Second))
 	defer stop()
 
@@ -176,12 +177,12 @@ func ExampleUnaryClientInterceptor() {
 // time (WithRenewalGrace). A token outside its window gets none.
 func ExampleWithRenewal() {
 	verifier, signer := exampleKeys()
-	renewer, err := session.NewLocalRenewer(verifier, session.DefaultRenewalPolicy())
+	renewer, err := token.NewLocalRenewer(verifier, token.DefaultRenewalPolicy())
 	if err != nil {
 		log.Fatal(err)
 	}
 	addr, stop := newGuardedServer(verifier,
-		tollgate.WithRenewal(renewer, session.DefaultRenewalPolicy()),
+		tollgate.WithRenewal(renewer, token.DefaultRenewalPolicy()),
 		tollgate.WithRenewalGrace(time.Second))
 	defer stop()
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

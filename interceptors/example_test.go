@@ -11,28 +11,28 @@ import (
 
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	tollgate "github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // A service guards itself with one Guard: build it from a verifier, pass its
 // server options to grpc.NewServer, register the services, and call Init,
 // which compiles the rules every method declares in its .proto.
 func ExampleNewGuard() {
-	// In production the key comes from session.LoadKeyFile or
-	// session.LoadKeyEnv; tollgate has no default key.
+	// In production the key comes from token.LoadKeyFile or
+	// token.LoadKeyEnv; tollgate has no default key.
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		log.Fatal(err)
 	}
-	key, err := session.NewHMACKey("k1", session.HS256, secret)
+	key, err := token.NewHMACKey("k1", token.HS256, secret)
 	if err != nil {
 		log.Fatal(err)
 	}
-	keys, err := session.NewKeySet(key)
+	keys, err := token.NewKeySet(key)
 	if err != nil {
 		log.Fatal(err)
 	}
-	verifier, err := session.NewVerifier(keys, "tollgate-demo", "pricing")
+	verifier, err := token.NewVerifier(keys, "tollgate-demo", "pricing")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // FuzzMetadataToken feeds arbitrary authorization and x-prc-token values to
@@ -20,11 +20,11 @@ import (
 //	go test -run=^$ -fuzz=FuzzMetadataToken -fuzztime=10s ./interceptors
 func FuzzMetadataToken(f *testing.F) {
 	key := newTestKey(f, testKID)
-	ks, err := session.NewKeySet(key.key)
+	ks, err := token.NewKeySet(key.key)
 	if err != nil {
 		f.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, testIss, testAud)
+	v, err := token.NewVerifier(ks, testIss, testAud)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate/tollgate/permissions"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Guard verifies and authorizes every call of a gRPC server. Build it with
@@ -33,7 +34,7 @@ import (
 // [Guard.Close] after the server stops, so that no renewal or timer
 // outlives it.
 type Guard struct {
-	verifier *session.Verifier
+	verifier *token.Verifier
 	opts     options
 	table    atomic.Pointer[compiled]
 	limiter  throttle.Limiter
@@ -60,7 +61,7 @@ type ServiceInfoProvider interface {
 }
 
 // NewGuard returns a guard that verifies tokens with v.
-func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
+func NewGuard(v *token.Verifier, opts ...Option) (*Guard, error) {
 	if v == nil {
 		return nil, errors.New("interceptors: a verifier is required")
 	}
@@ -85,8 +86,8 @@ func NewGuard(v *session.Verifier, opts ...Option) (*Guard, error) {
 	switch {
 	case o.maxMetadataToken <= 0 || o.maxBodyToken <= 0:
 		return nil, errors.New("interceptors: token size caps must be positive")
-	case o.maxMetadataToken > session.MaxTokenSizeLimit || o.maxBodyToken > session.MaxTokenSizeLimit:
-		return nil, fmt.Errorf("interceptors: token size caps may not exceed %d", session.MaxTokenSizeLimit)
+	case o.maxMetadataToken > token.MaxTokenSizeLimit || o.maxBodyToken > token.MaxTokenSizeLimit:
+		return nil, fmt.Errorf("interceptors: token size caps may not exceed %d", token.MaxTokenSizeLimit)
 	case o.files == nil || o.types == nil:
 		return nil, errors.New("interceptors: nil registry")
 	case o.tokenHeader == "authorization":
@@ -209,7 +210,7 @@ func renewalResultOf(err error) RenewalResult {
 	switch {
 	case err == nil:
 		return RenewalRenewed
-	case errors.Is(err, session.ErrNotRenewable):
+	case errors.Is(err, token.ErrNotRenewable):
 		return RenewalNotRenewable
 	case errors.Is(err, errSuccessorRefused):
 		return RenewalRefused
@@ -581,7 +582,7 @@ func (g *Guard) startRenewal(pl *plan, tok string, sess *session.Session) *fligh
 }
 
 func causeOf(err error) string {
-	var ve *session.VerifyError
+	var ve *token.VerifyError
 	if errors.As(err, &ve) {
 		return ve.Cause()
 	}

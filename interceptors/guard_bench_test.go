@@ -13,7 +13,7 @@ import (
 	"github.com/tollgate/tollgate/internal/benchpair"
 	"github.com/tollgate/tollgate/internal/benchserve"
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // The benchmarks of the guard's fast path share these helpers: servers over
@@ -34,11 +34,11 @@ func benchGuardServer(b *testing.B, key *testKey, opts ...Option) (testpb.TestSe
 // t0, and a server of the test services behind it, initialised.
 func benchGuard(b *testing.B, key *testKey, opts ...Option) (*Guard, *grpc.Server) {
 	b.Helper()
-	ks, err := session.NewKeySet(key.key)
+	ks, err := token.NewKeySet(key.key)
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(func() time.Time { return t0 }))
+	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(func() time.Time { return t0 }))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func benchGuard(b *testing.B, key *testKey, opts ...Option) (*Guard, *grpc.Serve
 
 // guardOn builds a guard on v with opts and a server of the test services
 // behind it, initialised.
-func guardOn(b *testing.B, v *session.Verifier, opts ...Option) (*Guard, *grpc.Server) {
+func guardOn(b *testing.B, v *token.Verifier, opts ...Option) (*Guard, *grpc.Server) {
 	b.Helper()
 	g, err := NewGuard(v, append([]Option{WithLenientInit()}, opts...)...)
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/permissions"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // All four RPC kinds pass with a good token, and each handler sees the
@@ -145,17 +145,17 @@ func TestErrorContract(t *testing.T) {
 			return err
 		}, wantInvalid},
 		{"wrong iss (case 18): TOKEN_INVALID", func(h *harness) error {
-			tok := h.token(t, func(c *session.Claims) { c.Issuer = "https://evil.test" })
+			tok := h.token(t, func(c *token.Claims) { c.Issuer = "https://evil.test" })
 			_, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{})
 			return err
 		}, wantInvalid},
 		{"wrong aud (case 19, 27): TOKEN_INVALID", func(h *harness) error {
-			tok := h.token(t, func(c *session.Claims) { c.Audience = []string{"another-service"} })
+			tok := h.token(t, func(c *token.Claims) { c.Audience = []string{"another-service"} })
 			_, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{})
 			return err
 		}, wantInvalid},
 		{"expired (case 15): TOKEN_EXPIRED", func(h *harness) error {
-			tok := h.token(t, func(c *session.Claims) {
+			tok := h.token(t, func(c *token.Claims) {
 				c.IssuedAt = c.IssuedAt.Add(-20 * time.Minute)
 				c.ExpiresAt = c.IssuedAt.Add(10 * time.Minute) // ten minutes ago: far past the leeway
 			})
@@ -163,7 +163,7 @@ func TestErrorContract(t *testing.T) {
 			return err
 		}, wantExpired},
 		{"lacks permission: PERMISSION_DENIED", func(h *harness) error {
-			tok := h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.write"} })
+			tok := h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.write"} })
 			_, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{})
 			return err
 		}, func(t testing.TB, err error) {
@@ -177,14 +177,14 @@ func TestErrorContract(t *testing.T) {
 				map[string]string{"permission": "test.alpha,test.beta", "any_of": "true"})
 		}},
 		{"any-of without the all-of test.read: PERMISSION_DENIED test.read", func(h *harness) error {
-			tok := h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.alpha"} })
+			tok := h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.alpha"} })
 			_, err := h.client.Either(bearer(t, tok), &testpb.EitherRequest{})
 			return err
 		}, func(t testing.TB, err error) {
 			wantStatus(t, err, codes.PermissionDenied, wantMsgDenied, "PERMISSION_DENIED", map[string]string{"permission": "test.read"})
 		}},
 		{"not owner: NOT_OWNER owner.id", func(h *harness) error {
-			tok := h.token(t, func(c *session.Claims) { c.Extra = map[string]any{"owner_id": "o2"} })
+			tok := h.token(t, func(c *token.Claims) { c.Extra = map[string]any{"owner_id": "o2"} })
 			_, err := h.client.Update(bearer(t, tok), &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o1"}, Id: "x"})
 			return err
 		}, func(t testing.TB, err error) { wantNotOwner(t, err, "owner.id") }},
@@ -193,7 +193,7 @@ func TestErrorContract(t *testing.T) {
 			return err
 		}, func(t testing.TB, err error) { wantNotOwner(t, err, "owner.id") }},
 		{"no owner_id claim: NOT_OWNER", func(h *harness) error {
-			tok := h.token(t, func(c *session.Claims) { c.Extra = nil })
+			tok := h.token(t, func(c *token.Claims) { c.Extra = nil })
 			_, err := h.client.Update(bearer(t, tok), &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o1"}, Id: "x"})
 			return err
 		}, func(t testing.TB, err error) { wantNotOwner(t, err, "owner.id") }},
@@ -214,7 +214,7 @@ func TestCase27Opacity(t *testing.T) {
 	now := h.clock.Now()
 	badSig := newTestKey(t, testKID).sign(t, claims(now))
 	unknownKID := newTestKey(t, "k-unknown").sign(t, claims(now))
-	badAud := h.token(t, func(c *session.Claims) { c.Audience = []string{"other"} })
+	badAud := h.token(t, func(c *token.Claims) { c.Audience = []string{"other"} })
 	var sts []*status.Status
 	for _, tok := range []string{badSig, unknownKID, badAud} {
 		_, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{})
@@ -233,7 +233,7 @@ func TestCase27Opacity(t *testing.T) {
 func TestAnyOfAllowed(t *testing.T) {
 	h := newHarness(t)
 	for _, p := range []string{"test.alpha", "test.beta"} {
-		tok := h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.read", p} })
+		tok := h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.read", p} })
 		if _, err := h.client.Either(bearer(t, tok), &testpb.EitherRequest{}); err != nil {
 			t.Fatalf("with %s: %v", p, err)
 		}
@@ -251,10 +251,10 @@ func TestOwnershipAndBypass(t *testing.T) {
 	if _, err := h.client.Update(bearer(t, h.token(t)), req); err != nil {
 		t.Fatalf("owner: %v", err)
 	}
-	stranger := h.token(t, func(c *session.Claims) { c.Extra = map[string]any{"owner_id": "o2"} })
+	stranger := h.token(t, func(c *token.Claims) { c.Extra = map[string]any{"owner_id": "o2"} })
 	_, err := h.client.Update(bearer(t, stranger), req)
 	wantNotOwner(t, err, "owner.id")
-	admin := h.token(t, func(c *session.Claims) {
+	admin := h.token(t, func(c *token.Claims) {
 		c.Extra = map[string]any{"owner_id": "o2"}
 		c.Permissions = append(c.Permissions, "test.admin")
 	})
@@ -262,7 +262,7 @@ func TestOwnershipAndBypass(t *testing.T) {
 		t.Fatalf("bypass: %v", err)
 	}
 	// test.admin bypasses ownership, not the permission test.write.
-	adminOnly := h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.admin"} })
+	adminOnly := h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.admin"} })
 	_, err = h.client.Update(bearer(t, adminOnly), req)
 	wantStatus(t, err, codes.PermissionDenied, wantMsgDenied, "PERMISSION_DENIED", map[string]string{"permission": "test.write"})
 	if h.reached() != 2 {
@@ -291,7 +291,7 @@ func TestCase26NoRuleDenied(t *testing.T) {
 // (test.read_all).
 func TestCase26GrantDoesNotReachSibling(t *testing.T) {
 	h := newHarness(t)
-	tok := h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.read"} })
+	tok := h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.read"} })
 	if _, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{}); err != nil {
 		t.Fatalf("Get: %v", err)
 	}
@@ -436,7 +436,7 @@ func TestHealthPublicReflectionAuthenticatedByDefault(t *testing.T) {
 
 	_, err = reflectList(t, h.conn, ctxWith(t))
 	wantMissing(t, err)
-	noPerms := h.token(t, func(c *session.Claims) { c.Permissions = nil })
+	noPerms := h.token(t, func(c *token.Claims) { c.Permissions = nil })
 	names, err := reflectList(t, h.conn, bearer(t, noPerms))
 	if err != nil {
 		t.Fatalf("reflection with a token: %v", err)

@@ -13,10 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/fakeclock"
-
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/tollgate/tollgate/internal/fakeclock"
+	"github.com/tollgate/tollgate/internal/loopback"
+	"github.com/tollgate/tollgate/internal/testpb"
+	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -27,11 +31,6 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/tollgate/tollgate/internal/loopback"
-	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
-	"github.com/tollgate/tollgate/throttle"
 )
 
 // The test harness: a real grpc.Server on loopback TCP with the guard's
@@ -96,19 +95,19 @@ func randomSecret(t testing.TB, n int) []byte {
 // testKey is an HS256 key with its secret, so tests can also MAC forged
 // tokens by hand.
 type testKey struct {
-	key    *session.Key
+	key    *token.Key
 	secret []byte
-	signer *session.Signer
+	signer *token.Signer
 }
 
 func newTestKey(t testing.TB, kid string) *testKey {
 	t.Helper()
 	secret := randomSecret(t, 32)
-	k, err := session.NewHMACKey(kid, session.HS256, secret)
+	k, err := token.NewHMACKey(kid, token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := session.NewSigner(k)
+	s, err := token.NewSigner(k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +116,8 @@ func newTestKey(t testing.TB, kid string) *testKey {
 
 // claims returns the default claims at now: subject alice, valid for ten
 // minutes, test.read and test.write, owner o1.
-func claims(now time.Time) session.Claims {
-	return session.Claims{
+func claims(now time.Time) token.Claims {
+	return token.Claims{
 		Issuer:      testIss,
 		Subject:     "alice",
 		Audience:    []string{testAud},
@@ -129,7 +128,7 @@ func claims(now time.Time) session.Claims {
 	}
 }
 
-func (k *testKey) sign(t testing.TB, c session.Claims) string {
+func (k *testKey) sign(t testing.TB, c token.Claims) string {
 	t.Helper()
 	tok, err := k.signer.Sign(c)
 	if err != nil {
@@ -294,8 +293,8 @@ func (s *testServer) recorded() (uploads []*testpb.UploadRequest, chats []*testp
 // harnessConfig says how a harness is built.
 type harnessConfig struct {
 	guardOpts    []Option
-	verifierOpts []session.VerifierOption
-	keys         []*session.Key // verifier keys; default: the harness key
+	verifierOpts []token.VerifierOption
+	keys         []*token.Key // verifier keys; default: the harness key
 	serverOpts   []grpc.ServerOption
 	// plain replaces guard.ServerOptions(): the server gets only these
 	// options (plus serverOpts), built from the guard.
@@ -310,11 +309,11 @@ func withGuardOptions(o ...Option) harnessOption {
 	return func(c *harnessConfig) { c.guardOpts = append(c.guardOpts, o...) }
 }
 
-func withVerifierOptions(o ...session.VerifierOption) harnessOption {
+func withVerifierOptions(o ...token.VerifierOption) harnessOption {
 	return func(c *harnessConfig) { c.verifierOpts = append(c.verifierOpts, o...) }
 }
 
-func withKeys(k ...*session.Key) harnessOption {
+func withKeys(k ...*token.Key) harnessOption {
 	return func(c *harnessConfig) { c.keys = k }
 }
 
@@ -336,7 +335,7 @@ func withStrictInit() harnessOption { return func(c *harnessConfig) { c.strict =
 type harness struct {
 	clock    *fakeClock
 	key      *testKey
-	verifier *session.Verifier
+	verifier *token.Verifier
 	guard    *Guard
 	server   *testServer
 	grpcSrv  *grpc.Server
@@ -354,14 +353,14 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	h := &harness{clock: newFakeClock(), key: newTestKey(t, testKID), server: &testServer{}}
 	keys := cfg.keys
 	if keys == nil {
-		keys = []*session.Key{h.key.key}
+		keys = []*token.Key{h.key.key}
 	}
-	ks, err := session.NewKeySet(keys...)
+	ks, err := token.NewKeySet(keys...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vopts := append([]session.VerifierOption{session.WithClock(h.clock.Now)}, cfg.verifierOpts...)
-	h.verifier, err = session.NewVerifier(ks, testIss, testAud, vopts...)
+	vopts := append([]token.VerifierOption{token.WithClock(h.clock.Now)}, cfg.verifierOpts...)
+	h.verifier, err = token.NewVerifier(ks, testIss, testAud, vopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +402,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 }
 
 // token signs the default claims at the harness clock, changed by edit.
-func (h *harness) token(t testing.TB, edit ...func(*session.Claims)) string {
+func (h *harness) token(t testing.TB, edit ...func(*token.Claims)) string {
 	t.Helper()
 	c := claims(h.clock.Now())
 	for _, e := range edit {

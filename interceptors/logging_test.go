@@ -15,6 +15,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // lockedBuffer is a bytes.Buffer the server's goroutines may write to while
@@ -46,18 +47,18 @@ func TestLoggingNeverShowsTokens(t *testing.T) {
 	now := h.clock.Now()
 
 	badSig := newTestKey(t, testKID).sign(t, claims(now))
-	expired := h.token(t, func(c *session.Claims) {
+	expired := h.token(t, func(c *token.Claims) {
 		c.IssuedAt = now.Add(-30 * time.Minute)
 		c.ExpiresAt = now.Add(-10 * time.Minute)
 		c.ID = "jti-expired"
 	})
-	noPerm := h.token(t, func(c *session.Claims) { c.ID = "jti-noperm" })
-	notOwner := h.token(t, func(c *session.Claims) {
+	noPerm := h.token(t, func(c *token.Claims) { c.ID = "jti-noperm" })
+	notOwner := h.token(t, func(c *token.Claims) {
 		c.ID = "jti-notowner"
 		c.AuthorizedParty = "billing"
 		c.Extra = map[string]any{"owner_id": "o2"}
 	})
-	streamTok := h.token(t, func(c *session.Claims) { c.ID = "jti-stream" })
+	streamTok := h.token(t, func(c *token.Claims) { c.ID = "jti-stream" })
 
 	_, err := h.client.Get(bearer(t, badSig), &testpb.GetRequest{})
 	wantInvalid(t, err)

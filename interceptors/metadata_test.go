@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Case 24: how the token may arrive in metadata.
@@ -306,7 +306,7 @@ func TestStreamFirstMessageToken(t *testing.T) {
 func TestStreamBodyTokenDisagreesWithMetadata(t *testing.T) {
 	h := newHarness(t)
 	tok := h.token(t)
-	other := h.token(t, func(c *session.Claims) { c.Subject = "mallory" })
+	other := h.token(t, func(c *token.Claims) { c.Subject = "mallory" })
 
 	t.Run("Upload", func(t *testing.T) {
 		stream, err := h.client.Upload(bearer(t, tok))

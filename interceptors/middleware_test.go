@@ -23,6 +23,7 @@ import (
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Composition with go-grpc-middleware v2, on real servers over loopback.
@@ -74,7 +75,7 @@ func composed(lines *mwLog) func(g *Guard) []grpc.ServerOption {
 func TestLoggingFieldsInGoGRPCMiddlewareLog(t *testing.T) {
 	lines := &mwLog{}
 	h := newHarness(t, withGuardOptions(WithLoggingFields()), withPlainServer(composed(lines)))
-	tok := h.token(t, func(c *session.Claims) { c.AuthorizedParty = "orders"; c.ID = "jti-1" })
+	tok := h.token(t, func(c *token.Claims) { c.AuthorizedParty = "orders"; c.ID = "jti-1" })
 	if _, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{Id: "x"}); err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +148,8 @@ func (panicServer) Get(context.Context, *testpb.GetRequest) (*testpb.GetResponse
 func TestRecoveryOutsideGuard(t *testing.T) {
 	lines := &mwLog{}
 	key := newTestKey(t, testKID)
-	ks, _ := session.NewKeySet(key.key)
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(newFakeClock().Now))
+	ks, _ := token.NewKeySet(key.key)
+	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(newFakeClock().Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestAuthFunc(t *testing.T) {
 				grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(g.AuthFunc())),
 			)
 		}))
-	alpha := h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.read", "test.alpha"} })
+	alpha := h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.read", "test.alpha"} })
 
 	// Checked in full.
 	_, err := h.client.Either(ctxWith(t), &testpb.EitherRequest{})
@@ -262,8 +263,8 @@ func TestAuthFunc(t *testing.T) {
 // compiles the rules either way.
 func TestInitWithAuthFunc(t *testing.T) {
 	newGuard := func() *Guard {
-		ks, _ := session.NewKeySet(newTestKey(t, testKID).key)
-		v, err := session.NewVerifier(ks, testIss, testAud)
+		ks, _ := token.NewKeySet(newTestKey(t, testKID).key)
+		v, err := token.NewVerifier(ks, testIss, testAud)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +371,7 @@ func TestRateLimiter(t *testing.T) {
 					grpc.ChainStreamInterceptor(g.StreamServerInterceptor(), rl.StreamServerInterceptor()))
 			}))
 			alice := h.token(t)
-			bob := h.token(t, func(c *session.Claims) { c.Subject = "bob" })
+			bob := h.token(t, func(c *token.Claims) { c.Subject = "bob" })
 			limited := func(err error, bucket, subject string) {
 				t.Helper()
 				if tc.details {
@@ -390,7 +391,7 @@ func TestRateLimiter(t *testing.T) {
 			if _, err := h.client.Get(bearer(t, bob), &testpb.GetRequest{Id: "x"}); err != nil {
 				t.Fatalf("bob: %v", err)
 			}
-			if _, err := h.client.GetAll(bearer(t, h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.read", "test.read_all"} })), &testpb.GetAllRequest{}); err != nil {
+			if _, err := h.client.GetAll(bearer(t, h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.read", "test.read_all"} })), &testpb.GetAllRequest{}); err != nil {
 				t.Fatalf("alice on GetAll: %v", err)
 			}
 			// A public method: keyed on the peer.
@@ -414,8 +415,8 @@ func TestRateLimiter(t *testing.T) {
 // TransportOptions are ServerOptions' transport bounds, without the
 // interceptors; zero settings leave them out.
 func TestTransportOptions(t *testing.T) {
-	ks, _ := session.NewKeySet(newTestKey(t, testKID).key)
-	v, err := session.NewVerifier(ks, testIss, testAud)
+	ks, _ := token.NewKeySet(newTestKey(t, testKID).key)
+	v, err := token.NewVerifier(ks, testIss, testAud)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +461,7 @@ func TestAuthFuncRenews(t *testing.T) {
 		}
 		return renewedIn(t, tr)
 	}
-	alpha := func(c *session.Claims) { c.Permissions = []string{"test.read", "test.alpha"} }
+	alpha := func(c *token.Claims) { c.Permissions = []string{"test.read", "test.alpha"} }
 	if got := either(h.token(t, alpha, renewable)); got != "" {
 		t.Fatalf("a token outside its window came back renewed")
 	}

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Tests of the observer hook over real gRPC on loopback TCP: what events
@@ -136,7 +136,7 @@ func TestObserverUnaryDecisions(t *testing.T) {
 	wantMissing(t, err)
 	_, err = h.client.Get(bearer(t, "a.b.c"), &testpb.GetRequest{})
 	wantInvalid(t, err)
-	_, err = h.client.Get(bearer(t, h.token(t, func(c *session.Claims) {
+	_, err = h.client.Get(bearer(t, h.token(t, func(c *token.Claims) {
 		c.IssuedAt = c.IssuedAt.Add(-time.Hour + time.Minute)
 		c.ExpiresAt = c.IssuedAt.Add(10 * time.Minute)
 	})), &testpb.GetRequest{})
@@ -340,7 +340,7 @@ func TestObserverStreams(t *testing.T) {
 		wantEvents(t, rec.take(),
 			ev{methodList, DecisionAllowed, StageCall, "", "", alice, CacheMiss},
 			ev{methodList, DecisionThrottled, StageCall, ReasonTooManyStreams, "", alice, CacheHit})
-		h.clock.Advance(10*time.Minute + session.DefaultLeeway)
+		h.clock.Advance(10*time.Minute + token.DefaultLeeway)
 		_, err = stream.Recv()
 		wantExpired(t, err)
 		wantEvents(t, rec.waitFor(t, 1), ev{methodList, DecisionUnauthenticated, StageStream, ReasonTokenExpired, "", alice, CacheNone})
@@ -369,7 +369,7 @@ func TestObserverRenewal(t *testing.T) {
 	}{
 		{"renewed", nil, RenewalRenewed},
 		{"failed", func(context.Context) error { return errors.New("issuer down") }, RenewalFailed},
-		{"not renewable", func(context.Context) error { return session.ErrNotRenewable }, RenewalNotRenewable},
+		{"not renewable", func(context.Context) error { return token.ErrNotRenewable }, RenewalNotRenewable},
 		{"timed out", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, RenewalTimedOut},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Defaults of a [Guard].
@@ -86,8 +86,8 @@ type options struct {
 	authFailureLimit throttle.Limit
 	rateLimitHeaders bool
 
-	renewer        session.Renewer
-	renewalPolicy  session.RenewalPolicy
+	renewer        token.Renewer
+	renewalPolicy  token.RenewalPolicy
 	renewalGrace   time.Duration
 	renewalTimeout time.Duration
 	renewalHeader  bool
@@ -120,7 +120,7 @@ func WithMaxMetadataTokenSize(n int) Option {
 }
 
 // WithMaxBodyTokenSize caps tokens read from a request field (default 64
-// KiB). The verifier's own cap (session.WithMaxTokenSize) still applies.
+// KiB). The verifier's own cap (token.WithMaxTokenSize) still applies.
 func WithMaxBodyTokenSize(n int) Option {
 	return func(o *options) { o.maxBodyToken = n }
 }
@@ -262,7 +262,7 @@ func WithConsumerClaim(name string) Option {
 // the consumers sharing an address keep working while a neighbour floods it
 // with forgeries. A token not seen before from an address over budget waits
 // for the budget to refill; with the verifier's cache turned off
-// (session.WithCache(0, 0)) every token from such an address does.
+// (token.WithCache(0, 0)) every token from such an address does.
 func WithAuthFailureLimit(l throttle.Limit) Option {
 	return func(o *options) { o.authFailureLimit = l }
 }
@@ -277,10 +277,10 @@ func WithRateLimitHeaders() Option {
 // WithRenewal renews tokens inside their renewal window (per p) while calls
 // run: the renewal starts on its own goroutine beside the handler, and its
 // token is sent in the trailer "tollgate-renewed-token" if it is ready when
-// the handler returns (see [WithRenewalGrace]). Use session.NewLocalRenewer
+// the handler returns (see [WithRenewalGrace]). Use token.NewLocalRenewer
 // when the service holds the signing key, tokenservice.NewRemoteRenewer
 // when only the issuer does.
-func WithRenewal(r session.Renewer, p session.RenewalPolicy) Option {
+func WithRenewal(r token.Renewer, p token.RenewalPolicy) Option {
 	return func(o *options) { o.renewer, o.renewalPolicy = r, p }
 }
 

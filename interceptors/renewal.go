@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // renewals runs token renewals for the guard: at most one per token at a
@@ -21,8 +22,8 @@ import (
 // A successor is handed out only while the guard's own verifier accepts it,
 // so one signed by a key that has left the key set is forgotten instead.
 type renewals struct {
-	renewer session.Renewer
-	policy  session.RenewalPolicy
+	renewer token.Renewer
+	policy  token.RenewalPolicy
 	grace   time.Duration
 	timeout time.Duration
 	now     func() time.Time
@@ -49,7 +50,7 @@ var errSuccessorRefused = errors.New("interceptors: renewed token refused by the
 type flight struct {
 	key    tokenKey
 	ready  chan struct{}
-	result session.Renewed
+	result token.Renewed
 	err    error
 	oldExp time.Time // the renewed token's expiry: the memory is kept until then
 }
@@ -61,7 +62,7 @@ const (
 	failureBackoff        = time.Second
 )
 
-func newRenewals(r session.Renewer, p session.RenewalPolicy, grace, timeout time.Duration, now func() time.Time, accept func(string) bool) *renewals {
+func newRenewals(r token.Renewer, p token.RenewalPolicy, grace, timeout time.Duration, now func() time.Time, accept func(string) bool) *renewals {
 	return &renewals{
 		renewer:  r,
 		policy:   p,
@@ -120,7 +121,7 @@ func (r *renewals) start(tok string, sess *session.Session, method string) *flig
 		res, err := r.renewer.Renew(ctx, tok, sess)
 		cancel()
 		if err == nil && !r.accept(res.Token) {
-			res, err = session.Renewed{}, errSuccessorRefused
+			res, err = token.Renewed{}, errSuccessorRefused
 		}
 		r.mu.Lock()
 		f.result, f.err = res, err

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // BenchmarkRenewal measures what renewal adds to a unary call:
@@ -24,16 +24,16 @@ import (
 //
 //	go test -run=^$ -bench=BenchmarkRenewal -benchmem ./interceptors
 func BenchmarkRenewal(b *testing.B) {
-	for _, alg := range []string{session.HS256, session.EdDSA} {
+	for _, alg := range []string{token.HS256, token.EdDSA} {
 		b.Run(alg, func(b *testing.B) {
 			v, signer, now := benchVerifier(b, alg)
-			lr, err := session.NewLocalRenewer(v, session.DefaultRenewalPolicy())
+			lr, err := token.NewLocalRenewer(v, token.DefaultRenewalPolicy())
 			if err != nil {
 				b.Fatal(err)
 			}
 			// The grace lets the warm-up call wait for its renewal;
 			// afterwards the renewal has ended and no call waits.
-			g, srv := guardOn(b, v, WithRenewal(lr, session.DefaultRenewalPolicy()), WithRenewalGrace(time.Second))
+			g, srv := guardOn(b, v, WithRenewal(lr, token.DefaultRenewalPolicy()), WithRenewalGrace(time.Second))
 			client, stop := serveBufconn(b, srv)
 			defer func() {
 				stop()
@@ -68,10 +68,10 @@ func BenchmarkRenewal(b *testing.B) {
 // BenchmarkRenewalSign measures one LocalRenewer.Renew: the successor's
 // claims and its signature.
 func BenchmarkRenewalSign(b *testing.B) {
-	for _, alg := range []string{session.HS256, session.EdDSA} {
+	for _, alg := range []string{token.HS256, token.EdDSA} {
 		b.Run(alg, func(b *testing.B) {
 			v, signer, now := benchVerifier(b, alg)
-			lr, err := session.NewLocalRenewer(v, session.DefaultRenewalPolicy())
+			lr, err := token.NewLocalRenewer(v, token.DefaultRenewalPolicy())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -96,31 +96,31 @@ func BenchmarkRenewalSign(b *testing.B) {
 
 // benchVerifier returns a verifier of one key of alg on a clock fixed at
 // t0, and a signer with that key.
-func benchVerifier(b *testing.B, alg string) (*session.Verifier, *session.Signer, time.Time) {
+func benchVerifier(b *testing.B, alg string) (*token.Verifier, *token.Signer, time.Time) {
 	b.Helper()
-	var key *session.Key
+	var key *token.Key
 	switch alg {
-	case session.HS256:
+	case token.HS256:
 		key = newTestKey(b, testKID).key
-	case session.EdDSA:
+	case token.EdDSA:
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if key, err = session.NewPrivateKey(testKID, session.EdDSA, priv); err != nil {
+		if key, err = token.NewPrivateKey(testKID, token.EdDSA, priv); err != nil {
 			b.Fatal(err)
 		}
 	}
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		b.Fatal(err)
 	}
 	now := t0
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(func() time.Time { return now }))
+	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(func() time.Time { return now }))
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func benchVerifier(b *testing.B, alg string) (*session.Verifier, *session.Signer
 // benchClaims returns the default claims with auth_time, issued at now, or
 // eight minutes before now when inWindow (two of ten minutes left, inside
 // the last third).
-func benchClaims(now time.Time, inWindow bool) session.Claims {
+func benchClaims(now time.Time, inWindow bool) token.Claims {
 	c := claims(now)
 	if inWindow {
 		c.IssuedAt = now.Add(-8 * time.Minute)

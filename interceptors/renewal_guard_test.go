@@ -23,6 +23,7 @@ import (
 	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
 	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 	"github.com/tollgate/tollgate/tokenservice"
 )
 
@@ -32,22 +33,22 @@ import (
 // Tokens live ten minutes (the harness default), so the renewal window is
 // their last 200 s.
 
-var renewalPolicy = session.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
+var renewalPolicy = token.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
 
 // testRenewer is the renewer the guard calls: it counts calls, runs hook
 // first (a non-nil error is returned as the renewal's), then delegates to a
 // LocalRenewer on the harness's verifier, set once the harness exists.
 type testRenewer struct {
-	inner atomic.Pointer[session.LocalRenewer]
+	inner atomic.Pointer[token.LocalRenewer]
 	calls atomic.Int64
 	hook  func(ctx context.Context) error
 }
 
-func (r *testRenewer) Renew(ctx context.Context, tok string, sess *session.Session) (session.Renewed, error) {
+func (r *testRenewer) Renew(ctx context.Context, tok string, sess *session.Session) (token.Renewed, error) {
 	r.calls.Add(1)
 	if r.hook != nil {
 		if err := r.hook(ctx); err != nil {
-			return session.Renewed{}, err
+			return token.Renewed{}, err
 		}
 	}
 	return r.inner.Load().Renew(ctx, tok, sess)
@@ -61,7 +62,7 @@ func newRenewalHarness(t *testing.T, r *testRenewer, opts ...harnessOption) *har
 	t.Helper()
 	base := withGuardOptions(WithRenewal(r, renewalPolicy), WithRenewalGrace(2*time.Second))
 	h := newHarness(t, append([]harnessOption{base}, opts...)...)
-	lr, err := session.NewLocalRenewer(h.verifier, renewalPolicy)
+	lr, err := token.NewLocalRenewer(h.verifier, renewalPolicy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func newRenewalHarness(t *testing.T, r *testRenewer, opts ...harnessOption) *har
 }
 
 // renewable edits claims into a renewable session: auth_time, sid, azp.
-func renewable(c *session.Claims) {
+func renewable(c *token.Claims) {
 	c.AuthTime = c.IssuedAt
 	c.SessionID = "sid-1"
 	c.AuthorizedParty = "web"
@@ -82,7 +83,7 @@ func renewable(c *session.Claims) {
 
 // inWindow edits claims issued at now into a token issued 8 minutes ago
 // that expires in 2: inside its window (the last 200 s).
-func inWindow(c *session.Claims) {
+func inWindow(c *token.Claims) {
 	c.IssuedAt = c.IssuedAt.Add(-8 * time.Minute)
 	c.ExpiresAt = c.IssuedAt.Add(10 * time.Minute)
 	renewable(c)
@@ -93,7 +94,7 @@ func inWindow(c *session.Claims) {
 // set.
 func (h *harness) rotate(t *testing.T, kid string) {
 	t.Helper()
-	ks, err := session.NewKeySet(newTestKey(t, kid).key, h.key.key)
+	ks, err := token.NewKeySet(newTestKey(t, kid).key, h.key.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func tokenHeader(t testing.TB, tok string) map[string]any {
 func TestCase32RenewalWindow(t *testing.T) {
 	r := &testRenewer{}
 	h := newRenewalHarness(t, r)
-	tok := h.token(t, renewable, func(c *session.Claims) { c.ID = "jti-original" })
+	tok := h.token(t, renewable, func(c *token.Claims) { c.ID = "jti-original" })
 	old, err := h.verifier.Verify(context.Background(), tok)
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +243,7 @@ func TestCase34NoRenewalForBadCalls(t *testing.T) {
 	t.Run("expired within the leeway", func(t *testing.T) {
 		r := &testRenewer{}
 		h := newRenewalHarness(t, r)
-		tok := h.token(t, renewable, func(c *session.Claims) {
+		tok := h.token(t, renewable, func(c *token.Claims) {
 			c.IssuedAt = c.IssuedAt.Add(-10*time.Minute - 10*time.Second)
 			c.AuthTime = c.IssuedAt
 			c.ExpiresAt = c.IssuedAt.Add(10 * time.Minute) // 10 s ago; leeway 30 s
@@ -273,7 +274,7 @@ func TestCase34NoRenewalForBadCalls(t *testing.T) {
 	t.Run("permission denied", func(t *testing.T) {
 		r := &testRenewer{}
 		h := newRenewalHarness(t, r)
-		renewed, err := h.getRenewed(t, h.token(t, inWindow, func(c *session.Claims) { c.Permissions = []string{"test.write"} }))
+		renewed, err := h.getRenewed(t, h.token(t, inWindow, func(c *token.Claims) { c.Permissions = []string{"test.write"} }))
 		wantStatus(t, err, codes.PermissionDenied, wantMsgDenied, "PERMISSION_DENIED", map[string]string{"permission": "test.read"})
 		wantNone(t, r, renewed)
 	})
@@ -330,8 +331,8 @@ func TestCase34NoRenewalForBadCalls(t *testing.T) {
 // method beside it on the same guard does.
 func TestNoRenewalMethod(t *testing.T) {
 	r := &testRenewer{}
-	gs := newGuardedServer(t, func(v *session.Verifier) []Option {
-		lr, err := session.NewLocalRenewer(v, renewalPolicy)
+	gs := newGuardedServer(t, func(v *token.Verifier) []Option {
+		lr, err := token.NewLocalRenewer(v, renewalPolicy)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -658,8 +659,8 @@ func TestCase35StreamRefusedMidwayNoToken(t *testing.T) {
 func TestRenewalKeyedOnTokenNotJTI(t *testing.T) {
 	r := &testRenewer{}
 	h := newRenewalHarness(t, r)
-	narrow := h.token(t, inWindow, func(c *session.Claims) { c.ID = "same-jti"; c.Permissions = []string{"test.read"} })
-	broad := h.token(t, inWindow, func(c *session.Claims) {
+	narrow := h.token(t, inWindow, func(c *token.Claims) { c.ID = "same-jti"; c.Permissions = []string{"test.read"} })
+	broad := h.token(t, inWindow, func(c *token.Claims) {
 		c.ID = "same-jti"
 		c.Permissions = []string{"test.read", "test.admin"}
 	})
@@ -729,15 +730,15 @@ func TestRenewalNeverHandsOutRefusedToken(t *testing.T) {
 	h := newRenewalHarness(t, r)
 	// Replace the inner renewer by one signing with a key the verifier
 	// does not know.
-	v2ks, err := session.NewKeySet(stranger.key)
+	v2ks, err := token.NewKeySet(stranger.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v2, err := session.NewVerifier(v2ks, testIss, testAud, session.WithClock(h.clock.Now))
+	v2, err := token.NewVerifier(v2ks, testIss, testAud, token.WithClock(h.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lr, err := session.NewLocalRenewer(v2, renewalPolicy)
+	lr, err := token.NewLocalRenewer(v2, renewalPolicy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -815,7 +816,7 @@ func testRenewalEndToEnd(t *testing.T, call func(*testing.T, testpb.TestServiceC
 	}
 	r := &testRenewer{}
 	h := newRenewalHarness(t, r, withServerOptions(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)))
-	first := h.token(t, renewable, func(c *session.Claims) {
+	first := h.token(t, renewable, func(c *token.Claims) {
 		c.ID = "jti-first"
 		c.ExpiresAt = c.IssuedAt.Add(renewalPolicy.TTL)
 	})

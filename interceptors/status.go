@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/permissions"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Domain is the ErrorInfo domain of every tollgate refusal.
@@ -58,7 +58,7 @@ var (
 
 // verifyStatus maps a verifier error to its reason and status.
 func verifyStatus(err error) (string, error) {
-	if errors.Is(err, session.ErrExpiredToken) {
+	if errors.Is(err, token.ErrExpiredToken) {
 		return ReasonTokenExpired, errTokenExpired
 	}
 	return ReasonTokenInvalid, errTokenInvalid

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Ownership is checked on every message of a client stream: message 1 is
@@ -81,7 +81,7 @@ func TestChatExpiresMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Past exp but inside the leeway: still valid, as Verify would say.
-	h.clock.Advance(exp.Sub(h.clock.Now()) + session.DefaultLeeway - time.Second)
+	h.clock.Advance(exp.Sub(h.clock.Now()) + token.DefaultLeeway - time.Second)
 	if err := send("within leeway"); err != nil {
 		t.Fatalf("within the leeway: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestListExpiresBeforeSend(t *testing.T) {
 	tok := h.token(t)
 	h.server.beforeListSend = func(i int32) {
 		if i == 1 {
-			h.clock.Advance(10*time.Minute + session.DefaultLeeway)
+			h.clock.Advance(10*time.Minute + token.DefaultLeeway)
 		}
 	}
 	stream, err := h.client.List(bearer(t, tok), &testpb.ListRequest{Count: 3})

@@ -27,8 +27,8 @@ import (
 
 	"github.com/tollgate/tollgate/internal/testpb"
 	tollgatev1 "github.com/tollgate/tollgate/proto/tollgate/v1"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Tests of the guard's hold on streams (the hardening issue, items 1 and 2):
@@ -81,7 +81,7 @@ func TestIdleStreamEndsWhenItsTokenExpires(t *testing.T) {
 	expire := func(t *testing.T, h *harness) {
 		t.Helper()
 		// One second short of exp + leeway: still open.
-		h.clock.Advance(10*time.Minute + session.DefaultLeeway - time.Second)
+		h.clock.Advance(10*time.Minute + token.DefaultLeeway - time.Second)
 		waitTimer(t, h)
 		h.clock.Advance(time.Second)
 	}
@@ -437,11 +437,11 @@ func TestRuleMessageCostAndMaxStreams(t *testing.T) {
 	files := streamFiles(t, rules)
 	var got atomic.Int64
 	lc := &lateClock{}
-	gs := newGuardedServer(t, func(*session.Verifier) []Option {
+	gs := newGuardedServer(t, func(*token.Verifier) []Option {
 		return []Option{WithRegistry(files, protoregistry.GlobalTypes), WithLimiter(mustMemory(t, throttle.WithMemoryClock(lc.Now)))}
 	}, func(s *grpc.Server) { registerEcho(s, []string{"Cheap", "Free", "Bounded"}, &got) })
 	lc.c.Store(gs.clock)
-	tok := gs.key.sign(t, func() session.Claims { c := claims(gs.clock.Now()); c.AuthorizedParty = "a"; return c }())
+	tok := gs.key.sign(t, func() token.Claims { c := claims(gs.clock.Now()); c.AuthorizedParty = "a"; return c }())
 	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 	open := func(method string) grpc.ClientStream {
 		t.Helper()
@@ -491,11 +491,11 @@ func TestInitWrapsInvalidLimit(t *testing.T) {
 	files := streamFiles(t, map[string]*tollgatev1.Rule{
 		"Slow": {Throttle: &tollgatev1.Throttle{Rate: 1, Per: century, Burst: 1}},
 	})
-	ks, err := session.NewKeySet(newTestKey(t, testKID).key)
+	ks, err := token.NewKeySet(newTestKey(t, testKID).key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, testIss, testAud)
+	v, err := token.NewVerifier(ks, testIss, testAud)
 	if err != nil {
 		t.Fatal(err)
 	}

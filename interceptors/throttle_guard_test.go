@@ -29,8 +29,8 @@ import (
 	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
 	tollgatev1 "github.com/tollgate/tollgate/proto/tollgate/v1"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Tests of the guard's throttling over real gRPC: per-consumer buckets,
@@ -72,8 +72,8 @@ func newThrottleHarness(t *testing.T, lim throttle.Limit, opts ...Option) *harne
 }
 
 // azp sets the consumer claim of a token.
-func azp(name string) func(*session.Claims) {
-	return func(c *session.Claims) { c.AuthorizedParty = name }
+func azp(name string) func(*token.Claims) {
+	return func(c *token.Claims) { c.AuthorizedParty = name }
 }
 
 func (h *harness) get(t testing.TB, tok string, opts ...grpc.CallOption) error {
@@ -164,9 +164,9 @@ func TestThrottlePerConsumer(t *testing.T) {
 // keys on a claim of choice, falling back to the consumer without it.
 func TestThrottleConsumerIdentity(t *testing.T) {
 	lim := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 3}
-	sub := func(s string) func(*session.Claims) { return func(c *session.Claims) { c.Subject = s } }
-	tenant := func(v string) func(*session.Claims) {
-		return func(c *session.Claims) { c.Extra = map[string]any{"owner_id": "o1", "tenant": v} }
+	sub := func(s string) func(*token.Claims) { return func(c *token.Claims) { c.Subject = s } }
+	tenant := func(v string) func(*token.Claims) {
+		return func(c *token.Claims) { c.Extra = map[string]any{"owner_id": "o1", "tenant": v} }
 	}
 	spend := func(t *testing.T, h *harness, toks ...string) {
 		t.Helper()
@@ -559,7 +559,7 @@ func TestCase28MissingAndMalformedCharged(t *testing.T) {
 
 	t.Run("permission denied is not charged", func(t *testing.T) {
 		h := newHarness(t, withGuardOptions(WithAuthFailureLimit(budget)))
-		tok := h.token(t, func(c *session.Claims) { c.Permissions = []string{"test.read"} })
+		tok := h.token(t, func(c *token.Claims) { c.Permissions = []string{"test.read"} })
 		for range 20 {
 			_, err := h.client.GetAll(bearer(t, tok), &testpb.GetAllRequest{})
 			wantStatus(t, err, codes.PermissionDenied, wantMsgDenied, "PERMISSION_DENIED", map[string]string{"permission": "test.read_all"})
@@ -608,7 +608,7 @@ func TestCase29OnlyVerifiedAuthorizedCallsCharged(t *testing.T) {
 
 	t.Run("forged victim tokens", func(t *testing.T) {
 		h, cl := newH(t)
-		victimClaims := func(c *session.Claims) { c.Subject, c.AuthorizedParty = "victim", "victim" }
+		victimClaims := func(c *token.Claims) { c.Subject, c.AuthorizedParty = "victim", "victim" }
 		c := claims(h.clock.Now())
 		victimClaims(&c)
 		forged := newTestKey(t, testKID).sign(t, c)
@@ -634,7 +634,7 @@ func TestCase29OnlyVerifiedAuthorizedCallsCharged(t *testing.T) {
 	// RATE_LIMITED.
 	t.Run("denied calls are charged to the verified consumer", func(t *testing.T) {
 		h, cl := newH(t)
-		readOnly := h.token(t, azp("a"), func(c *session.Claims) { c.Permissions = []string{"test.read", "test.write"} })
+		readOnly := h.token(t, azp("a"), func(c *token.Claims) { c.Permissions = []string{"test.read", "test.write"} })
 		for range 3 {
 			_, err := h.client.GetAll(bearer(t, readOnly), &testpb.GetAllRequest{})
 			wantStatus(t, err, codes.PermissionDenied, wantMsgDenied, "PERMISSION_DENIED", map[string]string{"permission": "test.read_all"})
@@ -646,7 +646,7 @@ func TestCase29OnlyVerifiedAuthorizedCallsCharged(t *testing.T) {
 		_, err = h.client.Update(bearer(t, readOnly), &testpb.UpdateRequest{Owner: &testpb.Owner{Id: "o2"}})
 		wantRateLimited(t, err, methodUpdate, "azp:a", lim, time.Hour)
 		// The denied calls spent the buckets: allowed ones are throttled too.
-		all := h.token(t, azp("a"), func(c *session.Claims) { c.Permissions = []string{"test.read", "test.read_all", "test.write"} })
+		all := h.token(t, azp("a"), func(c *token.Claims) { c.Permissions = []string{"test.read", "test.read_all", "test.write"} })
 		_, err = h.client.GetAll(bearer(t, all), &testpb.GetAllRequest{})
 		wantRateLimited(t, err, methodGetAll, "azp:a", lim, time.Hour)
 		for _, k := range cl.asked() {
@@ -658,7 +658,7 @@ func TestCase29OnlyVerifiedAuthorizedCallsCharged(t *testing.T) {
 			t.Fatalf("the limiter was asked %d times, want 9", n)
 		}
 		// Another consumer is untouched.
-		other := h.token(t, azp("b"), func(c *session.Claims) { c.Permissions = []string{"test.read_all"} })
+		other := h.token(t, azp("b"), func(c *token.Claims) { c.Permissions = []string{"test.read_all"} })
 		for i := range 3 {
 			if _, err := h.client.GetAll(bearer(t, other), &testpb.GetAllRequest{}); err != nil {
 				t.Fatalf("consumer b call %d: %v", i+1, err)
@@ -889,7 +889,7 @@ func TestThrottleConcurrentExact(t *testing.T) {
 type guardedServer struct {
 	clock    *fakeClock
 	key      *testKey
-	verifier *session.Verifier
+	verifier *token.Verifier
 	guard    *Guard
 	conn     *grpc.ClientConn
 }
@@ -897,14 +897,14 @@ type guardedServer struct {
 // newGuardedServer builds the verifier on a fake clock, the guard with the
 // options opts returns for it (after WithAuthFailureLimit(zero), as in the
 // harness), registers services with register, and serves.
-func newGuardedServer(t *testing.T, opts func(v *session.Verifier) []Option, register func(s *grpc.Server)) *guardedServer {
+func newGuardedServer(t *testing.T, opts func(v *token.Verifier) []Option, register func(s *grpc.Server)) *guardedServer {
 	t.Helper()
 	gs := &guardedServer{clock: newFakeClock(), key: newTestKey(t, testKID)}
-	ks, err := session.NewKeySet(gs.key.key)
+	ks, err := token.NewKeySet(gs.key.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs.verifier, err = session.NewVerifier(ks, testIss, testAud, session.WithClock(gs.clock.Now))
+	gs.verifier, err = token.NewVerifier(ks, testIss, testAud, token.WithClock(gs.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1008,7 +1008,7 @@ func TestRuleThrottleBucketsAndCost(t *testing.T) {
 	def := throttle.Limit{Rate: 1, Per: time.Hour, Burst: 1}
 	var reached atomic.Int64
 	lc := &lateClock{}
-	gs := newGuardedServer(t, func(*session.Verifier) []Option {
+	gs := newGuardedServer(t, func(*token.Verifier) []Option {
 		return []Option{
 			WithRegistry(files, protoregistry.GlobalTypes),
 			WithLimiter(mustMemory(t, throttle.WithMemoryClock(lc.Now))),

@@ -17,7 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Case 36, server side: with WithRequireTransportSecurity a token arriving
@@ -29,17 +29,17 @@ func TestRequireTransportSecurity(t *testing.T) {
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
 	}
-	key, err := session.NewHMACKey("k1", session.HS256, secret)
+	key, err := token.NewHMACKey("k1", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := session.NewKeySet(key)
-	signer, _ := session.NewSigner(key)
-	verifier, err := session.NewVerifier(keys, "iss", "aud", session.WithClock(func() time.Time { return now }))
+	keys, _ := token.NewKeySet(key)
+	signer, _ := token.NewSigner(key)
+	verifier, err := token.NewVerifier(keys, "iss", "aud", token.WithClock(func() time.Time { return now }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := signer.Sign(session.Claims{Issuer: "iss", Subject: "alice", Audience: []string{"aud"},
+	tok, err := signer.Sign(token.Claims{Issuer: "iss", Subject: "alice", Audience: []string{"aud"},
 		IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute), Permissions: []string{"test.read"}})
 	if err != nil {
 		t.Fatal(err)

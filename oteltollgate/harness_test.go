@@ -22,8 +22,8 @@ import (
 
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 const (
@@ -58,25 +58,25 @@ func (testServer) GetAll(context.Context, *testpb.GetAllRequest) (*testpb.GetAll
 
 // signerAndVerifier returns an HS256 signer and a verifier of its tokens,
 // on the clock now.
-func signerAndVerifier(tb testing.TB, now func() time.Time) (*session.Signer, *session.Verifier) {
+func signerAndVerifier(tb testing.TB, now func() time.Time) (*token.Signer, *token.Verifier) {
 	tb.Helper()
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		tb.Fatal(err)
 	}
-	k, err := session.NewHMACKey("", session.HS256, secret)
+	k, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := session.NewSigner(k)
+	s, err := token.NewSigner(k)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ks, err := session.NewKeySet(k)
+	ks, err := token.NewKeySet(k)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(now))
+	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(now))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -84,9 +84,9 @@ func signerAndVerifier(tb testing.TB, now func() time.Time) (*session.Signer, *s
 }
 
 // sign returns a token for azp at now with perms.
-func sign(tb testing.TB, s *session.Signer, now time.Time, azp string, perms ...string) string {
+func sign(tb testing.TB, s *token.Signer, now time.Time, azp string, perms ...string) string {
 	tb.Helper()
-	tok, err := s.Sign(session.Claims{Issuer: testIss, Subject: "alice", Audience: []string{testAud}, AuthorizedParty: azp,
+	tok, err := s.Sign(token.Claims{Issuer: testIss, Subject: "alice", Audience: []string{testAud}, AuthorizedParty: azp,
 		IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute), Permissions: perms})
 	if err != nil {
 		tb.Fatal(err)
@@ -97,7 +97,7 @@ func sign(tb testing.TB, s *session.Signer, now time.Time, azp string, perms ...
 // guardedServer builds a guard observed by obs (with opts), a server of
 // the test service behind it that hands unknown methods to the guard too,
 // and returns the server, Init done.
-func guardedServer(tb testing.TB, v *session.Verifier, obs interceptors.Observer, opts ...interceptors.Option) (*interceptors.Guard, *grpc.Server) {
+func guardedServer(tb testing.TB, v *token.Verifier, obs interceptors.Observer, opts ...interceptors.Option) (*interceptors.Guard, *grpc.Server) {
 	tb.Helper()
 	if obs != nil {
 		opts = append(opts, interceptors.WithObserver(obs))

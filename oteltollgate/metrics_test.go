@@ -17,8 +17,8 @@ import (
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // The adapter on a real SDK MeterProvider and the Prometheus exporter,
@@ -188,8 +188,8 @@ func TestPrometheusRenewals(t *testing.T) {
 	}
 	defer m.Unregister()
 	s, v := signerAndVerifier(t, time.Now)
-	policy := session.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
-	r, err := session.NewLocalRenewer(v, policy)
+	policy := token.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
+	r, err := token.NewLocalRenewer(v, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestPrometheusRenewals(t *testing.T) {
 	defer g.Close()
 	client := testpb.NewTestServiceClient(loopback.Serve(t, srv))
 	now := time.Now()
-	tok, err := s.Sign(session.Claims{Issuer: testIss, Subject: "alice", Audience: []string{testAud}, AuthorizedParty: "web",
+	tok, err := s.Sign(token.Claims{Issuer: testIss, Subject: "alice", Audience: []string{testAud}, AuthorizedParty: "web",
 		SessionID: "sid-1", AuthTime: now.Add(-8 * time.Minute), IssuedAt: now.Add(-8 * time.Minute), ExpiresAt: now.Add(2 * time.Minute),
 		Permissions: []string{"test.read"}})
 	if err != nil {

@@ -9,20 +9,21 @@ import (
 
 	"github.com/tollgate/tollgate/permissions"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Domain code and background workers enforce the same permissions an RPC
 // declares, from the session in their context.
 func ExampleRequire() {
 	now := time.Unix(1_800_000_000, 0)
-	key, err := session.NewHMACKey("", session.HS256, []byte("example secret of at least 32 bytes!"))
+	key, err := token.NewHMACKey("", token.HS256, []byte("example secret of at least 32 bytes!"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	keys, _ := session.NewKeySet(key)
-	signer, _ := session.NewSigner(key)
-	verifier, _ := session.NewVerifier(keys, "tollgate-demo", "pricing", session.WithClock(func() time.Time { return now }))
-	tok, err := signer.Sign(session.Claims{
+	keys, _ := token.NewKeySet(key)
+	signer, _ := token.NewSigner(key)
+	verifier, _ := token.NewVerifier(keys, "tollgate-demo", "pricing", token.WithClock(func() time.Time { return now }))
+	tok, err := signer.Sign(token.Claims{
 		Issuer: "tollgate-demo", Subject: "seller-portal", Audience: []string{"pricing"},
 		IssuedAt: now, ExpiresAt: now.Add(15 * time.Minute),
 		Permissions: []string{"prices.*"},

@@ -121,12 +121,14 @@ func (r *Rule) InputType() protoreflect.MessageType { return r.inputType }
 
 // Authorize checks the caller's permissions: all of Permissions, then one of
 // AnyPermissions. It does not look at the request; see [Rule.CheckMessage].
-// A public rule admits anyone, including a nil session.
+// A public rule admits anyone, including a nil session. A session without a
+// subject (the zero Session: no verifier built it, since every issuer's
+// tokens carry sub) is no session.
 func (r *Rule) Authorize(sess *session.Session) error {
 	if r.public {
 		return nil
 	}
-	if sess == nil {
+	if sess == nil || sess.Subject() == "" {
 		return ErrNoSession
 	}
 	for _, p := range r.all {
@@ -153,7 +155,7 @@ func (r *Rule) CheckMessage(sess *session.Session, msg proto.Message) error {
 	if len(r.owners) == 0 {
 		return nil
 	}
-	if sess == nil {
+	if sess == nil || sess.Subject() == "" {
 		return ErrNoSession
 	}
 	var m protoreflect.Message

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 var testNow = time.Unix(1_800_000_000, 0)
@@ -18,17 +19,17 @@ var testNow = time.Unix(1_800_000_000, 0)
 // newSession mints and verifies a token, the only way to get a Session.
 func newSession(t testing.TB, perms []string, extra map[string]any) *session.Session {
 	t.Helper()
-	key, err := session.NewHMACKey("k1", session.HS256, []byte("0123456789abcdef0123456789abcdef"))
+	key, err := token.NewHMACKey("k1", token.HS256, []byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, _ := session.NewKeySet(key)
-	signer, _ := session.NewSigner(key)
-	v, err := session.NewVerifier(ks, "iss", "aud", session.WithClock(func() time.Time { return testNow }))
+	ks, _ := token.NewKeySet(key)
+	signer, _ := token.NewSigner(key)
+	v, err := token.NewVerifier(ks, "iss", "aud", token.WithClock(func() time.Time { return testNow }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := signer.Sign(session.Claims{
+	tok, err := signer.Sign(token.Claims{
 		Issuer: "iss", Subject: "svc-a", Audience: []string{"aud"},
 		IssuedAt: testNow, ExpiresAt: testNow.Add(10 * time.Minute),
 		Permissions: perms, Extra: extra,

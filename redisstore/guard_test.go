@@ -19,8 +19,8 @@ import (
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/redisstore"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Tests of the guard with limits shared through a real redis-server: two
@@ -75,13 +75,13 @@ func (h *harness) get(t testing.TB, tok string) error {
 
 // newHarness starts a replica verifying tokens of key, throttling every
 // method by redisLimit with lim.
-func newHarness(t *testing.T, key *session.Key, lim throttle.Limiter) *harness {
+func newHarness(t *testing.T, key *token.Key, lim throttle.Limiter) *harness {
 	t.Helper()
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(fakeclock.New(t0).Now))
+	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(fakeclock.New(t0).Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,17 +101,17 @@ func newHarness(t *testing.T, key *session.Key, lim throttle.Limiter) *harness {
 }
 
 // newKey returns a fresh HS256 key and a signer of it.
-func newKey(t *testing.T) (*session.Key, *session.Signer) {
+func newKey(t *testing.T) (*token.Key, *token.Signer) {
 	t.Helper()
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
 	}
-	k, err := session.NewHMACKey("k1", session.HS256, secret)
+	k, err := token.NewHMACKey("k1", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := session.NewSigner(k)
+	s, err := token.NewSigner(k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func newKey(t *testing.T) (*session.Key, *session.Signer) {
 func replicas(t *testing.T, l1, l2 throttle.Limiter) (h1, h2 *harness, tok string) {
 	t.Helper()
 	key, signer := newKey(t)
-	tok, err := signer.Sign(session.Claims{
+	tok, err := signer.Sign(token.Claims{
 		Issuer: testIss, Subject: "alice", AuthorizedParty: "a", Audience: []string{testAud},
 		IssuedAt: t0, ExpiresAt: t0.Add(10 * time.Minute), Permissions: []string{"test.read"},
 	})

@@ -1,40 +1,15 @@
-// Package session verifies and signs the stateless access tokens that
-// services present to each other, and carries the verified caller (a
-// [Session]) through a context.
+// Package session carries the verified caller of a call: a [Session], the
+// claims of a token that passed every check of the verifier (package
+// token's Verifier), through a context ([NewContext], [FromContext], and
+// [Carrier] for a context embedded in a struct allocated anyway).
 //
-// # Model
+// Only the verifier builds a Session with a subject, permissions or
+// claims; every field is unexported, so the one Session other code can
+// make is the zero Session, which holds nothing: no subject, no
+// permission, no claim, and valid until the zero time.
 //
-// Every call carries a compact JWS (a JWT) signed by an issuer. A [Verifier]
-// checks it locally, with no session store and no network hop, against a
-// [KeySet]: each [Key] has an ID (kid) and exactly one algorithm, and the
-// token's header must name both. What a token must satisfy follows RFC 8725
-// and the OWASP JWT guidance, strictly by default:
+// [Fingerprint] digests a jti or a token for logs without revealing it;
+// [Session.String] shows the jti that way.
 //
-//   - size (8 KiB unless configured) and alphabet are checked before any
-//     decoding: base64url characters and exactly two dots;
-//   - the header may hold only alg, kid and typ; typ must be at+jwt; the alg
-//     must equal the algorithm of the key the kid names ("none" never does);
-//   - header and claims are strict base64url, valid UTF-8, JSON objects
-//     without duplicate members;
-//   - exp is required; iat may not be in the future; nbf is honoured; iss and
-//     aud must match exactly; exp - iat may not exceed the maximum lifetime
-//     (1 h by default); sub and jti are required; all with a leeway of 30 s
-//     (at most 2 min);
-//   - a token whose auth_time is more than the maximum session (8 h) ago is
-//     rejected.
-//
-// Verified tokens are cached by their exact text, bounded by entries and
-// bytes, and never served past their expiry; a cache hit costs a hash and a
-// map lookup instead of a signature check. Replacing the key set
-// ([Verifier.SetKeys]) is atomic and drops the cached tokens of keys that left
-// the set.
-//
-// Errors say why a token failed in fixed words ([VerifyError.Cause]) and never
-// contain the token or any part of it. The key loaders' errors never contain
-// the path, the file's content, the variable's value or the algorithm they
-// were given. [Redact] cuts what looks like a token or key material out of
-// any other text, for the place where a program prints its errors.
-//
-// This package knows nothing of gRPC: the same [Verifier] serves any
-// transport.
+// This package imports no other tollgate package and knows no transport.
 package session

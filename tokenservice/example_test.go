@@ -14,7 +14,7 @@ import (
 
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 	"github.com/tollgate/tollgate/tokenservice"
 )
 
@@ -34,7 +34,7 @@ func exampleServe(srv *grpc.Server) (addr string, stop func()) {
 
 // exampleGuarded builds a guarded server with register's services on a
 // loopback port.
-func exampleGuarded(v *session.Verifier, register func(*grpc.Server), opts ...interceptors.Option) (addr string, stop func()) {
+func exampleGuarded(v *token.Verifier, register func(*grpc.Server), opts ...interceptors.Option) (addr string, stop func()) {
 	guard, err := interceptors.NewGuard(v, opts...)
 	if err != nil {
 		log.Fatal(err)
@@ -67,23 +67,23 @@ func ExampleNewRemoteRenewer() {
 	if _, err := rand.Read(secret); err != nil {
 		log.Fatal(err)
 	}
-	key, err := session.NewHMACKey("k1", session.HS256, secret)
+	key, err := token.NewHMACKey("k1", token.HS256, secret)
 	if err != nil {
 		log.Fatal(err)
 	}
-	keys, err := session.NewKeySet(key)
+	keys, err := token.NewKeySet(key)
 	if err != nil {
 		log.Fatal(err)
 	}
 	const iss, aud = "https://auth.example", "pricing"
-	verifier, err := session.NewVerifier(keys, iss, aud)
+	verifier, err := token.NewVerifier(keys, iss, aud)
 	if err != nil {
 		log.Fatal(err)
 	}
-	policy := session.DefaultRenewalPolicy()
+	policy := token.DefaultRenewalPolicy()
 
 	// The issuer.
-	local, err := session.NewLocalRenewer(verifier, policy)
+	local, err := token.NewLocalRenewer(verifier, policy)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -111,12 +111,12 @@ func ExampleNewRemoteRenewer() {
 	defer stop()
 
 	// A caller whose token is eight minutes into its ten.
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		log.Fatal(err)
 	}
 	start := time.Now().Add(-8 * time.Minute)
-	tok, err := signer.Sign(session.Claims{Issuer: iss, Subject: "alice", Audience: []string{aud},
+	tok, err := signer.Sign(token.Claims{Issuer: iss, Subject: "alice", Audience: []string{aud},
 		IssuedAt: start, AuthTime: start, ExpiresAt: start.Add(10 * time.Minute), Permissions: []string{"prices.read"}})
 	if err != nil {
 		log.Fatal(err)

@@ -9,20 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/internal/fakeclock"
-
+	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
+	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
+	"github.com/tollgate/tollgate/tokenservice"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-
-	"github.com/tollgate/tollgate/interceptors"
-	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
-	"github.com/tollgate/tollgate/session"
-	"github.com/tollgate/tollgate/throttle"
-	"github.com/tollgate/tollgate/tokenservice"
 )
 
 // The shared fixture of the tokenservice tests: an issuer (an EdDSA private
@@ -44,9 +42,9 @@ var t0 = time.Unix(1_800_000_000, 0).UTC()
 // issuer is the TokenService behind the guard on loopback TCP.
 type issuer struct {
 	clock    *fakeclock.Clock
-	key      *session.Key // private: the issuer signs
-	verifier *session.Verifier
-	signer   *session.Signer
+	key      *token.Key // private: the issuer signs
+	verifier *token.Verifier
+	signer   *token.Signer
 	server   *tokenservice.Server
 	addr     string
 	conn     *grpc.ClientConn
@@ -61,22 +59,22 @@ func newIssuer(t *testing.T) *issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := session.NewPrivateKey("issuer-1", session.EdDSA, priv)
+	key, err := token.NewPrivateKey("issuer-1", token.EdDSA, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	is := &issuer{clock: fakeclock.New(t0), key: key}
-	if is.verifier, err = session.NewVerifier(ks, testIss, testAud, session.WithClock(is.clock.Now)); err != nil {
+	if is.verifier, err = token.NewVerifier(ks, testIss, testAud, token.WithClock(is.clock.Now)); err != nil {
 		t.Fatal(err)
 	}
-	if is.signer, err = session.NewSigner(key); err != nil {
+	if is.signer, err = token.NewSigner(key); err != nil {
 		t.Fatal(err)
 	}
-	renewer, err := session.NewLocalRenewer(is.verifier, session.DefaultRenewalPolicy())
+	renewer, err := token.NewLocalRenewer(is.verifier, token.DefaultRenewalPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +124,8 @@ func (is *issuer) stop() {
 
 // claims are a user's first token: issued at iat, 15 minutes, authenticated
 // at iat.
-func claims(iat time.Time) session.Claims {
-	return session.Claims{
+func claims(iat time.Time) token.Claims {
+	return token.Claims{
 		Issuer:          testIss,
 		Subject:         "alice",
 		Audience:        []string{testAud},
@@ -141,7 +139,7 @@ func claims(iat time.Time) session.Claims {
 	}
 }
 
-func (is *issuer) mint(t testing.TB, c session.Claims) string {
+func (is *issuer) mint(t testing.TB, c token.Claims) string {
 	t.Helper()
 	tok, err := is.signer.Sign(c)
 	if err != nil {

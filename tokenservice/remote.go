@@ -11,6 +11,7 @@ import (
 
 	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // DefaultRemoteTimeout bounds one remote renewal.
@@ -20,10 +21,10 @@ const DefaultRemoteTimeout = 2 * time.Second
 var ErrBadResponse = errors.New("tokenservice: issuer returned an unusable token")
 
 // RemoteRenewer renews tokens by calling an issuer's TokenService. It
-// implements session.Renewer.
+// implements token.Renewer.
 type RemoteRenewer struct {
 	client   tokenv1.TokenServiceClient
-	verifier *session.Verifier
+	verifier *token.Verifier
 	timeout  time.Duration
 }
 
@@ -37,7 +38,7 @@ func WithRemoteTimeout(d time.Duration) RemoteOption { return func(r *RemoteRene
 // checking every answer with v, the service's own verifier (the issuer's
 // public keys are enough). Give conn transport security in production: the
 // token travels in the request.
-func NewRemoteRenewer(conn grpc.ClientConnInterface, v *session.Verifier, opts ...RemoteOption) (*RemoteRenewer, error) {
+func NewRemoteRenewer(conn grpc.ClientConnInterface, v *token.Verifier, opts ...RemoteOption) (*RemoteRenewer, error) {
 	if conn == nil {
 		return nil, errors.New("tokenservice: a connection is required")
 	}
@@ -54,37 +55,37 @@ func NewRemoteRenewer(conn grpc.ClientConnInterface, v *session.Verifier, opts .
 	return r, nil
 }
 
-// Renew asks the issuer for the successor of token. The answer is handed to
+// Renew asks the issuer for the successor of tok. The answer is handed to
 // callers only if it verifies with the service's own verifier, continues the
 // same session (sub, sid, azp, iss and auth_time unchanged) and expires later
 // than sess; anything else is [ErrBadResponse]. A compromised issuer or a
 // tampered connection therefore cannot hand a client someone else's token.
 // Errors carry the gRPC code of a failed call but never its message, so no
 // token can reach them.
-func (r *RemoteRenewer) Renew(ctx context.Context, token string, sess *session.Session) (session.Renewed, error) {
+func (r *RemoteRenewer) Renew(ctx context.Context, tok string, sess *session.Session) (token.Renewed, error) {
 	if sess == nil {
-		return session.Renewed{}, errors.New("tokenservice: a verified session is required")
+		return token.Renewed{}, errors.New("tokenservice: a verified session is required")
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	resp, err := r.client.Renew(ctx, &tokenv1.RenewRequest{Token: token})
+	resp, err := r.client.Renew(ctx, &tokenv1.RenewRequest{Token: tok})
 	if err != nil {
-		return session.Renewed{}, status.Error(status.Code(err), "tokenservice: remote renewal failed")
+		return token.Renewed{}, status.Error(status.Code(err), "tokenservice: remote renewal failed")
 	}
 	next := resp.GetToken()
-	if next == "" || next == token {
-		return session.Renewed{}, ErrBadResponse
+	if next == "" || next == tok {
+		return token.Renewed{}, ErrBadResponse
 	}
 	ns, err := r.verifier.Verify(ctx, next)
 	if err != nil {
-		return session.Renewed{}, fmt.Errorf("%w: it does not verify here", ErrBadResponse)
+		return token.Renewed{}, fmt.Errorf("%w: it does not verify here", ErrBadResponse)
 	}
 	if ns.Subject() != sess.Subject() || ns.SessionID() != sess.SessionID() || ns.AuthorizedParty() != sess.AuthorizedParty() ||
 		ns.Issuer() != sess.Issuer() || !ns.AuthTime().Equal(sess.AuthTime()) {
-		return session.Renewed{}, fmt.Errorf("%w: it does not continue the same session", ErrBadResponse)
+		return token.Renewed{}, fmt.Errorf("%w: it does not continue the same session", ErrBadResponse)
 	}
 	if !ns.ExpiresAt().After(sess.ExpiresAt()) {
-		return session.Renewed{}, fmt.Errorf("%w: it does not expire later", ErrBadResponse)
+		return token.Renewed{}, fmt.Errorf("%w: it does not expire later", ErrBadResponse)
 	}
-	return session.Renewed{Token: next, ExpiresAt: ns.ExpiresAt()}, nil
+	return token.Renewed{Token: next, ExpiresAt: ns.ExpiresAt()}, nil
 }

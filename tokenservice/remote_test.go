@@ -15,7 +15,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/loopback"
 	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 	"github.com/tollgate/tollgate/tokenservice"
 )
 
@@ -25,7 +25,7 @@ import (
 
 // remoteService is a service that verifies with the issuer's public key
 // only, on the issuer's clock.
-func remoteService(t *testing.T, is *issuer) *session.Verifier {
+func remoteService(t *testing.T, is *issuer) *token.Verifier {
 	t.Helper()
 	pub, err := is.key.Public()
 	if err != nil {
@@ -34,21 +34,21 @@ func remoteService(t *testing.T, is *issuer) *session.Verifier {
 	if pub.CanSign() {
 		t.Fatal("fixture: the public key can sign")
 	}
-	ks, err := session.NewKeySet(pub)
+	ks, err := token.NewKeySet(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, testIss, testAud, session.WithClock(is.clock.Now))
+	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(is.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := session.NewLocalRenewer(v, session.DefaultRenewalPolicy()); err == nil {
+	if _, err := token.NewLocalRenewer(v, token.DefaultRenewalPolicy()); err == nil {
 		t.Fatal("fixture: a verify-only service could renew locally")
 	}
 	return v
 }
 
-func newRemote(t *testing.T, conn grpc.ClientConnInterface, v *session.Verifier, opts ...tokenservice.RemoteOption) *tokenservice.RemoteRenewer {
+func newRemote(t *testing.T, conn grpc.ClientConnInterface, v *token.Verifier, opts ...tokenservice.RemoteOption) *tokenservice.RemoteRenewer {
 	t.Helper()
 	r, err := tokenservice.NewRemoteRenewer(conn, v, opts...)
 	if err != nil {
@@ -86,7 +86,7 @@ func TestRemoteRenewAsymmetric(t *testing.T) {
 		t.Errorf("exp %v not after %v", ns.ExpiresAt(), sess.ExpiresAt())
 	case !ns.AuthTime().Equal(t0) || ns.ID() == sess.ID() || ns.Subject() != sess.Subject():
 		t.Errorf("auth_time %v, jti new %v, sub %q", ns.AuthTime(), ns.ID() != sess.ID(), ns.Subject())
-	case ns.KeyID() != "issuer-1" || ns.Algorithm() != session.EdDSA:
+	case ns.KeyID() != "issuer-1" || ns.Algorithm() != token.EdDSA:
 		t.Errorf("kid %q alg %q", ns.KeyID(), ns.Algorithm())
 	}
 
@@ -253,19 +253,19 @@ func TestRemoteBadAnswers(t *testing.T) {
 		return is.mint(t, c)
 	}
 	later := at(27 * time.Minute)
-	other := func(edit func(*session.Claims)) string {
+	other := func(edit func(*token.Claims)) string {
 		c := claims(t0)
 		c.IssuedAt = t0.Add(12 * time.Minute)
 		c.ExpiresAt = t0.Add(27 * time.Minute)
 		edit(&c)
 		return is.mint(t, c)
 	}
-	foreignKey, err := session.NewHMACKey("", session.HS256, []byte(strings.Repeat("f", 32)))
+	foreignKey, err := token.NewHMACKey("", token.HS256, []byte(strings.Repeat("f", 32)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreignSigner, _ := session.NewSigner(foreignKey)
-	forged, err := foreignSigner.Sign(func() session.Claims {
+	foreignSigner, _ := token.NewSigner(foreignKey)
+	forged, err := foreignSigner.Sign(func() token.Claims {
 		c := claims(t0)
 		c.ExpiresAt = t0.Add(27 * time.Minute)
 		c.IssuedAt = t0.Add(12 * time.Minute)
@@ -275,10 +275,10 @@ func TestRemoteBadAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	answers := map[string]string{
-		"another subject's token":   other(func(c *session.Claims) { c.Subject = "mallory" }),
-		"another session's token":   other(func(c *session.Claims) { c.SessionID = "sid-2" }),
-		"a reset auth_time":         other(func(c *session.Claims) { c.AuthTime = t0.Add(12 * time.Minute) }),
-		"another consumer's token":  other(func(c *session.Claims) { c.AuthorizedParty = "intruder" }),
+		"another subject's token":   other(func(c *token.Claims) { c.Subject = "mallory" }),
+		"another session's token":   other(func(c *token.Claims) { c.SessionID = "sid-2" }),
+		"a reset auth_time":         other(func(c *token.Claims) { c.AuthTime = t0.Add(12 * time.Minute) }),
+		"another consumer's token":  other(func(c *token.Claims) { c.AuthorizedParty = "intruder" }),
 		"a token signed elsewhere":  forged,
 		"the same token":            tok,
 		"an earlier-expiring token": at(14 * time.Minute),
@@ -331,5 +331,5 @@ func TestNewRemoteRenewerRefuses(t *testing.T) {
 	}
 }
 
-// The remote renewer is a session.Renewer.
-var _ session.Renewer = (*tokenservice.RemoteRenewer)(nil)
+// The remote renewer is a token.Renewer.
+var _ token.Renewer = (*tokenservice.RemoteRenewer)(nil)

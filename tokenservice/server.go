@@ -11,16 +11,17 @@ import (
 
 	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Server renews tokens with a local renewer (the issuer's signing key).
 type Server struct {
 	tokenv1.UnimplementedTokenServiceServer
-	renewer *session.LocalRenewer
+	renewer *token.LocalRenewer
 }
 
 // NewServer returns the TokenService implementation.
-func NewServer(r *session.LocalRenewer) (*Server, error) {
+func NewServer(r *token.LocalRenewer) (*Server, error) {
 	if r == nil {
 		return nil, errors.New("tokenservice: a renewer is required")
 	}
@@ -51,7 +52,7 @@ func (s *Server) Renew(ctx context.Context, req *tokenv1.RenewRequest) (*tokenv1
 	}
 	r, err := s.renewer.Renew(ctx, req.GetToken(), sess)
 	if err != nil {
-		if errors.Is(err, session.ErrNotRenewable) {
+		if errors.Is(err, token.ErrNotRenewable) {
 			return nil, status.Error(codes.FailedPrecondition, "token not renewable")
 		}
 		return nil, status.Error(codes.Internal, "renewal failed")

@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/permissions"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // maxRequestJSON bounds the request read from -request @FILE.
@@ -76,7 +77,7 @@ func explain(e *env, args []string) int {
 			return code
 		}
 	}
-	var v *session.Verifier
+	var v *token.Verifier
 	if hasToken {
 		if v, code = e.keyFileVerifier("explain", *keyPath, *alg, *iss, *aud); code != exitOK {
 			return code
@@ -118,10 +119,10 @@ func explain(e *env, args []string) int {
 	sess, err := v.Verify(context.Background(), tok)
 	if err != nil {
 		reason := interceptors.ReasonTokenInvalid
-		if errors.Is(err, session.ErrExpiredToken) {
+		if errors.Is(err, token.ErrExpiredToken) {
 			reason = interceptors.ReasonTokenExpired
 		}
-		// A *session.VerifyError: fixed words, never any part of the token.
+		// A *token.VerifyError: fixed words, never any part of the token.
 		out("unauthenticated", reason+": "+err.Error())
 		return exitFail
 	}

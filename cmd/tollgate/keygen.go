@@ -18,7 +18,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // rsaBits is the size of generated RSA keys: the minimum session accepts,
@@ -51,18 +51,18 @@ func keygen(e *env, args []string) int {
 	if err := checkAlg(*alg); err != nil {
 		return e.fail(exitUsage, "keygen: %v", err)
 	}
-	if err := session.CheckKID(*kid); err != nil {
+	if err := token.CheckKID(*kid); err != nil {
 		return e.fail(exitUsage, "keygen: invalid -kid: %v", err)
 	}
 	// keygen prints the path it wrote to, and a key or a token given as
 	// -out would name a file for anyone listing the directory: refuse a
 	// file name that Redact would cut. (A key with a "/" names a directory
 	// that does not exist, and fails below without being echoed.)
-	if base := filepath.Base(*out); session.Redact(base) != base {
+	if base := filepath.Base(*out); token.Redact(base) != base {
 		return e.fail(exitUsage, "keygen: -out looks like key material or a token, not a path (a long file name without a dot can look like base64: give it an extension such as .key)")
 	}
 
-	hmac := session.MinHMACKeyLen(*alg) > 0
+	hmac := token.MinHMACKeyLen(*alg) > 0
 	files := []keyFile{{path: *out, flag: "-out", mode: 0o600}}
 	if !hmac {
 		files = append(files, keyFile{path: *out + ".pub", flag: "-out.pub", mode: 0o644})
@@ -101,11 +101,11 @@ func keygen(e *env, args []string) int {
 	return exitOK
 }
 
-// generate returns a new key for alg in the text forms session.ParseKey
+// generate returns a new key for alg in the text forms token.ParseKey
 // reads: for HMAC, the secret in base64 and no public part; otherwise the
 // PKCS#8 private key and the PKIX public key, PEM-encoded.
 func generate(alg string) (priv, pub []byte, err error) {
-	if n := session.MinHMACKeyLen(alg); n > 0 {
+	if n := token.MinHMACKeyLen(alg); n > 0 {
 		secret := make([]byte, n)
 		defer clear(secret)
 		if _, err := rand.Read(secret); err != nil {
@@ -115,13 +115,13 @@ func generate(alg string) (priv, pub []byte, err error) {
 	}
 	var signer crypto.Signer
 	switch alg {
-	case session.ES256:
+	case token.ES256:
 		signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case session.ES384:
+	case token.ES384:
 		signer, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case session.EdDSA:
+	case token.EdDSA:
 		_, signer, err = ed25519.GenerateKey(rand.Reader)
-	case session.RS256, session.PS256:
+	case token.RS256, token.PS256:
 		signer, err = rsa.GenerateKey(rand.Reader, rsaBits)
 	default:
 		err = fmt.Errorf("no generator for %s", alg)
@@ -187,39 +187,39 @@ func writeFile(f keyFile) (err error) {
 	return nil
 }
 
-// loadBack loads the written files the way services will (session.LoadKeyFile,
+// loadBack loads the written files the way services will (token.LoadKeyFile,
 // which also checks the private file's mode) and signs a probe token with the
 // private key that must verify with the public one.
 func loadBack(alg, kid string, files []keyFile, now func() time.Time) error {
-	key, err := session.LoadKeyFile(files[0].path, kid, alg)
+	key, err := token.LoadKeyFile(files[0].path, kid, alg)
 	if err != nil {
 		return err
 	}
 	verifyKey := key
 	if len(files) > 1 {
-		if verifyKey, err = session.LoadKeyFile(files[1].path, kid, alg); err != nil {
+		if verifyKey, err = token.LoadKeyFile(files[1].path, kid, alg); err != nil {
 			return err
 		}
 		if verifyKey.CanSign() {
 			return errors.New("the public key file holds private material")
 		}
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		return err
 	}
 	const probe = "tollgate keygen"
 	t := now()
-	tok, err := signer.Sign(session.Claims{Issuer: probe, Subject: probe, Audience: []string{probe},
+	tok, err := signer.Sign(token.Claims{Issuer: probe, Subject: probe, Audience: []string{probe},
 		IssuedAt: t, ExpiresAt: t.Add(time.Minute)})
 	if err != nil {
 		return err
 	}
-	ks, err := session.NewKeySet(verifyKey)
+	ks, err := token.NewKeySet(verifyKey)
 	if err != nil {
 		return err
 	}
-	v, err := session.NewVerifier(ks, probe, probe, session.WithClock(now), session.WithCache(0, 0))
+	v, err := token.NewVerifier(ks, probe, probe, token.WithClock(now), token.WithCache(0, 0))
 	if err != nil {
 		return err
 	}

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 func TestKeygenEveryAlgorithm(t *testing.T) {
-	for _, alg := range session.Algorithms() {
+	for _, alg := range token.Algorithms() {
 		t.Run(alg, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "key")
@@ -24,7 +24,7 @@ func TestKeygenEveryAlgorithm(t *testing.T) {
 			mustSucceed(t, r)
 			checkMode(t, path, 0o600)
 
-			key, err := session.LoadKeyFile(path, "k1", alg)
+			key, err := token.LoadKeyFile(path, "k1", alg)
 			if err != nil {
 				t.Fatalf("LoadKeyFile: %v", err)
 			}
@@ -36,7 +36,7 @@ func TestKeygenEveryAlgorithm(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			if n := session.MinHMACKeyLen(alg); n > 0 {
+			if n := token.MinHMACKeyLen(alg); n > 0 {
 				if want := "wrote " + alg + " key to " + path + "\n"; r.stdout != want {
 					t.Errorf("stdout %q, want %q", r.stdout, want)
 				}
@@ -83,7 +83,7 @@ func TestKeygenEveryAlgorithm(t *testing.T) {
 			if !bytes.Equal(pubBlock.Bytes, wantDER) {
 				t.Error("the public key file does not hold the public half of the private key")
 			}
-			pub, err := session.LoadKeyFile(pubPath, "k1", alg)
+			pub, err := token.LoadKeyFile(pubPath, "k1", alg)
 			if err != nil {
 				t.Fatalf("LoadKeyFile(public): %v", err)
 			}

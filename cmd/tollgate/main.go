@@ -134,7 +134,7 @@
 // never echo the token they were given. Errors name the flag or argument that is wrong and never
 // quote its value, since a key or a token pasted in the wrong place must
 // not end up in a terminal's scrollback or a CI log; whatever they print is
-// passed through session.Redact besides.
+// passed through token.Redact besides.
 package main
 
 import (
@@ -147,7 +147,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Exit codes.
@@ -194,7 +194,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 	case "keygen":
 		return keygen(e, args[1:])
 	case "token":
-		return token(e, args[1:])
+		return tokenCmd(e, args[1:])
 	case "proto":
 		return protoCmd(e, args[1:])
 	case "rules":
@@ -218,12 +218,12 @@ type env struct {
 // quote what they were given, and a key pasted where a path belongs must
 // not end up in a log: so whatever the message holds that looks like a
 // token or key material, or shares a run of 16 bytes with an argument that
-// does, is cut out first (session.Redact).
+// does, is cut out first (token.Redact).
 //
 // The message is made one line of printable text, whatever the arguments
 // held: scripts read it as one line, and terminals should not interpret it.
 func (e *env) fail(code int, format string, a ...any) int {
-	msg := session.Redact(fmt.Sprintf(format, a...), e.args...)
+	msg := token.Redact(fmt.Sprintf(format, a...), e.args...)
 	msg = strings.Join(strings.Fields(msg), " ")
 	msg = strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
@@ -324,8 +324,8 @@ func isSet(fs *flag.FlagSet, name string) bool {
 // support, naming the ones it does (not the one given: it may be a key
 // pasted in the wrong place).
 func checkAlg(alg string) error {
-	if slices.Contains(session.Algorithms(), alg) {
+	if slices.Contains(token.Algorithms(), alg) {
 		return nil
 	}
-	return fmt.Errorf("unknown -alg (supported: %s)", strings.Join(session.Algorithms(), ", "))
+	return fmt.Errorf("unknown -alg (supported: %s)", strings.Join(token.Algorithms(), ", "))
 }

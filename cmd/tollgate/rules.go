@@ -23,7 +23,7 @@ import (
 
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/permissions"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // rules runs "tollgate rules".
@@ -191,7 +191,7 @@ func (c dialConfig) transport() (credentials.TransportCredentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-addr: want HOST:PORT")
 	}
-	if session.Redact(host) != host {
+	if token.Redact(host) != host {
 		return nil, fmt.Errorf("-addr: the host looks like key material or a token")
 	}
 	wantTLS := c.useTLS || c.caFile != ""

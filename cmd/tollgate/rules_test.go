@@ -26,7 +26,7 @@ import (
 	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
 	tollgatev1 "github.com/tollgate/tollgate/proto/tollgate/v1"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // writeSet writes the files, as a binary FileDescriptorSet, to a temporary
@@ -262,12 +262,12 @@ func guardInitError(t *testing.T, fdp *descriptorpb.FileDescriptorProto, lenient
 	if err := files.RegisterFile(fd); err != nil {
 		t.Fatal(err)
 	}
-	key, err := session.NewHMACKey("", session.HS256, []byte("0123456789abcdef0123456789abcdef"))
+	key, err := token.NewHMACKey("", token.HS256, []byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, _ := session.NewKeySet(key)
-	v, err := session.NewVerifier(ks, "i", "a")
+	ks, _ := token.NewKeySet(key)
+	v, err := token.NewVerifier(ks, "i", "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,12 +331,12 @@ func TestRulesInvalidLikeGuardInit(t *testing.T) {
 // "orders") at fixedNow. It returns the address.
 func liveServer(t *testing.T, keyPath string) string {
 	t.Helper()
-	key, err := session.LoadKeyFile(keyPath, "", "HS256")
+	key, err := token.LoadKeyFile(keyPath, "", "HS256")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, _ := session.NewKeySet(key)
-	v, err := session.NewVerifier(ks, "auth", "orders", session.WithClock(func() time.Time { return fixedNow }))
+	ks, _ := token.NewKeySet(key)
+	v, err := token.NewVerifier(ks, "auth", "orders", token.WithClock(func() time.Time { return fixedNow }))
 	if err != nil {
 		t.Fatal(err)
 	}

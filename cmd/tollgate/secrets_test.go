@@ -157,7 +157,7 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 					t.Errorf("output holds %q of the %s:\nstdout %q\nstderr %q", w, m.name, r.stdout, r.stderr)
 				}
 				// The flag package quotes a bad flag name, and only
-				// session.Redact stands between it and the terminal; every
+				// token.Redact stands between it and the terminal; every
 				// other message is tollgate's own and must quote nothing
 				// that Redact would have to cut.
 				if !byFlagPackage && strings.Contains(r.stderr, "[redacted]") {

@@ -12,15 +12,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // maxTokenInput bounds a token read from standard input or a file: far
 // above the largest token a verifier accepts, far below what could hurt.
 const maxTokenInput = 1 << 20
 
-// token implements "tollgate token issue|inspect".
-func token(e *env, args []string) int {
+// tokenCmd implements "tollgate token issue|inspect".
+func tokenCmd(e *env, args []string) int {
 	if len(args) == 0 {
 		return e.fail(exitUsage, "token: missing subcommand (issue or inspect)")
 	}
@@ -65,7 +65,7 @@ func issue(e *env, args []string) int {
 	if err := checkAlg(*alg); err != nil {
 		return e.fail(exitUsage, "token issue: %v", err)
 	}
-	if err := session.CheckKID(*kid); err != nil {
+	if err := token.CheckKID(*kid); err != nil {
 		return e.fail(exitUsage, "token issue: invalid -kid: %v", err)
 	}
 	// NumericDates have whole seconds: a shorter lifetime would sign exp == iat.
@@ -83,16 +83,16 @@ func issue(e *env, args []string) int {
 
 	// LoadKeyFile's errors never hold the path: it is the likeliest place
 	// for a key pasted instead of its path.
-	key, err := session.LoadKeyFile(*keyPath, *kid, *alg)
+	key, err := token.LoadKeyFile(*keyPath, *kid, *alg)
 	if err != nil {
 		return e.fail(exitUsage, "token issue: -key: %v", err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		return e.fail(exitUsage, "token issue: -key holds a public key; signing needs the private key")
 	}
 	if *sid == "" {
-		if *sid, err = session.NewID(); err != nil {
+		if *sid, err = token.NewID(); err != nil {
 			return e.fail(exitFail, "token issue: %v", err)
 		}
 	}
@@ -102,7 +102,7 @@ func issue(e *env, args []string) int {
 	if isSet(fs, "auth-time") {
 		authTime = now.Add(*authOffset)
 	}
-	tok, err := signer.Sign(session.Claims{
+	tok, err := signer.Sign(token.Claims{
 		Issuer:          *iss,
 		Subject:         *sub,
 		Audience:        audience,
@@ -116,7 +116,7 @@ func issue(e *env, args []string) int {
 	})
 	if err != nil {
 		code := exitFail
-		if errors.Is(err, session.ErrClaims) {
+		if errors.Is(err, token.ErrClaims) {
 			code = exitUsage
 		}
 		return e.fail(code, "token issue: %v", err)
@@ -206,7 +206,7 @@ func inspect(e *env, args []string) int {
 		return code
 	}
 
-	var v *session.Verifier
+	var v *token.Verifier
 	if verify {
 		if v, code = e.keyFileVerifier("token inspect", *keyPath, *alg, *iss, *aud); code != exitOK {
 			return code
@@ -236,7 +236,7 @@ func inspect(e *env, args []string) int {
 	}
 
 	if _, err := v.Verify(context.Background(), tok); err != nil {
-		// A *session.VerifyError: fixed words, never any part of the token.
+		// A *token.VerifyError: fixed words, never any part of the token.
 		fmt.Fprintln(e.stdout, err.Error())
 		return exitFail
 	}
@@ -282,16 +282,16 @@ func decodeSegment(seg string) (map[string]any, error) {
 // service that loaded this key file verifies. A key file carries no kid, so
 // the key has none, and a token naming a kid is refused with "unknown kid"
 // here just as it would be there.
-func (e *env) keyFileVerifier(cmd, path, alg, iss, aud string) (*session.Verifier, int) {
-	key, err := session.LoadKeyFile(path, "", alg)
+func (e *env) keyFileVerifier(cmd, path, alg, iss, aud string) (*token.Verifier, int) {
+	key, err := token.LoadKeyFile(path, "", alg)
 	if err != nil {
 		return nil, e.fail(exitUsage, "%s: -key: %v", cmd, err)
 	}
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		return nil, e.fail(exitFail, "%s: %v", cmd, err)
 	}
-	v, err := session.NewVerifier(ks, iss, aud, session.WithClock(e.now))
+	v, err := token.NewVerifier(ks, iss, aud, token.WithClock(e.now))
 	if err != nil {
 		return nil, e.fail(exitUsage, "%s: %v", cmd, err)
 	}

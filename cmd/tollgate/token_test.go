@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // newKey runs keygen into a temporary directory and returns the private
@@ -22,7 +22,7 @@ func newKey(t *testing.T, alg string) (priv, pub string) {
 	t.Helper()
 	priv = filepath.Join(t.TempDir(), "key")
 	mustSucceed(t, runCLI(t, "keygen", "-alg", alg, "-out", priv))
-	if session.MinHMACKeyLen(alg) > 0 {
+	if token.MinHMACKeyLen(alg) > 0 {
 		return priv, priv
 	}
 	return priv, priv + ".pub"
@@ -154,12 +154,12 @@ func TestIssueInspectRoundTrip(t *testing.T) {
 			}
 
 			// A service's own verifier agrees.
-			key, err := session.LoadKeyFile(pub, "k1", alg)
+			key, err := token.LoadKeyFile(pub, "k1", alg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ks, _ := session.NewKeySet(key)
-			v, err := session.NewVerifier(ks, "auth", "orders", session.WithClock(func() time.Time { return fixedNow }))
+			ks, _ := token.NewKeySet(key)
+			v, err := token.NewVerifier(ks, "auth", "orders", token.WithClock(func() time.Time { return fixedNow }))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -447,11 +447,11 @@ func TestBadInput(t *testing.T) {
 		{"issue sub-second -ttl", sign("-ttl", "500ms"), "", "-ttl"},
 		{"issue unknown alg", sign("-alg", "none"), "", "unknown -alg"},
 		{"issue key of another alg", sign("-key", es, "-alg", "RS256"), "", "RSA"},
-		{"issue no such key file", sign("-key", filepath.Join(dir, "missing")), "", "-key: session: unusable key: cannot open the key file: no such file or directory"},
+		{"issue no such key file", sign("-key", filepath.Join(dir, "missing")), "", "-key: token: unusable key: cannot open the key file: no such file or directory"},
 		{"issue key is a directory", sign("-key", dir), "", "is a directory"},
 		{"issue key too short", sign("-key", short), "", "at least 32 bytes"},
 		{"issue HS512 with a 32-byte key", sign("-alg", "HS512"), "", "at least 64 bytes"},
-		{"issue key readable by others", sign("-key", loose), "", "-key: session: unusable key: the key file holds secret material and is readable by group or others (mode 0644); chmod 600 it"},
+		{"issue key readable by others", sign("-key", loose), "", "-key: token: unusable key: the key file holds secret material and is readable by group or others (mode 0644); chmod 600 it"},
 		{"issue public key", sign("-key", esPub, "-alg", "ES256"), "", "public key"},
 		{"issue claim sub", sign("-claim", "sub=bob"), "", "collides with a registered claim"},
 		{"issue claim Perms", sign("-claim", "Perms=x"), "", "collides with a registered claim"},

@@ -21,20 +21,45 @@ func deps(t *testing.T, pkg string) []string {
 const (
 	mod     = "github.com/tollgate/tollgate"
 	goRedis = "github.com/redis/go-redis"
+	// sessionMint is the bridge through which token builds the Sessions of
+	// session. Every user of session links it, through session; only
+	// session and token may import it (TestOnlyTokenMintsSessions).
+	sessionMint = mod + "/internal/sessionmint"
 )
+
+// forbids reports whether the rule f forbids the dependency d. The
+// internal/ rules do not count internal/sessionmint, which every user of
+// session reaches through session itself and cannot import.
+func forbids(f, d string) bool {
+	if d == sessionMint && f == mod+"/internal/" {
+		return false
+	}
+	return d == f || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/")
+}
 
 func TestImportRules(t *testing.T) {
 	rules := []struct {
 		pkg       string
 		forbidden []string
 	}{
-		{mod + "/session", []string{"google.golang.org/grpc", "google.golang.org/protobuf"}},
-		{mod + "/throttle", []string{"google.golang.org/grpc", "google.golang.org/protobuf", mod + "/session"}},
+		// session is the verified caller alone: it imports no tollgate
+		// package (internal/sessionmint aside, its own bridge) and knows no
+		// transport.
+		{mod + "/session", []string{"google.golang.org/grpc", "google.golang.org/protobuf", "net/http",
+			mod + "/token", mod + "/permissions", mod + "/throttle", mod + "/interceptors", mod + "/tokenservice",
+			mod + "/redisstore", mod + "/oteltollgate", mod + "/proto/", mod + "/cmd/", mod + "/examples/", mod + "/internal/"}},
+		// token verifies and signs for any transport: of tollgate it may
+		// import session only.
+		{mod + "/token", []string{"google.golang.org/grpc", "google.golang.org/protobuf", goRedis,
+			mod + "/permissions", mod + "/throttle", mod + "/interceptors", mod + "/tokenservice",
+			mod + "/redisstore", mod + "/oteltollgate", mod + "/proto/", mod + "/cmd/", mod + "/examples/", mod + "/internal/"}},
+		{mod + "/throttle", []string{"google.golang.org/grpc", "google.golang.org/protobuf", mod + "/session", mod + "/token"}},
 		{mod + "/permissions", []string{"google.golang.org/grpc"}},
 		{mod + "/proto/tollgate/v1", []string{"google.golang.org/grpc"}},
 		{mod + "/examples/...", []string{mod + "/internal/"}},
-		// interceptors may import session, permissions, throttle and proto;
-		// tokenservice session and proto; the CLI only public packages.
+		// interceptors may import session, token, permissions, throttle and
+		// proto; tokenservice session, token and proto; the CLI only public
+		// packages.
 		{mod + "/interceptors", []string{mod + "/tokenservice", mod + "/internal/", mod + "/cmd/", mod + "/examples/"}},
 		// interceptors knows no OpenTelemetry (a program without metrics links
 		// none); the adapter may import interceptors, and neither the SDK nor
@@ -59,14 +84,14 @@ func TestImportRules(t *testing.T) {
 		// (test imports are not deps here, so the rules above allow it): it
 		// imports no tollgate package, or the tests of that package would
 		// make an import cycle.
-		{mod + "/internal/loopback", []string{mod + "/session", mod + "/permissions", mod + "/throttle",
+		{mod + "/internal/loopback", []string{mod + "/session", mod + "/token", mod + "/permissions", mod + "/throttle",
 			mod + "/interceptors", mod + "/tokenservice", mod + "/redisstore", mod + "/oteltollgate",
 			mod + "/proto/", mod + "/cmd/", mod + "/examples/"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {
 			for _, f := range r.forbidden {
-				if d == f || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/") {
+				if forbids(f, d) {
 					t.Errorf("%s depends on %s, which the import rules forbid (%s)", r.pkg, d, f)
 				}
 			}
@@ -91,7 +116,7 @@ func TestInventoryImportsOnlyPublicPackages(t *testing.T) {
 			sawTollgate = true
 		}
 		for _, f := range []string{mod + "/internal/", mod + "/examples/pricing/"} {
-			if strings.HasPrefix(d, f) {
+			if forbids(f, d) {
 				t.Errorf("examples/inventory depends on %s, which the import rules forbid (%s)", d, f)
 			}
 		}
@@ -136,5 +161,38 @@ func TestBinariesWithoutRedisLinkNoRedis(t *testing.T) {
 	}
 	if !found {
 		t.Error("pricing-server, which offers -redis, shows no go-redis: the check above would see nothing either")
+	}
+}
+
+// TestOnlyTokenMintsSessions: only the verifier (package token) and session
+// itself import internal/sessionmint, the one way to build a Session with
+// a subject and permissions; tests included, so no test helper grows a
+// habit of forging sessions that user code could not.
+func TestOnlyTokenMintsSessions(t *testing.T) {
+	out, err := exec.Command("go", "list", "-test",
+		"-f", `{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}`, mod+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list -test ./...: %v", err)
+	}
+	var seen bool
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// A test variant reads "p [p.test] imports...": its path is the
+		// first field either way.
+		f := strings.Fields(line)
+		pkg := f[0]
+		for _, imp := range f[1:] {
+			if imp != sessionMint {
+				continue
+			}
+			seen = true
+			switch pkg {
+			case mod + "/session", mod + "/token", mod + "/token_test":
+			default:
+				t.Errorf("%s imports %s: only session and token may build a Session", pkg, sessionMint)
+			}
+		}
+	}
+	if !seen {
+		t.Fatalf("no package imports %s: was the module listed at all?", sessionMint)
 	}
 }

@@ -27,8 +27,8 @@ import (
 
 	inventoryv1 "github.com/tollgate/tollgate/examples/inventory/proto/inventory/v1"
 	tollgate "github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Permissions the service's rules name.
@@ -189,7 +189,7 @@ func level(wh, sku string, q int64) *inventoryv1.StockLevel {
 // Config is what New builds a server from.
 type Config struct {
 	// Verifier checks every token. Required: there is no default key.
-	Verifier *session.Verifier
+	Verifier *token.Verifier
 	// Service serves the calls; nil means NewService().
 	Service inventoryv1.InventoryServiceServer
 	// Limiter enforces the throttles inventory.proto declares. Nil means a
@@ -234,7 +234,7 @@ func (s *Server) GracefulStop() {
 // rule in inventory.proto is wrong, or a method has none.
 func New(cfg Config) (*Server, error) {
 	if cfg.Verifier == nil {
-		return nil, errors.New("server: a session.Verifier is required (tollgate has no default key)")
+		return nil, errors.New("server: a token.Verifier is required (tollgate has no default key)")
 	}
 	var svc inventoryv1.InventoryServiceServer = NewService()
 	if cfg.Service != nil {

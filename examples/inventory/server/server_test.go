@@ -24,8 +24,8 @@ import (
 	inventoryv1 "github.com/tollgate/tollgate/examples/inventory/proto/inventory/v1"
 	"github.com/tollgate/tollgate/examples/inventory/server"
 	tollgate "github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 const (
@@ -37,21 +37,21 @@ const (
 type harness struct {
 	client inventoryv1.InventoryServiceClient
 	conn   *grpc.ClientConn
-	signer *session.Signer
+	signer *token.Signer
 	log    *syncBuffer
 }
 
-func newSigner(t *testing.T) *session.Signer {
+func newSigner(t *testing.T) *token.Signer {
 	t.Helper()
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
 	}
-	key, err := session.NewHMACKey("", session.HS256, secret)
+	key, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := session.NewSigner(key)
+	s, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +63,11 @@ func newSigner(t *testing.T) *session.Signer {
 func start(t *testing.T, edit func(*server.Config)) *harness {
 	t.Helper()
 	signer := newSigner(t)
-	ks, err := session.NewKeySet(signer.Key())
+	ks, err := token.NewKeySet(signer.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, issuer, audience)
+	v, err := token.NewVerifier(ks, issuer, audience)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func frozenLimiter(t *testing.T) throttle.Limiter {
 func (h *harness) token(t *testing.T, warehouse string, perms ...string) string {
 	t.Helper()
 	now := time.Now()
-	c := session.Claims{
+	c := token.Claims{
 		Issuer:          issuer,
 		Subject:         "clerk-1",
 		Audience:        []string{audience},

@@ -14,12 +14,12 @@ import (
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // renewalPolicy is the pricing-server's: the last third, 15 minutes, 8
 // hours.
-var renewalPolicy = session.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
+var renewalPolicy = token.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
 
 // startRenewing starts a server that renews tokens, waiting up to a second
 // for a renewal so that the call that starts one takes it home.
@@ -79,7 +79,7 @@ func (rc *renewingClient) renewed() []time.Time {
 func (h *harness) sessionToken(t *testing.T, iatAgo, authAgo time.Duration) string {
 	t.Helper()
 	now := time.Now()
-	return h.tokenWith(t, func(c *session.Claims) {
+	return h.tokenWith(t, func(c *token.Claims) {
 		c.IssuedAt = now.Add(-iatAgo)
 		c.ExpiresAt = c.IssuedAt.Add(15 * time.Minute)
 		c.AuthTime = now.Add(-authAgo)
@@ -224,17 +224,17 @@ func TestNoRenewalByDefault(t *testing.T) {
 }
 
 func TestNewRefusesBadRenewal(t *testing.T) {
-	ks, err := session.NewKeySet(newSigner(t).Key())
+	ks, err := token.NewKeySet(newSigner(t).Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, issuer, audience) // lifetimes up to 1 h, sessions up to 8 h
+	v, err := token.NewVerifier(ks, issuer, audience) // lifetimes up to 1 h, sessions up to 8 h
 	if err != nil {
 		t.Fatal(err)
 	}
-	long := session.RenewalPolicy{Window: 1.0 / 3, TTL: 2 * time.Hour, MaxSession: 8 * time.Hour}
-	endless := session.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 24 * time.Hour}
-	noWindow := session.RenewalPolicy{TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
+	long := token.RenewalPolicy{Window: 1.0 / 3, TTL: 2 * time.Hour, MaxSession: 8 * time.Hour}
+	endless := token.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 24 * time.Hour}
+	noWindow := token.RenewalPolicy{TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
 	for name, cfg := range map[string]server.Config{
 		"TTL above the verifier's maximum lifetime":       {Verifier: v, Renewal: &long},
 		"MaxSession above the verifier's maximum session": {Verifier: v, Renewal: &endless},

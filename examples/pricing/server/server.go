@@ -29,8 +29,8 @@ import (
 	"github.com/tollgate/tollgate/examples/pricing/store"
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/permissions"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // PermAdmin lets its holder act for any seller: tollgate's ownership rule
@@ -191,7 +191,7 @@ func toStatus(err error) error {
 // Config is what New builds a server from.
 type Config struct {
 	// Verifier checks every token. Required: there is no default key.
-	Verifier *session.Verifier
+	Verifier *token.Verifier
 	// Store holds the prices; nil means store.New(), the demo catalogue
 	// with the store's default limits (store.DefaultLimits).
 	Store *store.Store
@@ -202,11 +202,11 @@ type Config struct {
 	Limiter throttle.Limiter
 	// Renewal, when set, renews tokens inside the last Window of their
 	// lifetime: the successor is signed with the verifier's signing key
-	// (session.NewLocalRenewer, so the key must be able to sign: an HMAC
+	// (token.NewLocalRenewer, so the key must be able to sign: an HMAC
 	// secret or a private key) and travels back in the trailer
 	// "tollgate-renewed-token". Its TTL may not exceed the verifier's
 	// maximum lifetime, nor its MaxSession the verifier's maximum session.
-	Renewal *session.RenewalPolicy
+	Renewal *token.RenewalPolicy
 	// RenewalGrace is how long a call may wait, after its handler returns,
 	// for a renewal still under way (interceptors.WithRenewalGrace). With 0
 	// the renewed token goes to the first call that ends after the renewal
@@ -272,7 +272,7 @@ func (s *Server) GracefulStop() {
 // wrong.
 func New(cfg Config) (*Server, error) {
 	if cfg.Verifier == nil {
-		return nil, errors.New("server: a session.Verifier is required (tollgate has no default key)")
+		return nil, errors.New("server: a token.Verifier is required (tollgate has no default key)")
 	}
 	st := cfg.Store
 	if st == nil {
@@ -289,7 +289,7 @@ func New(cfg Config) (*Server, error) {
 		gopts = append(gopts, interceptors.WithObserver(cfg.Observer))
 	}
 	if cfg.Renewal != nil {
-		r, err := session.NewLocalRenewer(cfg.Verifier, *cfg.Renewal)
+		r, err := token.NewLocalRenewer(cfg.Verifier, *cfg.Renewal)
 		if err != nil {
 			return nil, fmt.Errorf("server: renewal: %w", err)
 		}

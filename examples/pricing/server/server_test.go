@@ -27,7 +27,7 @@ import (
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/examples/pricing/store"
 	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 const (
@@ -40,8 +40,8 @@ type harness struct {
 	client   pricingv1.PriceServiceClient
 	conn     *grpc.ClientConn
 	addr     string
-	signer   *session.Signer
-	verifier *session.Verifier
+	signer   *token.Signer
+	verifier *token.Verifier
 	store    *store.Store
 	log      *syncBuffer
 }
@@ -55,13 +55,13 @@ func newSecret(t *testing.T) []byte {
 	return secret
 }
 
-func newSigner(t *testing.T) *session.Signer {
+func newSigner(t *testing.T) *token.Signer {
 	t.Helper()
-	key, err := session.NewHMACKey("", session.HS256, newSecret(t))
+	key, err := token.NewHMACKey("", token.HS256, newSecret(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := session.NewSigner(key)
+	s, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +78,11 @@ func start(t *testing.T) *harness {
 func startWith(t *testing.T, edit func(*server.Config)) *harness {
 	t.Helper()
 	signer := newSigner(t)
-	ks, err := session.NewKeySet(signer.Key())
+	ks, err := token.NewKeySet(signer.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, issuer, audience, session.WithMaxTokenSize(64<<10))
+	v, err := token.NewVerifier(ks, issuer, audience, token.WithMaxTokenSize(64<<10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func startWith(t *testing.T, edit func(*server.Config)) *harness {
 // perms.
 func (h *harness) token(t *testing.T, seller string, perms ...string) string {
 	t.Helper()
-	return h.tokenWith(t, func(c *session.Claims) {
+	return h.tokenWith(t, func(c *token.Claims) {
 		c.Permissions = perms
 		if seller != "" {
 			c.Extra = map[string]any{"seller_id": seller}
@@ -137,10 +137,10 @@ func (h *harness) token(t *testing.T, seller string, perms ...string) string {
 	})
 }
 
-func (h *harness) tokenWith(t *testing.T, edit func(*session.Claims)) string {
+func (h *harness) tokenWith(t *testing.T, edit func(*token.Claims)) string {
 	t.Helper()
 	now := time.Now()
-	c := session.Claims{
+	c := token.Claims{
 		Issuer:          issuer,
 		Subject:         "user-1",
 		Audience:        []string{audience},
@@ -297,7 +297,7 @@ func TestGetPrice(t *testing.T) {
 	wantDenied(t, err, codes.PermissionDenied, "PERMISSION_DENIED", "permission", "prices.read")
 
 	forged := newSigner(t) // same claims, another key
-	tok, err := forged.Sign(session.Claims{Issuer: issuer, Subject: "user-1", Audience: []string{audience},
+	tok, err := forged.Sign(token.Claims{Issuer: issuer, Subject: "user-1", Audience: []string{audience},
 		IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute), Permissions: []string{"prices.read"}})
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +305,7 @@ func TestGetPrice(t *testing.T) {
 	_, err = h.client.GetPrice(ctx(t, tok), &pricingv1.GetPriceRequest{Sku: "sku-1"})
 	wantDenied(t, err, codes.Unauthenticated, interceptors.ReasonTokenInvalid)
 
-	expired := h.tokenWith(t, func(c *session.Claims) {
+	expired := h.tokenWith(t, func(c *token.Claims) {
 		c.IssuedAt = time.Now().Add(-20 * time.Minute)
 		c.ExpiresAt = time.Now().Add(-10 * time.Minute)
 		c.Permissions = []string{"prices.read"}
@@ -313,7 +313,7 @@ func TestGetPrice(t *testing.T) {
 	_, err = h.client.GetPrice(ctx(t, expired), &pricingv1.GetPriceRequest{Sku: "sku-1"})
 	wantDenied(t, err, codes.Unauthenticated, interceptors.ReasonTokenExpired)
 
-	wrongAudience := h.tokenWith(t, func(c *session.Claims) {
+	wrongAudience := h.tokenWith(t, func(c *token.Claims) {
 		c.Audience = []string{"billing"}
 		c.Permissions = []string{"prices.read"}
 	})
@@ -394,7 +394,7 @@ func TestSetPrice(t *testing.T) {
 	// (10 at once), so the refusals below come from a consumer of their
 	// own and leave seller1's budget for the rest of the test.
 	probe := func(seller string, perms ...string) string {
-		return h.tokenWith(t, func(c *session.Claims) {
+		return h.tokenWith(t, func(c *token.Claims) {
 			c.AuthorizedParty, c.Permissions = "denial-probe", perms
 			if seller != "" {
 				c.Extra = map[string]any{"seller_id": seller}
@@ -679,7 +679,7 @@ func TestQuotePricesTakesTheTokenFromTheBody(t *testing.T) {
 // for: the server's verifier accepts up to 64 KiB there.
 func TestLargeTokenFitsInTheBodyOnly(t *testing.T) {
 	h := start(t)
-	big := h.tokenWith(t, func(c *session.Claims) {
+	big := h.tokenWith(t, func(c *token.Claims) {
 		c.Permissions = []string{"prices.read"}
 		c.Extra = map[string]any{"catalogue": strings.Repeat("x", 20<<10)}
 	})
@@ -716,11 +716,11 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 	if srv, err := server.New(server.Config{}); err == nil || srv != nil {
 		t.Errorf("New without a verifier = %v, %v; want an error", srv, err)
 	}
-	ks, err := session.NewKeySet(newSigner(t).Key())
+	ks, err := token.NewKeySet(newSigner(t).Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, issuer, audience)
+	v, err := token.NewVerifier(ks, issuer, audience)
 	if err != nil {
 		t.Fatal(err)
 	}

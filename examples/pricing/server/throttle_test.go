@@ -15,8 +15,8 @@ import (
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // fakeClock is a clock that moves only when told to, so that no bucket
@@ -49,7 +49,7 @@ func startThrottled(t *testing.T) (*harness, *fakeClock) {
 // perms.
 func (h *harness) consumerToken(t *testing.T, azp, seller string, perms ...string) string {
 	t.Helper()
-	return h.tokenWith(t, func(c *session.Claims) {
+	return h.tokenWith(t, func(c *token.Claims) {
 		c.AuthorizedParty = azp
 		c.Permissions = perms
 		c.Extra = map[string]any{"seller_id": seller}

@@ -8,7 +8,7 @@
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
 // secret) or else from the environment variable TOLLGATE_KEY, in the text
-// form session.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
+// form token.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
 // There is no default key: without one the server refuses to start.
 //
 // Tokens name their warehouse in the custom claim warehouse_id; the
@@ -48,7 +48,7 @@ import (
 
 	"github.com/tollgate/tollgate/examples/inventory/server"
 	tollgate "github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // keyEnv names the environment variable the key is read from without -key.
@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// $TOLLGATE_KEY that is, cut out (the flag package quotes what it was
 	// given).
 	fail := func(code int, err error) int {
-		msg := session.Redact(err.Error(), append([]string{os.Getenv(keyEnv)}, args...)...)
+		msg := token.Redact(err.Error(), append([]string{os.Getenv(keyEnv)}, args...)...)
 		msg = strings.Map(func(r rune) rune {
 			if unicode.IsPrint(r) {
 				return r
@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c config
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8444", "address to listen on")
 	fs.StringVar(&c.keyPath, "key", "", "verification key file (default: $"+keyEnv+")")
-	fs.StringVar(&c.alg, "alg", session.HS256, "algorithm of the key")
+	fs.StringVar(&c.alg, "alg", token.HS256, "algorithm of the key")
 	fs.StringVar(&c.issuer, "issuer", "tollgate-demo", "issuer tokens must name")
 	fs.StringVar(&c.audience, "audience", "inventory", "audience tokens must name")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (default: none)")
@@ -110,13 +110,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail(2, errors.New("unexpected argument after the flags"))
 	}
-	if !slices.Contains(session.Algorithms(), c.alg) {
-		return fail(2, fmt.Errorf("-alg: unsupported algorithm (supported: %s)", strings.Join(session.Algorithms(), ", ")))
+	if !slices.Contains(token.Algorithms(), c.alg) {
+		return fail(2, fmt.Errorf("-alg: unsupported algorithm (supported: %s)", strings.Join(token.Algorithms(), ", ")))
 	}
 	// A host name is looked up in DNS: a key or a token pasted as one would
 	// be sent to the resolver.
 	for flagName, addr := range map[string]string{"-listen": c.listen, "-metrics-listen": c.metricsListen} {
-		if host, _, err := net.SplitHostPort(addr); err == nil && session.Redact(host) != host {
+		if host, _, err := net.SplitHostPort(addr); err == nil && token.Redact(host) != host {
 			return fail(2, fmt.Errorf("%s: the host looks like key material or a token", flagName))
 		}
 	}
@@ -178,11 +178,11 @@ func build(c config, stderr io.Writer, guardOpts []tollgate.Option) (*server.Ser
 	if err != nil {
 		return nil, err
 	}
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		return nil, err
 	}
-	v, err := session.NewVerifier(ks, c.issuer, c.audience)
+	v, err := token.NewVerifier(ks, c.issuer, c.audience)
 	if err != nil {
 		return nil, err
 	}
@@ -192,9 +192,9 @@ func build(c config, stderr io.Writer, guardOpts []tollgate.Option) (*server.Ser
 // loadKey reads the key from path or, without one, from $TOLLGATE_KEY. The
 // loaders' errors hold neither the path nor the value; they get the flag's
 // or the variable's name.
-func loadKey(path, alg string) (*session.Key, error) {
+func loadKey(path, alg string) (*token.Key, error) {
 	if path != "" {
-		k, err := session.LoadKeyFile(path, "", alg)
+		k, err := token.LoadKeyFile(path, "", alg)
 		if err != nil {
 			return nil, fmt.Errorf("-key: %w", err)
 		}
@@ -203,7 +203,7 @@ func loadKey(path, alg string) (*session.Key, error) {
 	if _, ok := os.LookupEnv(keyEnv); !ok {
 		return nil, fmt.Errorf("no key: pass -key PATH or set %s (tollgate has no default key)", keyEnv)
 	}
-	return session.LoadKeyEnv(keyEnv, "", alg)
+	return token.LoadKeyEnv(keyEnv, "", alg)
 }
 
 // addressless returns what went wrong in a net error without the address it

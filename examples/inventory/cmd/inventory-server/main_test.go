@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/tollgate/tollgate/examples/inventory/proto/inventory/v1"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 func newSecret(t *testing.T) []byte {
@@ -69,16 +69,16 @@ func TestServes(t *testing.T) {
 		t.Fatalf("Ping: %v", err)
 	}
 
-	key, err := session.NewHMACKey("", session.HS256, secret)
+	key, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "clerk-1", Audience: []string{"inventory"},
+	tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "clerk-1", Audience: []string{"inventory"},
 		IssuedAt: now, ExpiresAt: now.Add(time.Minute), Permissions: []string{"inventory.read"},
 		Extra: map[string]any{"warehouse_id": "wh-1"}})
 	if err != nil {

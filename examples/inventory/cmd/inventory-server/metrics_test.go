@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	inventoryv1 "github.com/tollgate/tollgate/examples/inventory/proto/inventory/v1"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // With -metrics-listen the server says where its metrics are, and a scrape
@@ -62,16 +62,16 @@ func TestExportsMetrics(t *testing.T) {
 	client := inventoryv1.NewInventoryServiceClient(conn)
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
-	key, err := session.NewHMACKey("", session.HS256, secret)
+	key, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "clerk-1", Audience: []string{"inventory"},
+	tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "clerk-1", Audience: []string{"inventory"},
 		IssuedAt: now, ExpiresAt: now.Add(time.Minute), Permissions: []string{"inventory.read"},
 		Extra: map[string]any{"warehouse_id": "wh-1"}})
 	if err != nil {

@@ -70,7 +70,7 @@
 // names the flag, variable or argument that is wrong. The token is never
 // printed: no message quotes a value the user gave, and every line of
 // errors, on either stream, has whatever looks like a token or key material
-// cut out besides (session.Redact).
+// cut out besides (token.Redact).
 package main
 
 import (
@@ -104,7 +104,7 @@ import (
 	"github.com/tollgate/tollgate/examples/pricing/internal/quiet"
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 const tokenEnv = "TOLLGATE_TOKEN"
@@ -152,7 +152,7 @@ type client struct {
 	src       *interceptors.TokenSource // nil without a token
 	bodyToken bool
 	out       io.Writer
-	suspects  []string // for session.Redact: arguments, $TOLLGATE_TOKEN, the token
+	suspects  []string // for token.Redact: arguments, $TOLLGATE_TOKEN, the token
 }
 
 // renewal records the latest token the server handed back.
@@ -182,14 +182,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// fail is the one place errors are printed on stderr, as one line of
 	// printable text.
 	fail := func(code int, err error) int {
-		fmt.Fprintf(stderr, "pricing-client: %s\n", oneLine(session.Redact(err.Error(), suspects...)))
+		fmt.Fprintf(stderr, "pricing-client: %s\n", oneLine(token.Redact(err.Error(), suspects...)))
 		return code
 	}
 	fs := flag.NewFlagSet("pricing-client", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	addrList := fs.String("addr", "127.0.0.1:8443", "server address; several, comma-separated, are called in turn")
-	token := fs.String("token", "", "access token (default: $"+tokenEnv+")")
+	tokenFlag := fs.String("token", "", "access token (default: $"+tokenEnv+")")
 	tokenFile := fs.String("token-file", "", "file holding the access token; a renewed token is written back to it")
 	bodyToken := fs.Bool("body-token", false, "send the token in the request body (quote only)")
 	repeat := fs.Int("repeat", 0, "run the command this many times and print a summary")
@@ -220,13 +220,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case err != nil:
 			return fail(2, errors.New("-addr: want HOST:PORT[,HOST:PORT...]"))
-		case session.Redact(host) != host:
+		case token.Redact(host) != host:
 			// A host name is looked up in DNS: a key or a token pasted as
 			// one would be sent to the resolver.
 			return fail(2, errors.New("-addr: a host looks like key material or a token"))
 		}
 	}
-	tok, from, err := loadToken(*token, *tokenFile)
+	tok, from, err := loadToken(*tokenFlag, *tokenFile)
 	if err != nil {
 		return fail(2, err)
 	}
@@ -586,7 +586,7 @@ func checkMethodName(name string) error {
 		return usageErr("call: want a full method name, /PKG.SERVICE/METHOD")
 	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0:
 		return usageErr("call: the method name holds spaces or unprintable characters")
-	case session.Redact(name) != name:
+	case token.Redact(name) != name:
 		return usageErr("call: the method name looks like key material or a token")
 	}
 	return nil
@@ -697,7 +697,7 @@ func (c *client) print(m proto.Message, err error) error {
 // shares a run with the token (a server, or a transport error, could quote
 // anything).
 func (c *client) describe(err error) string {
-	return oneLine(session.Redact(describe(err), c.suspects...))
+	return oneLine(token.Redact(describe(err), c.suspects...))
 }
 
 // describe renders an error as "error: <code>: <message> [<reason>

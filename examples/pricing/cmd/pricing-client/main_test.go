@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/examples/pricing/server"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // startServer serves the pricing service on loopback and returns its
@@ -19,7 +19,7 @@ func startServer(t *testing.T) (addr string, mint func(seller string, perms ...s
 	addr, signer := startServerWith(t, nil)
 	return addr, func(seller string, perms ...string) string {
 		now := time.Now()
-		tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
+		tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
 			IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Permissions: perms,
 			Extra: map[string]any{"seller_id": seller}})
 		if err != nil {
@@ -31,21 +31,21 @@ func startServer(t *testing.T) (addr string, mint func(seller string, perms ...s
 
 // startServerWith serves the pricing service, configured by edit (may be
 // nil), on loopback and returns its address and a signer of tokens for it.
-func startServerWith(t *testing.T, edit func(*server.Config)) (string, *session.Signer) {
+func startServerWith(t *testing.T, edit func(*server.Config)) (string, *token.Signer) {
 	t.Helper()
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
 	}
-	key, err := session.NewHMACKey("", session.HS256, secret)
+	key, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, "tollgate-demo", "pricing")
+	v, err := token.NewVerifier(ks, "tollgate-demo", "pricing")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func startServerWith(t *testing.T, edit func(*server.Config)) (string, *session.
 		srv.Stop()
 		<-served
 	})
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/examples/pricing/server"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // recorder remembers, per method, whether calls that reached the handler
@@ -50,11 +50,11 @@ func (r *recorder) of(method string) []bool {
 // renewingServer serves with renewal (the pricing-server's policy, and a
 // grace long enough for the first call to take its renewal home); the
 // recorder runs after the guard.
-func renewingServer(t *testing.T) (string, *session.Signer, *recorder) {
+func renewingServer(t *testing.T) (string, *token.Signer, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	addr, signer := startServerWith(t, func(c *server.Config) {
-		c.Renewal = &session.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
+		c.Renewal = &token.RenewalPolicy{Window: 1.0 / 3, TTL: 15 * time.Minute, MaxSession: 8 * time.Hour}
 		c.RenewalGrace = 2 * time.Second
 		c.ServerOptions = append(c.ServerOptions, grpc.ChainUnaryInterceptor(rec.interceptor()))
 	})
@@ -63,10 +63,10 @@ func renewingServer(t *testing.T) (string, *session.Signer, *recorder) {
 
 // windowToken is a 15-minute token issued 11 minutes ago: inside its last
 // third, so due for renewal.
-func windowToken(t *testing.T, signer *session.Signer) string {
+func windowToken(t *testing.T, signer *token.Signer) string {
 	t.Helper()
 	iat := time.Now().Add(-11 * time.Minute)
-	tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "widget", Audience: []string{"pricing"},
+	tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "widget", Audience: []string{"pricing"},
 		IssuedAt: iat, ExpiresAt: iat.Add(15 * time.Minute), AuthTime: iat, AuthorizedParty: "price-widget",
 		Permissions: []string{"prices.read"}, Extra: map[string]any{"seller_id": "s-1"}})
 	if err != nil {
@@ -122,7 +122,7 @@ func TestTokenFileKeepsTheRenewedToken(t *testing.T) {
 	if renewed == old {
 		t.Fatal("the token file still holds the old token")
 	}
-	c, err := session.UnverifiedClaims(renewed)
+	c, err := token.UnverifiedClaims(renewed)
 	exp := c.ExpiresAt
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestRepeat(t *testing.T) {
 	})
 	mint := func(azp string) string {
 		now := time.Now()
-		tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
+		tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
 			IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), AuthorizedParty: azp, Permissions: []string{"prices.read"}})
 		if err != nil {
 			t.Fatal(err)

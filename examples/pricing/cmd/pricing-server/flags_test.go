@@ -24,6 +24,7 @@ import (
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // requireRedisEnv turns a missing redis-server from a skip into a failure,
@@ -64,18 +65,18 @@ func TestBadFlagsExitTwo(t *testing.T) {
 
 // mintWith signs a token with secret for the pricing audience, as edit
 // makes it.
-func mintWith(t *testing.T, secret []byte, edit func(*session.Claims)) string {
+func mintWith(t *testing.T, secret []byte, edit func(*token.Claims)) string {
 	t.Helper()
-	key, err := session.NewHMACKey("", session.HS256, secret)
+	key, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	c := session.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
+	c := token.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
 		IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), AuthTime: now,
 		AuthorizedParty: "flags-test", Permissions: []string{"prices.read"}}
 	edit(&c)
@@ -116,15 +117,15 @@ func get(t *testing.T, api pricingv1.PriceServiceClient, tok string) (renewed st
 // session, and returns its session.
 func verify(t *testing.T, secret []byte, tok string, maxLifetime, maxSession time.Duration) *session.Session {
 	t.Helper()
-	key, err := session.NewHMACKey("", session.HS256, secret)
+	key, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := session.NewVerifier(ks, "tollgate-demo", "pricing", session.WithMaxLifetime(maxLifetime), session.WithMaxSession(maxSession))
+	v, err := token.NewVerifier(ks, "tollgate-demo", "pricing", token.WithMaxLifetime(maxLifetime), token.WithMaxSession(maxSession))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestRenewalFlags(t *testing.T) {
 
 	// A 2-hour token with 35 minutes left (inside the last third), of a
 	// session that began 85 minutes ago: renewed until auth_time + 3h.
-	tok := mintWith(t, secret, func(c *session.Claims) {
+	tok := mintWith(t, secret, func(c *token.Claims) {
 		c.IssuedAt = now.Add(-85 * time.Minute)
 		c.ExpiresAt = c.IssuedAt.Add(2 * time.Hour)
 		c.AuthTime = c.IssuedAt
@@ -176,7 +177,7 @@ func TestRenewalFlags(t *testing.T) {
 
 	// Early in a session the successor lives the full -token-ttl: a
 	// 1-hour token 50 minutes old is renewed for 2 hours.
-	tok = mintWith(t, secret, func(c *session.Claims) {
+	tok = mintWith(t, secret, func(c *token.Claims) {
 		c.IssuedAt = now.Add(-50 * time.Minute)
 		c.ExpiresAt = c.IssuedAt.Add(time.Hour)
 		c.AuthTime = c.IssuedAt
@@ -191,7 +192,7 @@ func TestRenewalFlags(t *testing.T) {
 	}
 
 	// Past -max-session the token itself is refused.
-	tok = mintWith(t, secret, func(c *session.Claims) {
+	tok = mintWith(t, secret, func(c *token.Claims) {
 		c.IssuedAt = now.Add(-10 * time.Minute)
 		c.AuthTime = now.Add(-3*time.Hour - 5*time.Minute)
 	})
@@ -363,22 +364,22 @@ func TestPublicKeyMeansNoRenewal(t *testing.T) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, addr := startServer(t, envWithout(keyEnv), "-listen", "127.0.0.1:0", "-key", path, "-alg", session.ES256, "-renew-grace", "1s")
+	p, addr := startServer(t, envWithout(keyEnv), "-listen", "127.0.0.1:0", "-key", path, "-alg", token.ES256, "-renew-grace", "1s")
 
 	privDER, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := session.ParseKey("", session.ES256, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
+	key, err := token.ParseKey("", token.ES256, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	iat := time.Now().Add(-11 * time.Minute)
-	tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
+	tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
 		IssuedAt: iat, ExpiresAt: iat.Add(15 * time.Minute), AuthTime: iat, Permissions: []string{"prices.read"}})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
 // secret) or else from the environment variable TOLLGATE_KEY, in the text
-// form session.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
+// form token.ParseKey reads (a base64 secret for HMAC, PEM otherwise).
 // There is no default key: without one the server refuses to start.
 //
 // The prices live in memory, starting from the demo catalogue, and are
@@ -71,7 +71,7 @@
 // on standard error and exit status 1 (2 for bad usage). That line names the
 // flag or variable that is wrong and never quotes its value: a key or a
 // token pasted in the wrong place is not echoed, and anything that looks like
-// one is cut from the line besides (session.Redact).
+// one is cut from the line besides (token.Redact).
 package main
 
 import (
@@ -99,8 +99,8 @@ import (
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/redisstore"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // keyEnv names the environment variable the key is read from without -key.
@@ -158,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// sharing a run with an argument or $TOLLGATE_KEY that is (the flag
 	// package and the os package quote what they were given).
 	fail := func(code int, err error) int {
-		msg := session.Redact(err.Error(), append([]string{os.Getenv(keyEnv)}, args...)...)
+		msg := token.Redact(err.Error(), append([]string{os.Getenv(keyEnv)}, args...)...)
 		msg = strings.Map(func(r rune) rune {
 			if unicode.IsPrint(r) {
 				return r
@@ -174,7 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c config
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to listen on")
 	fs.StringVar(&c.keyPath, "key", "", "verification key file (default: $"+keyEnv+")")
-	fs.StringVar(&c.alg, "alg", session.HS256, "algorithm of the key")
+	fs.StringVar(&c.alg, "alg", token.HS256, "algorithm of the key")
 	fs.StringVar(&c.issuer, "issuer", "tollgate-demo", "issuer tokens must name")
 	fs.StringVar(&c.audience, "audience", "pricing", "audience tokens must name")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM), with -tls-key")
@@ -257,8 +257,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // check validates the flags that need more than parsing; its errors are
 // usage errors.
 func (c *config) check() error {
-	if !slices.Contains(session.Algorithms(), c.alg) {
-		return fmt.Errorf("-alg: unsupported algorithm (supported: %s)", strings.Join(session.Algorithms(), ", "))
+	if !slices.Contains(token.Algorithms(), c.alg) {
+		return fmt.Errorf("-alg: unsupported algorithm (supported: %s)", strings.Join(token.Algorithms(), ", "))
 	}
 	p, err := throttle.ParsePolicy(c.throttleFail)
 	if err != nil {
@@ -267,7 +267,7 @@ func (c *config) check() error {
 	c.failPolicy = p
 	// A host name is looked up in DNS: a key or a token pasted as one
 	// would be sent to the resolver.
-	if host, _, err := net.SplitHostPort(c.listen); err == nil && session.Redact(host) != host {
+	if host, _, err := net.SplitHostPort(c.listen); err == nil && token.Redact(host) != host {
 		return errors.New("-listen: the host looks like key material or a token")
 	}
 	if c.metricsListen != "" {
@@ -275,7 +275,7 @@ func (c *config) check() error {
 		if err != nil {
 			return errors.New("-metrics-listen: want HOST:PORT")
 		}
-		if session.Redact(host) != host {
+		if token.Redact(host) != host {
 			return errors.New("-metrics-listen: the host looks like key material or a token")
 		}
 	}
@@ -284,7 +284,7 @@ func (c *config) check() error {
 		if err != nil {
 			return errors.New("-redis: want HOST:PORT")
 		}
-		if session.Redact(host) != host {
+		if token.Redact(host) != host {
 			return errors.New("-redis: the host looks like key material or a token")
 		}
 	}
@@ -308,17 +308,17 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ks, err := session.NewKeySet(key)
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		return nil, nil, err
 	}
 	// QuotePrices takes tokens in its body, up to 64 KiB; metadata tokens
 	// stay capped at 8 KiB by the guard. Renewed tokens live -token-ttl, so
 	// the verifier must accept that lifetime (and the default hour besides).
-	v, err := session.NewVerifier(ks, c.issuer, c.audience,
-		session.WithMaxTokenSize(64<<10),
-		session.WithMaxSession(c.maxSession),
-		session.WithMaxLifetime(max(c.tokenTTL, time.Hour)))
+	v, err := token.NewVerifier(ks, c.issuer, c.audience,
+		token.WithMaxTokenSize(64<<10),
+		token.WithMaxSession(c.maxSession),
+		token.WithMaxLifetime(max(c.tokenTTL, time.Hour)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -328,7 +328,7 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 		GuardOptions: []interceptors.Option{interceptors.WithLogger(logger)},
 	}
 	if _, ok := ks.SigningKey(); ok {
-		cfg.Renewal = &session.RenewalPolicy{Window: renewalWindow, TTL: c.tokenTTL, MaxSession: c.maxSession}
+		cfg.Renewal = &token.RenewalPolicy{Window: renewalWindow, TTL: c.tokenTTL, MaxSession: c.maxSession}
 		cfg.RenewalGrace = c.renewGrace
 	} else {
 		logger.Warn("token renewal is off: the key cannot sign (a public key); tokens must be renewed by their issuer")
@@ -409,9 +409,9 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 // key files of tollgate keygen carry no kid, and the server holds exactly
 // one key, so tokens need not name one. The loaders' errors hold neither
 // the path nor the value; they get the flag's or the variable's name.
-func loadKey(path, alg string) (*session.Key, error) {
+func loadKey(path, alg string) (*token.Key, error) {
 	if path != "" {
-		k, err := session.LoadKeyFile(path, "", alg)
+		k, err := token.LoadKeyFile(path, "", alg)
 		if err != nil {
 			return nil, fmt.Errorf("-key: %w", err)
 		}
@@ -420,7 +420,7 @@ func loadKey(path, alg string) (*session.Key, error) {
 	if _, ok := os.LookupEnv(keyEnv); !ok {
 		return nil, fmt.Errorf("no key: pass -key PATH or set %s (tollgate has no default key)", keyEnv)
 	}
-	return session.LoadKeyEnv(keyEnv, "", alg)
+	return token.LoadKeyEnv(keyEnv, "", alg)
 }
 
 // loadTLS reads the certificate and key files of -tls-cert and -tls-key.

@@ -30,7 +30,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // waitLimit bounds every wait for the server process.
@@ -170,16 +170,16 @@ func (p *process) wait(t *testing.T) error {
 
 func mint(t *testing.T, secret []byte, perms ...string) string {
 	t.Helper()
-	key, err := session.NewHMACKey("", session.HS256, secret)
+	key, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := session.NewSigner(key)
+	signer, err := token.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := signer.Sign(session.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
+	tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "test", Audience: []string{"pricing"},
 		IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Permissions: perms})
 	if err != nil {
 		t.Fatal(err)

@@ -35,10 +35,10 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 		want string
 		skip []string // materials accepted there
 	}{
-		{"-key", nil, func(v string) []string { return []string{"-key", v} }, 1, "-key: session: unusable key: cannot open the key file", nil},
-		{"-key=", nil, func(v string) []string { return []string{"-key=" + v} }, 1, "-key: session: unusable key: cannot open the key file", nil},
-		{"$TOLLGATE_KEY for HS256", func(v string) []string { return append(envWithout(keyEnv), keyEnv+"="+v) }, nil, 1, "$" + keyEnv + ": session: unusable key", []string{"secret", "secret, URL-safe"}},
-		{"$TOLLGATE_KEY for ES256", func(v string) []string { return append(envWithout(keyEnv), keyEnv+"="+v) }, func(string) []string { return []string{"-alg", "ES256"} }, 1, "$" + keyEnv + ": session: unusable key", []string{"ES256 private key"}},
+		{"-key", nil, func(v string) []string { return []string{"-key", v} }, 1, "-key: token: unusable key: cannot open the key file", nil},
+		{"-key=", nil, func(v string) []string { return []string{"-key=" + v} }, 1, "-key: token: unusable key: cannot open the key file", nil},
+		{"$TOLLGATE_KEY for HS256", func(v string) []string { return append(envWithout(keyEnv), keyEnv+"="+v) }, nil, 1, "$" + keyEnv + ": token: unusable key", []string{"secret", "secret, URL-safe"}},
+		{"$TOLLGATE_KEY for ES256", func(v string) []string { return append(envWithout(keyEnv), keyEnv+"="+v) }, func(string) []string { return []string{"-alg", "ES256"} }, 1, "$" + keyEnv + ": token: unusable key", []string{"ES256 private key"}},
 		{"-alg", nil, func(v string) []string { return []string{"-key", key, "-alg", v} }, 2, "-alg: unsupported algorithm", nil},
 		{"-token-ttl", nil, func(v string) []string { return []string{"-key", key, "-token-ttl", v} }, 2, "-token-ttl: want a duration", nil},
 		{"-max-session=", nil, func(v string) []string { return []string{"-key", key, "-max-session=" + v} }, 2, "-max-session: want a duration", nil},

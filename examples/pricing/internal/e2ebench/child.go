@@ -21,7 +21,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // ChildEnv is the environment variable that makes the test binary the
@@ -33,10 +33,10 @@ const ProfileEnv = "TOLLGATE_E2E_CPUPROFILE"
 
 // Algorithms are the two key algorithms the servers are built for: one
 // tollgate and one baseline server each.
-var Algorithms = []string{session.HS256, session.EdDSA}
+var Algorithms = []string{token.HS256, token.EdDSA}
 
 // childConfig is what the load process sends the server process on its
-// standard input: the keys, in the text form session.ParseKey reads (a
+// standard input: the keys, in the text form token.ParseKey reads (a
 // base64 secret, a PEM private key), and how many callers' SKUs to store.
 // It never travels in the environment or on a command line.
 type childConfig struct {
@@ -143,7 +143,7 @@ func child(stdin io.Reader, stdout, stderr io.Writer) error {
 		if !ok {
 			return fmt.Errorf("no %s key in the configuration", alg)
 		}
-		key, err := session.ParseKey("", alg, []byte(text))
+		key, err := token.ParseKey("", alg, []byte(text))
 		if err != nil {
 			return err
 		}
@@ -239,13 +239,13 @@ func child(stdin io.Reader, stdout, stderr io.Writer) error {
 // its text form: the HMAC secret, or the Ed25519 public key.
 func baselineKey(alg, text string) (any, error) {
 	switch alg {
-	case session.HS256:
+	case token.HS256:
 		b, err := base64.StdEncoding.DecodeString(text)
 		if err != nil {
 			return nil, errors.New("HS256 key: not standard base64")
 		}
 		return b, nil
-	case session.EdDSA:
+	case token.EdDSA:
 		blk, _ := pem.Decode([]byte(text))
 		if blk == nil {
 			return nil, errors.New("EdDSA key: not PEM")

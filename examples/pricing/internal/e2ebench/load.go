@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Case is one kind of call the load client makes, on all three servers.
@@ -28,10 +28,10 @@ type Case struct {
 
 // Cases are the cases of BenchmarkE2E, in the order it runs them.
 var Cases = []Case{
-	{Name: "unary-hit", Alg: session.HS256},
-	{Name: "unary-miss-HS256", Alg: session.HS256, Miss: true},
-	{Name: "unary-miss-EdDSA", Alg: session.EdDSA, Miss: true},
-	{Name: "stream-hit", Alg: session.HS256, Stream: true},
+	{Name: "unary-hit", Alg: token.HS256},
+	{Name: "unary-miss-HS256", Alg: token.HS256, Miss: true},
+	{Name: "unary-miss-EdDSA", Alg: token.EdDSA, Miss: true},
+	{Name: "stream-hit", Alg: token.HS256, Stream: true},
 }
 
 // Config is the load one case puts on the servers.
@@ -197,7 +197,7 @@ func (l *loader) close() {
 // a few consumers (azp), its seller_id, and both permissions the cases
 // need. Every token gets a random jti.
 func (l *loader) sign(now time.Time, caller int) (string, error) {
-	return l.servers.Signer(l.c.Alg).Sign(session.Claims{
+	return l.servers.Signer(l.c.Alg).Sign(token.Claims{
 		Issuer:          issuer,
 		Subject:         fmt.Sprintf("bench-user-%d", caller),
 		Audience:        []string{audience},

@@ -16,7 +16,7 @@ import (
 	"os/exec"
 	"sync"
 
-	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Servers is the server process as the load process sees it: where its
@@ -27,7 +27,7 @@ type Servers struct {
 	stdin   io.WriteCloser
 	addrs   childAddrs
 	control *http.Client
-	signers map[string]*session.Signer // by algorithm
+	signers map[string]*token.Signer // by algorithm
 	waited  chan error
 
 	closeOnce sync.Once
@@ -51,17 +51,17 @@ func StartServers(exe string, callers int, stderr io.Writer) (*Servers, error) {
 	if err != nil {
 		return nil, err
 	}
-	hk, err := session.NewHMACKey("", session.HS256, secret)
+	hk, err := token.NewHMACKey("", token.HS256, secret)
 	if err != nil {
 		return nil, err
 	}
-	ek, err := session.NewPrivateKey("", session.EdDSA, priv)
+	ek, err := token.NewPrivateKey("", token.EdDSA, priv)
 	if err != nil {
 		return nil, err
 	}
-	s := &Servers{signers: map[string]*session.Signer{}, waited: make(chan error, 1)}
-	for _, k := range []*session.Key{hk, ek} {
-		sg, err := session.NewSigner(k)
+	s := &Servers{signers: map[string]*token.Signer{}, waited: make(chan error, 1)}
+	for _, k := range []*token.Key{hk, ek} {
+		sg, err := token.NewSigner(k)
 		if err != nil {
 			return nil, err
 		}
@@ -69,8 +69,8 @@ func StartServers(exe string, callers int, stderr io.Writer) (*Servers, error) {
 	}
 	cfg, err := json.Marshal(childConfig{
 		Keys: map[string]string{
-			session.HS256: base64.StdEncoding.EncodeToString(secret),
-			session.EdDSA: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+			token.HS256: base64.StdEncoding.EncodeToString(secret),
+			token.EdDSA: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		},
 		Callers: callers,
 	})
@@ -117,7 +117,7 @@ func StartServers(exe string, callers int, stderr io.Writer) (*Servers, error) {
 func (s *Servers) Addr(kind, alg string) string { return s.addrs.Servers[serverName(kind, alg)] }
 
 // Signer returns the signer of the tokens the servers accept for alg.
-func (s *Servers) Signer(alg string) *session.Signer { return s.signers[alg] }
+func (s *Servers) Signer(alg string) *token.Signer { return s.signers[alg] }
 
 // Usage asks the server process for its CPU time and allocations so far;
 // with collect, it first runs a complete garbage collection, whose own CPU

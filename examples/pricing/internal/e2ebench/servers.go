@@ -12,8 +12,8 @@ import (
 	"github.com/tollgate/tollgate/examples/pricing/server"
 	"github.com/tollgate/tollgate/examples/pricing/store"
 	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // The names of the three servers, as the slices, the metrics and the pprof
@@ -95,15 +95,15 @@ func newBare(st *store.Store) *grpc.Server {
 // newTollgate builds the pricing server as pricing-server's build does for
 // key (the verifier's options, renewal when the key can sign, the guard's
 // logger), with lim as its limiter.
-func newTollgate(key *session.Key, st *store.Store, lim throttle.Limiter, logger *slog.Logger) (*server.Server, error) {
-	ks, err := session.NewKeySet(key)
+func newTollgate(key *token.Key, st *store.Store, lim throttle.Limiter, logger *slog.Logger) (*server.Server, error) {
+	ks, err := token.NewKeySet(key)
 	if err != nil {
 		return nil, err
 	}
-	v, err := session.NewVerifier(ks, issuer, audience,
-		session.WithMaxTokenSize(64<<10),
-		session.WithMaxSession(maxSession),
-		session.WithMaxLifetime(max(tokenTTL, time.Hour)))
+	v, err := token.NewVerifier(ks, issuer, audience,
+		token.WithMaxTokenSize(64<<10),
+		token.WithMaxSession(maxSession),
+		token.WithMaxLifetime(max(tokenTTL, time.Hour)))
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func newTollgate(key *session.Key, st *store.Store, lim throttle.Limiter, logger
 		},
 	}
 	if _, ok := ks.SigningKey(); ok {
-		cfg.Renewal = &session.RenewalPolicy{Window: renewalWindow, TTL: tokenTTL, MaxSession: maxSession}
+		cfg.Renewal = &token.RenewalPolicy{Window: renewalWindow, TTL: tokenTTL, MaxSession: maxSession}
 	}
 	return server.New(cfg)
 }

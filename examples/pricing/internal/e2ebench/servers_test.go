@@ -18,8 +18,8 @@ import (
 	"github.com/tollgate/tollgate/examples/pricing/internal/leaktest"
 	pricingv1 "github.com/tollgate/tollgate/examples/pricing/proto/pricing/v1"
 	"github.com/tollgate/tollgate/interceptors"
-	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // TestServersEnforce checks that the tollgate and the baseline servers do
@@ -33,7 +33,7 @@ func TestServersEnforce(t *testing.T) {
 	now := time.Now()
 	sign := func(alg string, perms []string, seller string) string {
 		t.Helper()
-		tok, err := s.Signer(alg).Sign(session.Claims{
+		tok, err := s.Signer(alg).Sign(token.Claims{
 			Issuer: issuer, Subject: "bench-user-0", Audience: []string{audience},
 			IssuedAt: now, ExpiresAt: now.Add(tokenLifetime), AuthTime: now,
 			AuthorizedParty: "bench-service-0", Permissions: perms,
@@ -156,10 +156,10 @@ func TestServersEnforce(t *testing.T) {
 }
 
 func otherAlg(alg string) string {
-	if alg == session.HS256 {
-		return session.EdDSA
+	if alg == token.HS256 {
+		return token.EdDSA
 	}
-	return session.HS256
+	return token.HS256
 }
 
 func dial(t *testing.T, addr string) pricingv1.PriceServiceClient {

@@ -1,7 +1,7 @@
 // Package quiet keeps what a user typed out of the pricing programs' error
 // messages: a key or a token pasted in the wrong place must never be
 // printed back. The programs also pass every message through
-// session.Redact; this package makes sure their own messages never need it.
+// token.Redact; this package makes sure their own messages never need it.
 package quiet
 
 import (
