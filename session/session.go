@@ -49,16 +49,12 @@ func (s *Session) SessionID() string { return s.d.SessionID }
 func (s *Session) AuthorizedParty() string { return s.d.AZP }
 
 // Consumer returns who is calling, for throttling and logs: the azp claim,
-// or the subject when azp is absent.
-func (s *Session) Consumer() string {
-	if s.d.AZP != "" {
-		return s.d.AZP
-	}
-	return s.d.Subject
-}
+// or the subject when azp is absent (an issuer's profile may name other
+// claims, such as client_id or appid).
+func (s *Session) Consumer() string { return s.d.Consumer }
 
 // ConsumerKey returns [Session.Consumer] qualified by the claim it came from:
-// "azp:orders" or "sub:orders". Throttle buckets are keyed on it, so that a
+// "azp:orders" or "sub:orders" ("appid:..." for a profile reading appid). Throttle buckets are keyed on it, so that a
 // token whose sub merely equals a service's name never spends that
 // service's budget.
 func (s *Session) ConsumerKey() string { return s.d.ConsumerKey }

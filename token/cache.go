@@ -43,6 +43,7 @@ type cacheEntry struct {
 	pushedAt   uint64 // the shard's pushes when e was last put at the front
 	token      string
 	sess       *session.Session
+	iss        *issuer // whose key set key must still be in
 	key        *Key
 	size       int
 	prev, next *cacheEntry
@@ -63,8 +64,8 @@ func newCache(entries, bytes int) *cache {
 func (c *cache) shard(h uint64) *cacheShard { return &c.shards[h%cacheShards] }
 
 // get returns the cached session for tok, or nil. An entry past its validity
-// or whose key left ks is removed.
-func (c *cache) get(tok string, now time.Time, ks *KeySet) *session.Session {
+// or whose key left its issuer's current key set is removed.
+func (c *cache) get(tok string, now time.Time) *session.Session {
 	h := maphash.String(c.seed, tok)
 	sh := c.shard(h)
 	sh.mu.Lock()
@@ -73,7 +74,7 @@ func (c *cache) get(tok string, now time.Time, ks *KeySet) *session.Session {
 		sh.mu.Unlock()
 		return nil
 	}
-	if !now.Before(e.sess.ValidUntil()) || !ks.holds(e.key) {
+	if !now.Before(e.sess.ValidUntil()) || !e.iss.keys.Load().holds(e.key) {
 		sh.remove(e)
 		sh.mu.Unlock()
 		return nil
@@ -86,7 +87,7 @@ func (c *cache) get(tok string, now time.Time, ks *KeySet) *session.Session {
 // put caches sess for tok, evicting least recently used entries while the
 // shard is over its bounds. A token larger than a shard's byte budget is not
 // cached.
-func (c *cache) put(tok string, sess *session.Session, key *Key) {
+func (c *cache) put(tok string, sess *session.Session, iss *issuer, key *Key) {
 	size := len(tok) + sessionSize(sess)
 	h := maphash.String(c.seed, tok)
 	sh := c.shard(h)
@@ -104,20 +105,20 @@ func (c *cache) put(tok string, sess *session.Session, key *Key) {
 		}
 		sh.remove(sh.tail)
 	}
-	e := &cacheEntry{hash: h, token: tok, sess: sess, key: key, size: size}
+	e := &cacheEntry{hash: h, token: tok, sess: sess, iss: iss, key: key, size: size}
 	sh.entries[h] = e
 	sh.bytes += size
 	sh.pushFront(e)
 }
 
 // purge removes every entry whose key drop reports true.
-func (c *cache) purge(drop func(*Key) bool) {
+func (c *cache) purge(drop func(*issuer, *Key) bool) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		for e := sh.head; e != nil; {
 			next := e.next
-			if drop(e.key) {
+			if drop(e.iss, e.key) {
 				sh.remove(e)
 			}
 			e = next

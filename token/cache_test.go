@@ -186,13 +186,13 @@ func TestCachePurgedOnSetKeys(t *testing.T) {
 	// Every hit also rechecks its key against the current set, so an entry
 	// that escaped the purge (put by a call that began before SetKeys) is
 	// not served either.
-	if s := f.v.cache.get(t2[0], fixedNow, keySet(t, k1)); s != nil {
+	if s := getAgainst(f.v, t2[0], keySet(t, k1)); s != nil {
 		t.Fatal("cache served an entry whose key is not in the given set")
 	}
-	if s := f.v.cache.get(t2[2], fixedNow, keySet(t, newHMAC(t, "k2", HS256))); s != nil {
+	if s := getAgainst(f.v, t2[2], keySet(t, newHMAC(t, "k2", HS256))); s != nil {
 		t.Fatal("cache served an entry whose kid is in the set with other material")
 	}
-	if s := f.v.cache.get(t2[1], fixedNow, keySet(t, k2)); s != cached[t2[1]] {
+	if s := getAgainst(f.v, t2[1], keySet(t, k2)); s != cached[t2[1]] {
 		t.Fatal("cache did not serve an entry whose key is in the set")
 	}
 }
@@ -244,13 +244,13 @@ func TestCacheCollisionNotServed(t *testing.T) {
 	h := maphash.String(c.seed, tokA)
 	sh := c.shard(h)
 	sh.mu.Lock()
-	e := &cacheEntry{hash: h, token: tokB, sess: sB, key: f.key, size: 1}
+	e := &cacheEntry{hash: h, token: tokB, sess: sB, iss: f.v.issuers[0], key: f.key, size: 1}
 	sh.entries[h] = e
 	sh.bytes += e.size
 	sh.pushFront(e)
 	sh.mu.Unlock()
 
-	if got := c.get(tokA, fixedNow, f.ks); got != nil {
+	if got := c.get(tokA, fixedNow); got != nil {
 		t.Fatalf("cache served %q's session for another token", got.Subject())
 	}
 	if s := mustVerify(t, f.v, tokA); s.Subject() != "alice" {
@@ -317,4 +317,13 @@ func TestCacheKeepsTokensInUse(t *testing.T) {
 	if n, _ := f.v.cache.len(); n > 16*64 {
 		t.Fatalf("%d entries, bound %d", n, 16*64)
 	}
+}
+
+// getAgainst looks tok up in v's cache as if ks were its issuer's current
+// set, then restores the set.
+func getAgainst(v *Verifier, tok string, ks *KeySet) *session.Session {
+	is := v.issuers[0]
+	old := is.keys.Swap(ks)
+	defer is.keys.Store(old)
+	return v.cache.get(tok, fixedNow)
 }

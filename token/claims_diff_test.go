@@ -46,7 +46,7 @@ func newClaimsSession(v *Verifier, key *Key, data []byte, now time.Time) (*sessi
 	sc.tok = b64.AppendEncode(sc.tok, data)
 	sc.dot1, sc.dot2 = 3, len(sc.tok)
 	sc.tok = append(sc.tok, ".AA"...)
-	sc.key, sc.now = key, now
+	sc.key, sc.now, sc.iss = key, now, v.issuers[0]
 	return v.claimsSession(sc)
 }
 

@@ -423,7 +423,7 @@ func refVerifyClaims(v *Verifier, data []byte, now time.Time) (*refSession, erro
 	if err := refParseClaims(data, &c); err != nil {
 		return nil, err
 	}
-	if err := refCheckClaims(v.opts, v.issuer, v.audience, &c, now); err != nil {
+	if err := refCheckClaims(v.opts, v.Issuer(), v.Audience(), &c, now); err != nil {
 		return nil, err
 	}
 	return refNewSession(v.opts, &c), nil

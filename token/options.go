@@ -22,6 +22,7 @@ const (
 type verifierOptions struct {
 	leeway       time.Duration
 	maxLifetime  time.Duration
+	lifetimeSet  bool
 	maxSession   time.Duration
 	maxTokenSize int
 	now          func() time.Time
@@ -39,9 +40,11 @@ func WithLeeway(d time.Duration) VerifierOption {
 	return func(o *verifierOptions) { o.leeway = d }
 }
 
-// WithMaxLifetime sets the longest exp - iat accepted (default 1 h).
+// WithMaxLifetime sets the longest exp - iat accepted (default 1 h) by a
+// verifier of [NewVerifier]; [NewVerifierFor] takes it from each issuer's
+// [Profile].
 func WithMaxLifetime(d time.Duration) VerifierOption {
-	return func(o *verifierOptions) { o.maxLifetime = d }
+	return func(o *verifierOptions) { o.maxLifetime, o.lifetimeSet = d, true }
 }
 
 // WithMaxSession sets how long after auth_time a token (and every renewal of

@@ -104,17 +104,16 @@ type header struct {
 	hasKID   bool
 }
 
-var (
-	typAtJWT    = []byte("at+jwt")
-	typAppAtJWT = []byte("application/at+jwt")
-)
-
 // parseHeader checks the decoded header: valid UTF-8, a JSON object whose
 // only members are alg, kid and typ, each once and each a string; typ is
 // at+jwt (RFC 9068; case-insensitive, with or without the application/
 // prefix). Anything else (crit, jku, x5u, jwk, x5c, zip, enc, ...) is
 // rejected.
-func parseHeader(data []byte) (header, error) {
+//
+// p is the issuer's profile's policy: which typ values it accepts (and
+// whether none), and whether x5t and x5t#S256 are tolerated (read through,
+// never used).
+func parseHeader(data []byte, p *headerPolicy) (header, error) {
 	var h header
 	if !utf8.Valid(data) || !validJSON(data) {
 		return h, errHeader
@@ -124,7 +123,7 @@ func parseHeader(data []byte) (header, error) {
 	if data[i] != '{' {
 		return h, errHeader
 	}
-	var seenAlg, seenKID, seenTyp bool
+	var seenAlg, seenKID, seenTyp, seenX5t, seenX5tS bool
 	for i = skipWS(data, i+1); data[i] != '}'; {
 		kend, escaped := scanString(data, i)
 		key := data[i+1 : kend-1]
@@ -150,6 +149,16 @@ func parseHeader(data []byte) (header, error) {
 			seen = &seenKID
 		case "typ":
 			seen = &seenTyp
+		case "x5t":
+			if !p.x5t {
+				return h, errHeaderMember
+			}
+			seen = &seenX5t
+		case "x5t#S256":
+			if !p.x5ts {
+				return h, errHeaderMember
+			}
+			seen = &seenX5tS
 		default:
 			return h, errHeaderMember
 		}
@@ -170,13 +179,13 @@ func parseHeader(data []byte) (header, error) {
 		case "kid":
 			h.kid, h.hasKID = v, true
 		case "typ":
-			if !bytes.EqualFold(v, typAtJWT) && !bytes.EqualFold(v, typAppAtJWT) {
-				return h, errTyp
+			if !p.typeOK(v) {
+				return h, p.errTyp
 			}
 		}
 	}
-	if !seenTyp {
-		return h, errTyp
+	if !seenTyp && !p.noTyp {
+		return h, p.errTyp
 	}
 	if len(h.alg) == 0 {
 		return h, errNoAlg

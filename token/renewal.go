@@ -25,6 +25,7 @@ var ErrNotRenewable = errors.New("token: not renewable")
 // must not format an error to say no.
 var (
 	errNoAuthTime  = fmt.Errorf("%w: no auth_time", ErrNotRenewable)
+	errExternal    = fmt.Errorf("%w: a token of an issuer this service does not renew", ErrNotRenewable)
 	errRenewLate   = fmt.Errorf("%w: expired", ErrNotRenewable)
 	errSessionEnd  = fmt.Errorf("%w: maximum session reached", ErrNotRenewable)
 	errNotOutlived = fmt.Errorf("%w: the successor would not expire later", ErrNotRenewable)
@@ -98,6 +99,11 @@ func (p RenewalPolicy) successorTimes(sess *session.Session, now time.Time) (iat
 	if sess == nil || sess.AuthTime().IsZero() {
 		return iat, exp, errNoAuthTime
 	}
+	if !sessionmint.Of(sess).Renewable {
+		// A token of an external issuer: its issuer renews it, through
+		// its own refresh flow.
+		return iat, exp, errExternal
+	}
 	if !now.Before(sess.ExpiresAt()) {
 		return iat, exp, errRenewLate
 	}
@@ -163,6 +169,7 @@ type Renewer interface {
 // issuer itself).
 type LocalRenewer struct {
 	verifier *Verifier
+	issuer   *issuer // the verifier's renewable issuer, whose keys sign
 	policy   RenewalPolicy
 }
 
@@ -177,16 +184,20 @@ func NewLocalRenewer(v *Verifier, policy RenewalPolicy) (*LocalRenewer, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
-	if policy.TTL > v.opts.maxLifetime {
-		return nil, fmt.Errorf("token: renewal TTL %v exceeds the verifier's maximum lifetime %v", policy.TTL, v.opts.maxLifetime)
+	is := v.renewing()
+	if is == nil {
+		return nil, errors.New("token: the verifier trusts no issuer whose tokens this service renews (Profile.Renewable)")
+	}
+	if is.maxLife > 0 && policy.TTL > is.maxLife {
+		return nil, fmt.Errorf("token: renewal TTL %v exceeds the verifier's maximum lifetime %v", policy.TTL, is.maxLife)
 	}
 	if policy.MaxSession > v.opts.maxSession {
 		return nil, fmt.Errorf("token: renewal maximum session %v exceeds the verifier's %v", policy.MaxSession, v.opts.maxSession)
 	}
-	if _, ok := v.Keys().SigningKey(); !ok {
+	if _, ok := is.keys.Load().SigningKey(); !ok {
 		return nil, fmt.Errorf("%w: the key set holds no key that can sign", ErrKey)
 	}
-	return &LocalRenewer{verifier: v, policy: policy}, nil
+	return &LocalRenewer{verifier: v, issuer: is, policy: policy}, nil
 }
 
 // Policy returns the renewal policy.
@@ -206,7 +217,7 @@ func (r *LocalRenewer) Renew(ctx context.Context, token string, sess *session.Se
 	if err != nil {
 		return Renewed{}, err
 	}
-	key, ok := r.verifier.Keys().SigningKey()
+	key, ok := r.issuer.keys.Load().SigningKey()
 	if !ok {
 		return Renewed{}, fmt.Errorf("%w: the key set holds no key that can sign", ErrKey)
 	}

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -13,15 +14,18 @@ type scratch struct {
 	tok    []byte // the token, copied: the signing input and the segments to decode
 	dot1   int    // where its dots are
 	dot2   int
-	ks     *KeySet   // the key set the token is verified against
-	key    *Key      // the key of ks the header names
-	now    time.Time // the clock reading the claims are checked at
-	data   []byte    // the decoded claim set, in buf
-	buf    []byte    // the decoded header, then the decoded claim set
-	sig    []byte    // the decoded signature
-	mac    [64]byte  // the HMAC computed
-	digest [48]byte  // the message digest an ECDSA signature signs
-	der    [104]byte // that signature's ASN.1 form, for ecdsa.VerifyASN1
+	ctx    context.Context // the verification's, for a key source that fetches
+	iss    *issuer         // the issuer the token names
+	read   bool            // the claim set is decoded and parsed (into data, claims)
+	hbuf   []byte          // the decoded header
+	key    *Key            // the key of ks the header names
+	now    time.Time       // the clock reading the claims are checked at
+	data   []byte          // the decoded claim set, in buf
+	buf    []byte          // the decoded claim set
+	sig    []byte          // the decoded signature
+	mac    [64]byte        // the HMAC computed
+	digest [48]byte        // the message digest an ECDSA signature signs
+	der    [104]byte       // that signature's ASN.1 form, for ecdsa.VerifyASN1
 	claims claimSet
 }
 
@@ -35,9 +39,12 @@ func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(sc *scratch) {
 	sc.claims.reset()
-	sc.ks, sc.key, sc.data = nil, nil, nil
+	sc.ctx, sc.iss, sc.key, sc.data, sc.read = nil, nil, nil, nil, false
 	if cap(sc.tok) > maxPooledBytes {
 		sc.tok = nil
+	}
+	if cap(sc.hbuf) > maxPooledBytes {
+		sc.hbuf = nil
 	}
 	if cap(sc.buf) > maxPooledBytes {
 		sc.buf = nil

@@ -8,28 +8,27 @@ import (
 	"hash"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/sessionmint"
 	"github.com/tollgate/tollgate/session"
 )
 
-// Verifier checks tokens against a [KeySet] and returns the [session.Session] they
-// carry. It is safe for concurrent use; [Verifier.SetKeys] swaps the key set
-// atomically while calls are in flight.
+// Verifier checks tokens against the keys of the issuers it trusts and
+// returns the [session.Session] they carry. It is safe for concurrent use;
+// key sets are swapped atomically while calls are in flight.
 type Verifier struct {
-	keys     atomic.Pointer[KeySet]
-	issuer   string
-	audience string
-	opts     verifierOptions
-	cache    *cache
+	issuers []*issuer
+	one     *issuer // the issuer, when there is only one: no iss is read before the signature
+	opts    verifierOptions
+	cache   *cache
 }
 
-// NewVerifier returns a verifier that accepts tokens signed by a key of
-// keys, issued by issuer for audience (both compared exactly). It returns an
-// error, never a verifier with a hole in it, when anything is missing or out
-// of range.
+// NewVerifier returns a verifier of tollgate's own tokens ([TollgateProfile]):
+// signed by a key of keys, issued by issuer for audience (both compared
+// exactly). It returns an error, never a verifier with a hole in it, when
+// anything is missing or out of range. [NewVerifierFor] trusts several
+// issuers, or issuers of other profiles.
 func NewVerifier(keys *KeySet, issuer, audience string, opts ...VerifierOption) (*Verifier, error) {
 	if keys == nil {
 		return nil, fmt.Errorf("%w: no key configured (tollgate has no default key)", ErrKeySet)
@@ -37,6 +36,39 @@ func NewVerifier(keys *KeySet, issuer, audience string, opts ...VerifierOption) 
 	if issuer == "" || audience == "" {
 		return nil, errors.New("token: issuer and audience are required")
 	}
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	p := TollgateProfile()
+	p.MaxLifetime = o.maxLifetime
+	if o.scope {
+		p.PermissionsClaims = []string{"perms", "scope"}
+	}
+	return buildVerifier([]Issuer{{Name: issuer, Keys: keys, Audiences: []string{audience}, Profile: p}}, o)
+}
+
+// NewVerifierFor returns a verifier trusting issuers, each with its own
+// keys, audiences and profile. A token's iss picks its issuer before its
+// signature is checked, and only that issuer's keys may verify it; a token
+// of any other iss is refused without a key lookup. Issuer names must be
+// unique. [WithMaxLifetime] and [WithScopeClaim] do not apply: each
+// issuer's [Profile] says it.
+//
+// The verifier follows each key source: it adopts every set the source
+// hands to [KeySource.Watch], and drops cached tokens whose key left it.
+func NewVerifierFor(issuers []Issuer, opts ...VerifierOption) (*Verifier, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if o.lifetimeSet || o.scope {
+		return nil, errors.New("token: WithMaxLifetime and WithScopeClaim configure NewVerifier; set each issuer's Profile instead")
+	}
+	return buildVerifier(issuers, o)
+}
+
+func newOptions(opts []VerifierOption) (verifierOptions, error) {
 	o := verifierOptions{
 		leeway:       DefaultLeeway,
 		maxLifetime:  DefaultMaxLifetime,
@@ -49,15 +81,55 @@ func NewVerifier(keys *KeySet, issuer, audience string, opts ...VerifierOption) 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := o.validate(); err != nil {
-		return nil, err
+	return o, o.validate()
+}
+
+func buildVerifier(issuers []Issuer, o verifierOptions) (*Verifier, error) {
+	if len(issuers) == 0 {
+		return nil, fmt.Errorf("%w: no issuer configured", ErrKeySet)
 	}
-	v := &Verifier{issuer: issuer, audience: audience, opts: o}
-	v.keys.Store(keys)
+	v := &Verifier{opts: o}
+	names := make(map[string]bool, len(issuers))
+	optIss := 0
+	for _, is := range issuers {
+		st, err := compileIssuer(is, &o)
+		if err != nil {
+			return nil, err
+		}
+		if names[st.name] {
+			return nil, fmt.Errorf("token: issuer %q appears twice", st.name)
+		}
+		names[st.name] = true
+		if st.optIss {
+			optIss++
+		}
+		v.issuers = append(v.issuers, st)
+	}
+	if optIss > 1 {
+		return nil, errors.New("token: at most one issuer may accept tokens without iss")
+	}
+	if len(v.issuers) == 1 {
+		v.one = v.issuers[0]
+	}
 	if o.cacheEntries > 0 {
 		v.cache = newCache(o.cacheEntries, o.cacheBytes)
 	}
+	for _, st := range v.issuers {
+		st.src.Watch(func(ks *KeySet) { v.adopt(st, ks) })
+	}
 	return v, nil
+}
+
+// adopt makes ks st's key set and drops the cached tokens of st whose key
+// left it.
+func (v *Verifier) adopt(st *issuer, ks *KeySet) {
+	if ks == nil {
+		return
+	}
+	st.keys.Store(ks)
+	if v.cache != nil {
+		v.cache.purge(func(is *issuer, k *Key) bool { return is == st && !ks.holds(k) })
+	}
 }
 
 // Now returns the verifier's clock reading.
@@ -69,51 +141,72 @@ func (v *Verifier) Leeway() time.Duration { return v.opts.leeway }
 // MaxSession returns the configured maximum session.
 func (v *Verifier) MaxSession() time.Duration { return v.opts.maxSession }
 
-// Issuer returns the issuer tokens must name.
-func (v *Verifier) Issuer() string { return v.issuer }
+// Issuer returns the name of the (first) issuer tokens must name.
+func (v *Verifier) Issuer() string { return v.issuers[0].name }
 
-// Audience returns the audience tokens must name.
-func (v *Verifier) Audience() string { return v.audience }
+// Audience returns the (first) audience tokens of the first issuer must
+// name.
+func (v *Verifier) Audience() string { return v.issuers[0].audiences[0] }
 
-// Keys returns the current key set.
-func (v *Verifier) Keys() *KeySet { return v.keys.Load() }
+// Issuers returns the names of the issuers the verifier trusts, in order.
+func (v *Verifier) Issuers() []string {
+	names := make([]string, len(v.issuers))
+	for i, is := range v.issuers {
+		names[i] = is.name
+	}
+	return names
+}
 
-// SetKeys replaces the key set atomically: calls that start after it returns
-// verify against ks only, and cached tokens of keys that left the set are
-// dropped (they would no longer be served anyway: every hit rechecks its
-// key).
+// Keys returns the current key set of the first issuer.
+func (v *Verifier) Keys() *KeySet { return v.issuers[0].keys.Load() }
+
+// renewing returns the issuer whose tokens this service renews: the first
+// renewable one, or nil.
+func (v *Verifier) renewing() *issuer {
+	for _, is := range v.issuers {
+		if is.renewable {
+			return is
+		}
+	}
+	return nil
+}
+
+// SetKeys replaces the key set of a verifier of one issuer atomically:
+// calls that start after it returns verify against ks only, and cached
+// tokens of keys that left the set are dropped (they would no longer be
+// served anyway: every hit rechecks its key). A verifier of several
+// issuers follows their key sources instead, and refuses SetKeys.
 func (v *Verifier) SetKeys(ks *KeySet) error {
 	if ks == nil {
 		return fmt.Errorf("%w: nil key set", ErrKeySet)
 	}
-	v.keys.Store(ks)
-	if v.cache != nil {
-		v.cache.purge(func(k *Key) bool { return !ks.holds(k) })
+	if v.one == nil {
+		return fmt.Errorf("%w: SetKeys needs a verifier of one issuer", ErrKeySet)
 	}
+	v.adopt(v.one, ks)
 	return nil
 }
 
 // Verify checks tok and returns its session. Every error is a *VerifyError
 // matching [ErrInvalidToken] or [ErrExpiredToken]; none contains any part of
-// the token. ctx is accepted for future key sources that do I/O; Verify does
-// none today.
+// the token. ctx bounds the wait for a key source that refetches on an
+// unknown kid (itself bounded to a short wait); a token whose key is known
+// waits on nothing.
 func (v *Verifier) Verify(ctx context.Context, tok string) (*session.Session, error) {
-	_ = ctx
 	if len(tok) == 0 {
 		return nil, errEmpty
 	}
 	if len(tok) > v.opts.maxTokenSize {
 		return nil, errTooLarge
 	}
-	ks := v.keys.Load()
 	now := v.opts.now()
 	if v.cache != nil {
-		if s := v.cache.get(tok, now, ks); s != nil {
+		if s := v.cache.get(tok, now); s != nil {
 			return s, nil
 		}
 	}
 	sc := getScratch()
-	sc.ks, sc.now = ks, now
+	sc.ctx, sc.now = ctx, now
 	s, err := v.miss(sc, tok)
 	putScratch(sc)
 	return s, err
@@ -130,7 +223,7 @@ func (v *Verifier) Cached(tok string) (*session.Session, bool) {
 	if v.cache == nil || len(tok) == 0 || len(tok) > v.opts.maxTokenSize {
 		return nil, false
 	}
-	s := v.cache.get(tok, v.opts.now(), v.keys.Load())
+	s := v.cache.get(tok, v.opts.now())
 	return s, s != nil
 }
 
@@ -145,7 +238,7 @@ func (v *Verifier) Cached(tok string) (*session.Session, bool) {
 // call down from here for that reason: crypto/hmac and crypto/sha256 need
 // some 600 bytes of stack of their own.
 func (v *Verifier) miss(sc *scratch, tok string) (*session.Session, error) {
-	if err := readToken(sc, tok); err != nil {
+	if err := v.readToken(sc, tok); err != nil {
 		return nil, err
 	}
 	if !checkSignature(sc, tok) {
@@ -156,21 +249,36 @@ func (v *Verifier) miss(sc *scratch, tok string) (*session.Session, error) {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(tok, s, sc.key)
+		v.cache.put(tok, s, sc.iss, sc.key)
 	}
 	return s, nil
 }
 
-// readToken checks tok's shape and header, resolves its key (sc.key) and
-// decodes its signature (sc.sig). It leaves a copy of tok and the places
-// of its dots in sc.
-func readToken(sc *scratch, tok string) error {
+// readToken checks tok's shape, picks its issuer (sc.iss), checks its
+// header, resolves its key (sc.key) and decodes its signature (sc.sig). It
+// leaves a copy of tok and the places of its dots in sc.
+func (v *Verifier) readToken(sc *scratch, tok string) error {
 	dot1, dot2, err := splitCompact(tok)
 	if err != nil {
 		return err
 	}
 	sc.tok = append(sc.tok[:0], tok...)
 	sc.dot1, sc.dot2 = dot1, dot2
+	if sc.iss = v.one; sc.iss == nil {
+		// Several issuers: the iss picks the keys, so the claim set is
+		// read (not trusted) before the signature is checked.
+		if err := readClaims(sc); err != nil {
+			return err
+		}
+		c := &sc.claims
+		iss := sc.data[c.iss.off:c.iss.end]
+		if c.iss.esc {
+			iss = []byte(c.iss.dec)
+		}
+		if sc.iss = v.pick(iss, len(iss) > 0); sc.iss == nil {
+			return errUnknownIssuer
+		}
+	}
 	if err := resolveKey(sc); err != nil {
 		return err
 	}
@@ -197,14 +305,18 @@ func checkSignature(sc *scratch, tok string) bool {
 }
 
 // resolveKey decodes and checks the header of the token in sc and sets
-// sc.key to the key of sc.ks it names.
+// sc.key to the key of its issuer's set it names. A kid the set lacks is
+// reported to the issuer's key source, which may fetch a newer set within
+// its own bounds.
 func resolveKey(sc *scratch) error {
-	ks := sc.ks
-	hdata, ok := decodeInto(&sc.buf, sc.tok[:sc.dot1])
+	is := sc.iss
+	ks := is.keys.Load()
+	hdata, ok := decodeInto(&sc.hbuf, sc.tok[:sc.dot1])
 	if !ok {
 		return errHeader
 	}
-	h, err := parseHeader(hdata)
+	sc.hbuf = hdata
+	h, err := parseHeader(hdata, &is.hdr)
 	if err != nil {
 		return err
 	}
@@ -213,7 +325,9 @@ func resolveKey(sc *scratch) error {
 	}
 	key := ks.lookup(h.kid)
 	if key == nil {
-		return errUnknownKID
+		if key = unknownKID(sc, ks, h.kid); key == nil {
+			return errUnknownKID
+		}
 	}
 	// The algorithm comes from the key, never from the token: the header's
 	// alg must merely agree, byte for byte.
@@ -224,28 +338,46 @@ func resolveKey(sc *scratch) error {
 	return nil
 }
 
+// unknownKID asks the issuer's key source for a set holding kid, which ks
+// (the issuer's current set) lacks, and returns the key, or nil. A set the
+// source returns replaces ks unless a newer one arrived meanwhile.
+func unknownKID(sc *scratch, ks *KeySet, kid []byte) *Key {
+	ctx := sc.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	fresh := sc.iss.src.Unknown(ctx, string(kid))
+	if fresh == nil || fresh == ks {
+		return nil
+	}
+	sc.iss.keys.CompareAndSwap(ks, fresh)
+	return fresh.lookup(kid)
+}
+
 // claimsSession decodes, reads and checks the claim set of the token in sc
 // and returns its session. It is small enough to be inlined into miss, so
 // newSession's allocations run one frame less deep.
 func (v *Verifier) claimsSession(sc *scratch) (*session.Session, error) {
-	if err := v.readClaims(sc); err != nil {
+	if !sc.read {
+		if err := readClaims(sc); err != nil {
+			return nil, err
+		}
+	}
+	if err := v.checkClaims(sc.iss, &sc.claims, sc.data, sc.now); err != nil {
 		return nil, err
 	}
 	return v.newSession(sc)
 }
 
-// readClaims decodes, reads and checks the claim set of the token in sc,
-// into sc.data and sc.claims.
-func (v *Verifier) readClaims(sc *scratch) error {
+// readClaims decodes and reads the claim set of the token in sc, into
+// sc.data and sc.claims; it checks its syntax, not its claims.
+func readClaims(sc *scratch) error {
 	data, ok := decodeInto(&sc.buf, sc.tok[sc.dot1+1:sc.dot2])
 	if !ok {
 		return errClaims
 	}
-	sc.data = data
-	if err := parseClaims(data, &sc.claims); err != nil {
-		return err
-	}
-	return v.checkClaims(&sc.claims, data, sc.now)
+	sc.data, sc.read = data, true
+	return parseClaims(data, &sc.claims)
 }
 
 // checkClaims checks exp (required), iat (required, not in the future),
@@ -253,17 +385,17 @@ func (v *Verifier) readClaims(sc *scratch) error {
 // Validator drew (tollgate used it until it cost more than the rest of a
 // verification), and then tollgate's own rules. Where several checks fail,
 // the error is the one Validator's errors were mapped to.
-func (v *Verifier) checkClaims(c *claimSet, data []byte, now time.Time) error {
+func (v *Verifier) checkClaims(is *issuer, c *claimSet, data []byte, now time.Time) error {
 	if !c.exp.set {
 		return errNoExp
 	}
-	if !c.iat.set {
+	if !c.iat.set && !is.optIAT {
 		return errNoIat
 	}
 	leeway := v.opts.leeway
 	// Valid while now < exp + leeway; issued and usable from now ≥ iat -
 	// leeway and now ≥ nbf - leeway.
-	if now.Before(c.iat.t.Add(-leeway)) {
+	if c.iat.set && now.Before(c.iat.t.Add(-leeway)) {
 		return errIatFuture
 	}
 	if c.nbf.set && now.Before(c.nbf.t.Add(-leeway)) {
@@ -272,11 +404,12 @@ func (v *Verifier) checkClaims(c *claimSet, data []byte, now time.Time) error {
 	// An empty iss, and an aud that is absent, empty or only "", count as
 	// missing: "claims invalid", unless the other is present and wrong.
 	noIss := c.iss.len() == 0
-	if !noIss && !c.iss.is(data, v.issuer) {
+	if !noIss && !c.iss.is(data, is.name) {
 		return errIssuer
 	}
+	noIss = noIss && !is.optIss
 	noAud := len(c.aud) == 0 || len(c.aud) == 1 && c.aud[0].len() == 0
-	if !noAud && !c.audienceHas(data, v.audience) {
+	if !noAud && !c.audienceHasAny(data, is.audiences) {
 		return errAudience
 	}
 	if noIss || noAud {
@@ -292,27 +425,29 @@ func (v *Verifier) checkClaims(c *claimSet, data []byte, now time.Time) error {
 	if c.sub.len() == 0 {
 		return errNoSub
 	}
-	if n := c.jti.len(); n == 0 || n > maxJTILen {
+	if n := c.jti.len(); n == 0 && !is.optJTI || n > maxJTILen {
 		return errJTI
 	}
-	if c.exp.t.Sub(c.iat.t) > v.opts.maxLifetime {
+	if is.maxLife > 0 && (!c.iat.set || c.exp.t.Sub(c.iat.t) > is.maxLife) {
 		return errLifetime
 	}
 	if c.authTime.set {
-		if c.authTime.t.After(now.Add(leeway)) || c.authTime.t.After(c.iat.t.Add(leeway)) {
+		if c.authTime.t.After(now.Add(leeway)) || c.iat.set && c.authTime.t.After(c.iat.t.Add(leeway)) {
 			return errAuthTime
 		}
-		if stale == nil && !now.Before(c.authTime.t.Add(v.opts.maxSession).Add(leeway)) {
+		if stale == nil && is.maxSession > 0 && !now.Before(c.authTime.t.Add(is.maxSession).Add(leeway)) {
 			stale = errSessionOver
 		}
 	}
 	return stale
 }
 
-func (c *claimSet) audienceHas(data []byte, aud string) bool {
+func (c *claimSet) audienceHasAny(data []byte, auds []string) bool {
 	for i := range c.aud {
-		if c.aud[i].is(data, aud) {
-			return true
+		for _, aud := range auds {
+			if c.aud[i].is(data, aud) {
+				return true
+			}
 		}
 	}
 	return false
@@ -331,14 +466,13 @@ func mint() (*session.Session, *sessionmint.Data) {
 func (v *Verifier) newSession(sc *scratch) (*session.Session, error) {
 	s, d := mint()
 	c := &sc.claims
+	is := sc.iss
 	n := len(sc.data)
 	d.Text = sessionText(c, sc)
 	d.ConsumerKey = d.Text[n:]
-	setClaims(d, c, sc.key, v.opts.maxSession)
-	d.Audience, d.Perms = audienceAndPerms(c, d, v.opts.scope)
-	if len(d.Perms) > sessionmint.MaxScannedGrants {
-		d.Exact, d.Wildcards = sessionmint.NewGrants(d.Perms)
-	}
+	setClaims(d, c, sc.key, is.maxSession)
+	d.Renewable = is.renewable
+	d.Audience, d.Perms = audienceAndPerms(c, d, is.permsArray, is.permsScope)
 	if len(c.custom) > 0 {
 		claims, ok := customClaims(c, d.Text, sc.buf[:n])
 		if !ok {
@@ -346,7 +480,94 @@ func (v *Verifier) newSession(sc *scratch) (*session.Session, error) {
 		}
 		d.Claims, d.ClaimMap = claims, sessionmint.ClaimsByName(claims)
 	}
+	if !is.plain {
+		if err := profileClaims(d, is); err != nil {
+			return nil, err
+		}
+	}
+	if len(d.Perms) > sessionmint.MaxScannedGrants {
+		d.Exact, d.Wildcards = sessionmint.NewGrants(d.Perms)
+	}
 	return s, nil
+}
+
+// profileClaims sets what an issuer's profile reads from claims of its
+// choice: permissions from custom claims (appended to those of perms and
+// scope), and the consumer.
+func profileClaims(d *sessionmint.Data, is *issuer) error {
+	for _, path := range is.permPaths {
+		v, ok := claimAt(d, path)
+		if !ok {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			d.Perms = append(d.Perms[:len(d.Perms):len(d.Perms)], strings.Fields(v)...)
+		case []any:
+			perms := make([]string, len(d.Perms), len(d.Perms)+len(v))
+			copy(perms, d.Perms)
+			for _, p := range v {
+				p, ok := p.(string)
+				if !ok {
+					return errPermsClaim
+				}
+				perms = append(perms, p)
+			}
+			d.Perms = perms
+		case nil:
+		default:
+			return errPermsClaim
+		}
+	}
+	for _, name := range is.consumers {
+		var val string
+		switch name {
+		case "azp":
+			val = d.AZP
+		case "sub":
+			val = d.Subject
+		default:
+			v, ok := claimAt(d, []string{name})
+			if !ok || v == nil {
+				continue
+			}
+			if val, ok = v.(string); !ok {
+				return errConsumerClaim
+			}
+		}
+		if val != "" {
+			d.Consumer, d.ConsumerKey = val, name+":"+val
+			return nil
+		}
+	}
+	d.Consumer, d.ConsumerKey = d.Subject, "sub:"+d.Subject
+	return nil
+}
+
+// claimAt returns the value at path: a custom claim, then members of the
+// objects it holds.
+func claimAt(d *sessionmint.Data, path []string) (any, bool) {
+	var v any
+	found := false
+	for i := range d.Claims {
+		if d.Claims[i].Name == path[0] {
+			v, found = d.Claims[i].Value, true
+			break
+		}
+	}
+	if !found {
+		return nil, false
+	}
+	for _, seg := range path[1:] {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, v != nil
+		}
+		if v, ok = m[seg]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
 }
 
 // setClaims sets the session's string and time claims, and its end.
@@ -364,7 +585,11 @@ func setClaims(d *sessionmint.Data, c *claimSet, key *Key, maxSession time.Durat
 	d.ExpiresAt = c.exp.t
 	d.AuthTime = c.authTime.t
 	d.ValidUntil = d.ExpiresAt
-	if c.authTime.set {
+	d.Consumer = d.AZP
+	if d.Consumer == "" {
+		d.Consumer = d.Subject
+	}
+	if c.authTime.set && maxSession > 0 {
 		if end := d.AuthTime.Add(maxSession); end.Before(d.ValidUntil) {
 			d.ValidUntil = end
 		}
@@ -400,7 +625,11 @@ var emptyPerms = []string{}
 // scope is set) in one slice; a single aud (the usual case) lives in the
 // session itself, d.Aud1. perms is nil when absent, empty but not nil when
 // an empty array, as encoding/json decoded them.
-func audienceAndPerms(c *claimSet, d *sessionmint.Data, scope bool) (aud, perms []string) {
+func audienceAndPerms(c *claimSet, d *sessionmint.Data, arr, scope bool) (aud, perms []string) {
+	if !arr {
+		clear(c.perms)
+		c.perms, c.permsSet = c.perms[:0], false
+	}
 	text := d.Text
 	scope = scope && c.scope.len() > 0
 	var words string

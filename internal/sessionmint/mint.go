@@ -38,7 +38,9 @@ type Data struct {
 	Claims      []Claim             // sorted by name
 	ClaimMap    map[string]*Claim   // more than MaxScannedClaims: the claims by name
 	ValidUntil  time.Time           // min(exp, auth_time + max session)
-	ConsumerKey string              // "azp:" + azp, or "sub:" + subject
+	ConsumerKey string              // "azp:" + azp, or "sub:" + subject (or the claim the issuer's profile names)
+	Consumer    string              // ConsumerKey's value
+	Renewable   bool                // of an issuer this service renews (tollgate's own)
 }
 
 // New returns a new, empty *session.Session (as any) and its fields, to
