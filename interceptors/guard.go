@@ -615,7 +615,7 @@ func (g *Guard) log(ctx context.Context, method, reason string, sess *session.Se
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
 	if sess != nil {
-		attrs = append(attrs, slog.String("consumer", sess.ConsumerKey()), slog.String("jti_fp", session.Fingerprint(sess.ID())))
+		attrs = append(attrs, slog.String("consumer", sess.ConsumerKey()), slog.String("jti_fp", sess.LogRef()))
 	}
 	attrs = append(attrs, slog.String("cause", cause))
 	if suppressed > 0 {

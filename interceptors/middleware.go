@@ -53,8 +53,8 @@ func WithLoggingFields() Option {
 func withLoggingFields(ctx context.Context, sess *session.Session) context.Context {
 	f := make(logging.Fields, 0, 6)
 	f = append(f, LogFieldConsumer, sess.ConsumerKey(), LogFieldSubject, sess.Subject())
-	if id := sess.ID(); id != "" {
-		f = append(f, LogFieldJTI, session.Fingerprint(id))
+	if ref := sess.LogRef(); ref != "" {
+		f = append(f, LogFieldJTI, ref)
 	}
 	return logging.InjectFields(ctx, f)
 }

@@ -59,6 +59,16 @@ func (s *Session) Consumer() string { return s.d.Consumer }
 // service's budget.
 func (s *Session) ConsumerKey() string { return s.d.ConsumerKey }
 
+// LogRef returns a short, one-way reference to the token for logs: the
+// [Fingerprint] of its jti, or, for a token without one (some issuers'
+// profiles allow it), of the token itself. Never the token or the jti.
+func (s *Session) LogRef() string {
+	if s.d.ID != "" {
+		return Fingerprint(s.d.ID)
+	}
+	return s.d.TokenFP
+}
+
 // KeyID returns the kid of the key that signed the token.
 func (s *Session) KeyID() string { return s.d.KeyID }
 

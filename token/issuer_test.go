@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/session"
 )
 
 // Provider fixtures: the header and claim shapes each identity provider
@@ -331,6 +333,11 @@ func TestProfileRefusals(t *testing.T) {
 	s := mustVerify(t, verifier(t, kc.issuer), signWith(t, kc.key, kc.header, noJTI))
 	if s.ID() != "" {
 		t.Errorf("ID() = %q", s.ID())
+	}
+	// Logs then refer to the token by its fingerprint.
+	noJTITok := signWith(t, kc.key, kc.header, noJTI)
+	if s.LogRef() != session.Fingerprint(noJTITok) || s.LogRef() == "" {
+		t.Errorf("LogRef() = %q, want the token's fingerprint", s.LogRef())
 	}
 	strictKC := kc.issuer
 	strictKC.Profile.OptionalJTI = false

@@ -41,6 +41,7 @@ type Data struct {
 	ConsumerKey string              // "azp:" + azp, or "sub:" + subject (or the claim the issuer's profile names)
 	Consumer    string              // ConsumerKey's value
 	Renewable   bool                // of an issuer this service renews (tollgate's own)
+	TokenFP     string              // a token without jti: the fingerprint of the token, for logs
 }
 
 // New returns a new, empty *session.Session (as any) and its fields, to
