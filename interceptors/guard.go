@@ -154,6 +154,9 @@ func NewGuard(v *token.Verifier, opts ...Option) (*Guard, error) {
 			}
 		}
 	}
+	if o.observer != nil || o.logger != nil {
+		v.ObserveKeys(g.observeKeys)
+	}
 	return g, nil
 }
 

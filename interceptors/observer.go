@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/permissions"
 	"github.com/tollgate/tollgate/throttle"
+	"github.com/tollgate/tollgate/token"
 )
 
 // Observer is told every decision the guard takes (see [WithObserver]): for
@@ -92,6 +94,12 @@ const (
 	// Event.LimiterSource names. The call's own decision follows in an
 	// event of its own.
 	DecisionLimiterError
+	// DecisionKeySource: an issuer's key source reported something:
+	// Event.Reason is its [token.KeyEventKind] ("fetched", "fetch_failed",
+	// "rejected", "refetch_unknown_kid", "unknown_kid_suppressed"), with
+	// Event.Issuer and Event.KeySource. After fetch_failed and rejected
+	// the verifier keeps the last good set.
+	DecisionKeySource
 )
 
 var decisionNames = [...]string{
@@ -102,6 +110,7 @@ var decisionNames = [...]string{
 	DecisionUnavailable:     "unavailable",
 	DecisionRenewed:         "renewed",
 	DecisionLimiterError:    "limiter_error",
+	DecisionKeySource:       "key_source",
 }
 
 // String returns the decision's lower-case name ("allowed", "throttled",
@@ -225,6 +234,10 @@ type Event struct {
 	// throttle.Failover's policy), or "error" when the limiter returned an
 	// error.
 	LimiterSource string
+	// Issuer and KeySource name the issuer and its key source (a JWKS
+	// URL, without query) of a [DecisionKeySource].
+	Issuer    string
+	KeySource string
 }
 
 // LimiterSourceError is Event.LimiterSource when the limiter returned an
@@ -273,6 +286,23 @@ func (g *Guard) observeCall(method string, pl *plan, key string, vs *verifyStat,
 		refusalOf(err, &e)
 	}
 	g.emit(e)
+}
+
+// observeKeys reports an event of an issuer's key source: to the
+// observer, and to the log when the source kept its last good set.
+func (g *Guard) observeKeys(issuer string, e token.KeyEvent) {
+	if g.opts.observer != nil {
+		g.emit(Event{Decision: DecisionKeySource, Reason: string(e.Kind), Issuer: issuer, KeySource: e.Source})
+	}
+	if l := g.opts.logger; l != nil && (e.Kind == token.KeysFetchFailed || e.Kind == token.KeysRejected) {
+		cause := "unknown"
+		if e.Err != nil {
+			cause = token.Redact(e.Err.Error())
+		}
+		l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: key source kept its last good key set",
+			slog.String("issuer", issuer), slog.String("source", e.Source), slog.String("event", string(e.Kind)),
+			slog.Int("keys", e.Keys), slog.String("cause", cause))
+	}
 }
 
 // observeRenewal reports how a renewal started by a call of method ended.

@@ -121,6 +121,7 @@ type Metrics struct {
 	top int
 
 	renewals, limiterErrors metric.Int64Counter
+	keyEvents               metric.Int64Counter
 	verify                  metric.Float64Histogram
 	reg                     metric.Registration
 
@@ -211,6 +212,9 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 	errs(e)
 	m.limiterErrors, e = meter.Int64Counter("tollgate.limiter.errors",
 		metric.WithDescription("Throttling decisions the limiter's store did not take: it failed, or the fail policy decided instead."), metric.WithUnit("{decision}"))
+	errs(e)
+	m.keyEvents, e = meter.Int64Counter("tollgate.keys.events",
+		metric.WithDescription("Events of the issuers' key sources: fetches, failed fetches and refused sets (the last good set is kept), refetches on unknown kids and the ones suppressed."), metric.WithUnit("{event}"))
 	errs(e)
 	refusals, e := meter.Int64ObservableCounter("tollgate.consumer.refusals",
 		metric.WithDescription("Throttled and denied calls of the consumers refused most often, per method; the rest under _other."), metric.WithUnit("{call}"))
@@ -322,6 +326,12 @@ func (m *Metrics) Observe(e interceptors.Event) {
 		return
 	case interceptors.DecisionLimiterError:
 		m.limiterErrors.Add(ctx, 1, mm.limiterOpts(e.LimiterSource)...)
+		return
+	case interceptors.DecisionKeySource:
+		// Few issuers and five kinds: the attributes are built per event,
+		// which happens at most a few times a minute.
+		m.keyEvents.Add(ctx, 1, metric.WithAttributes(
+			attribute.String("tollgate.issuer", e.Issuer), attribute.String("tollgate.keys.event", e.Reason)))
 		return
 	}
 	switch e.Cache {

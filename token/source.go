@@ -71,3 +71,21 @@ type KeyEvent struct {
 	// Err is why a fetch failed or a set was rejected.
 	Err error
 }
+
+// keyObserver is a key source that reports [KeyEvent]s (a [*JWKS] does).
+type keyObserver interface {
+	Observe(f func(KeyEvent))
+}
+
+// ObserveKeys registers f for the events of every issuer's key source that
+// reports them: fetches, failed fetches and refused sets (the last good set
+// is kept), and refetches on unknown kids. f is called with the issuer's
+// name, from the source's goroutine; it must not block.
+func (v *Verifier) ObserveKeys(f func(issuer string, e KeyEvent)) {
+	for _, is := range v.issuers {
+		if o, ok := is.src.(keyObserver); ok {
+			name := is.name
+			o.Observe(func(e KeyEvent) { f(name, e) })
+		}
+	}
+}
