@@ -179,6 +179,9 @@ func Profiles() map[string]func() Profile {
 	}
 }
 
+// noKeys is the set of an issuer whose source has none yet.
+var noKeys = &KeySet{byID: map[string]*Key{}}
+
 // issuer is an Issuer compiled for verification.
 type issuer struct {
 	name      string
@@ -316,7 +319,9 @@ func compileIssuer(is Issuer, o *verifierOptions) (*issuer, error) {
 	st.plain = len(st.permPaths) == 0 && len(consumers) == 1 && consumers[0] == "azp"
 	ks := is.Keys.Current()
 	if ks == nil {
-		return nil, fmt.Errorf("%w: issuer %q: its key source holds no key", ErrKeySet, is.Name)
+		// A source started without keys (its issuer was down): every kid
+		// is unknown until its first good set, and asked of it.
+		ks = noKeys
 	}
 	st.keys.Store(ks)
 	return st, nil

@@ -486,3 +486,23 @@ func TestVerifierFollowsKeySource(t *testing.T) {
 	assertCause(t, assertInvalid(t, v, t1), errUnknownKID)
 	mustVerify(t, v, t2)
 }
+
+// A source that has no keys yet (its issuer was down at start, and it was
+// told to start anyway) makes a verifier that refuses every token until the
+// source learns a set: each kid is asked of it.
+func TestVerifierOfEmptySource(t *testing.T) {
+	clock := newClock()
+	k1 := newES(t, "k1", ES256)
+	src := &fakeSource{}
+	v, err := NewVerifierFor([]Issuer{{Name: testIss, Keys: src, Audiences: []string{testAud}, Profile: TollgateProfile()}}, WithClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := token(t, k1, claimsAt(clock.Now()))
+	assertCause(t, assertInvalid(t, v, tok), errUnknownKID)
+	src.next = keySet(t, k1)
+	mustVerify(t, v, tok)
+	src.next = nil
+	src.publish(nil)
+	assertCause(t, assertInvalid(t, v, token(t, k1, with(claimsAt(clock.Now()), "jti", "other"))), errUnknownKID)
+}

@@ -124,7 +124,7 @@ func buildVerifier(issuers []Issuer, o verifierOptions) (*Verifier, error) {
 // left it.
 func (v *Verifier) adopt(st *issuer, ks *KeySet) {
 	if ks == nil {
-		return
+		ks = noKeys
 	}
 	st.keys.Store(ks)
 	if v.cache != nil {
