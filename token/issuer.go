@@ -87,6 +87,20 @@ func TollgateProfile() Profile {
 	}
 }
 
+// OIDCProfile is a generic profile for an OAuth 2.0 / OpenID Connect
+// provider's access tokens (RFC 9068 and the common variants): typ at+jwt
+// or JWT, jti optional, permissions in scope, the consumer in azp or
+// client_id. A provider with a profile of its own is better served by it.
+func OIDCProfile() Profile {
+	return Profile{
+		Name:              "oidc",
+		Types:             []string{"at+jwt", "JWT"},
+		OptionalJTI:       true,
+		PermissionsClaims: []string{"scope"},
+		ConsumerClaims:    []string{"azp", "client_id"},
+	}
+}
+
 // KeycloakProfile: Keycloak access tokens carry typ JWT (at+jwt when the
 // realm asks for RFC 9068 tokens), realm roles in realm_access.roles and
 // the client in azp.
@@ -170,6 +184,7 @@ func SPIFFEProfile() Profile {
 func Profiles() map[string]func() Profile {
 	return map[string]func() Profile{
 		"tollgate": TollgateProfile,
+		"oidc":     OIDCProfile,
 		"keycloak": KeycloakProfile,
 		"auth0":    Auth0Profile,
 		"okta":     OktaProfile,
