@@ -58,7 +58,7 @@ func keygen(e *env, args []string) int {
 	// -out would name a file for anyone listing the directory: refuse a
 	// file name that Redact would cut. (A key with a "/" names a directory
 	// that does not exist, and fails below without being echoed.)
-	if base := filepath.Base(*out); token.Redact(base) != base {
+	if looksSecretPath(*out) {
 		return e.fail(exitUsage, "keygen: -out looks like key material or a token, not a path (a long file name without a dot can look like base64: give it an extension such as .key)")
 	}
 
@@ -225,6 +225,19 @@ func loadBack(alg, kid string, files []keyFile, now func() time.Time) error {
 	}
 	_, err = v.Verify(context.Background(), tok)
 	return err
+}
+
+// looksSecretPath reports whether path's file name is what token.Redact
+// would cut: a key or a token pasted in place of a path. The name is
+// checked with its slash as well: a standard base64 secret may start with
+// "/" (pasted alone, or after a directory), and the name after it, shifted
+// by one character, no longer decodes. (Not the whole path: a long dotless
+// directory name, such as a test's temporary directory, can look like
+// base64.)
+func looksSecretPath(path string) bool {
+	base := filepath.Base(path)
+	slashed := "/" + base
+	return token.Redact(base) != base || token.Redact(slashed) != slashed
 }
 
 // pathless returns the cause of an os error without the path it names.

@@ -1,12 +1,14 @@
 // Tollgate generates signing keys, issues and inspects the access tokens
-// that the tollgate library verifies, exports the options a .proto imports,
-// and shows and explains the rules a guard compiles from them.
+// that the tollgate library verifies, publishes public keys as a JWK Set,
+// exports the options a .proto imports, and shows and explains the rules a
+// guard compiles from them.
 //
 // Usage:
 //
 //	tollgate keygen -alg ALG -out PATH [-kid KID]
 //	tollgate token issue -key PATH -alg ALG -iss ISS -aud AUD -sub SUB [flags]
 //	tollgate token inspect [-key PATH -alg ALG -iss ISS -aud AUD] TOKEN|-
+//	tollgate jwks [-out FILE] -key KID:ALG:PATH [-key KID:ALG:PATH]...
 //	tollgate proto export [-force] DIR
 //	tollgate rules (-descriptor-set FILE | -addr HOST:PORT [-token T | -token-file F|-]
 //	    [-tls] [-ca FILE] [-insecure] [-timeout 10s]) [-format table|json|markdown]
@@ -50,6 +52,32 @@
 // "token expired: past exp". The key may be the public key or, for HMAC, the
 // secret. Key files carry no kid, so the key is bound to the kid the token
 // names: what is checked is the algorithm, the signature and the claims.
+//
+// # jwks
+//
+// jwks writes a JWK Set (RFC 7517) holding the public half of each key
+// given, in the order given, for an issuer to publish at its jwks_uri
+// (tokenservice.NewKeysHandler serves one from a live key set instead).
+// Each -key is KID:ALG:PATH: the kid verifiers find the key by (it may not
+// hold a colon; it may be empty only when a single key is given), the one
+// algorithm the key is bound to (ES256, ES384, EdDSA, RS256 or PS256), and
+// the key file, everything after the second colon, in the forms keygen
+// writes. A public key file (PATH.pub) is enough; given the private key
+// file (mode 0600), jwks publishes its public half, and no private
+// parameter ever reaches the output. Each JWK carries kty, kid, use "sig",
+// alg and the public parameters (n, e; crv, x, y; OKP crv Ed25519, x). HMAC
+// keys are refused, before their file is read: a shared secret is never
+// published. Duplicate kids are refused, and so is a kid that looks like
+// key material or a token (43 base64 characters or more): the kid is
+// published, and a secret pasted in its place must not be.
+//
+// The set is written, indented, to standard output, or with -out FILE to
+// FILE (mode 0644) through a temporary file in the same directory and a
+// rename, so that a server publishing FILE never serves half a set; jwks
+// then prints "wrote N keys to FILE". To rotate, publish the new key next
+// to the old one (tollgate jwks -key old:ES256:old.pub -key new:ES256:new.pub),
+// wait for verifiers to refresh (the JWKS max-age), then sign with the new
+// key; drop the old key once its last token has expired.
 //
 // # proto export
 //
@@ -163,6 +191,7 @@ const usage = `usage:
         [-kid KID] [-azp ID] [-perms P[,P...]] [-claim NAME=VALUE]...
         [-ttl 15m] [-iat OFFSET] [-auth-time OFFSET] [-sid ID]
   tollgate token inspect [-key PATH -alg ALG -iss ISS -aud AUD] TOKEN|-
+  tollgate jwks [-out FILE] -key KID:ALG:PATH [-key KID:ALG:PATH]...
   tollgate proto export [-force] DIR
   tollgate rules (-descriptor-set FILE | -addr HOST:PORT [-token T | -token-file F|-]
         [-tls] [-ca FILE] [-insecure] [-timeout 10s])
@@ -195,6 +224,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return keygen(e, args[1:])
 	case "token":
 		return tokenCmd(e, args[1:])
+	case "jwks":
+		return jwks(e, args[1:])
 	case "proto":
 		return protoCmd(e, args[1:])
 	case "rules":
@@ -202,7 +233,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 	case "explain":
 		return explain(e, args[1:])
 	}
-	return e.fail(exitUsage, "unknown command (want keygen, token, proto, rules or explain; see tollgate help)")
+	return e.fail(exitUsage, "unknown command (want keygen, token, jwks, proto, rules or explain; see tollgate help)")
 }
 
 // env is what a command runs against.

@@ -64,9 +64,9 @@ func protoExport(e *env, args []string) int {
 
 // writeReplace writes data to path through a temporary file in the same
 // directory and a rename, so that a reader (or a failure half way) never sees
-// a partial file.
+// a partial file. (proto export and jwks write through it.)
 func writeReplace(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".options-*.proto")
+	f, err := os.CreateTemp(filepath.Dir(path), ".tollgate-*.tmp")
 	if err != nil {
 		return err
 	}

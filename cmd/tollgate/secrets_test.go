@@ -81,7 +81,7 @@ func secretMaterial(t *testing.T) (hs, es string, ms []material) {
 // spelling of it: tollgate's own messages quote none of it, and the flag
 // package's are scrubbed where they are printed.
 func TestSecretInTheWrongPlace(t *testing.T) {
-	hs, _, ms := secretMaterial(t)
+	hs, es, ms := secretMaterial(t)
 	// Relative paths land in a directory of the test's, checked at the end:
 	// nothing may be written there.
 	dir := t.TempDir()
@@ -130,8 +130,23 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 		{"inspect second argument", func(v string) []string { return verify(tok, v) }, exitUsage, "want one TOKEN after the flags, got 2", nil},
 		{"inspect a key as the token", func(v string) []string { return verify(v) }, exitFail, "the token is not decodable", []string{"token"}},
 		{"inspect a key as the token, no -key", func(v string) []string { return []string{"token", "inspect", v} }, exitFail, "the token is not decodable", []string{"token"}},
+		// jwks writes what it is given to a published document: a kid,
+		// a path or an output file that holds a secret must fail.
+		{"jwks -key", func(v string) []string { return []string{"jwks", "-key", v} }, exitUsage, "jwks: -key #1: want KID:ALG:PATH", nil},
+		{"jwks -key=", func(v string) []string { return []string{"jwks", "-key=" + v} }, exitUsage, "jwks: -key #1: want KID:ALG:PATH", nil},
+		{"jwks -key second", func(v string) []string { return []string{"jwks", "-key", "a:ES256:" + es + ".pub", "-key", v} }, exitUsage, "jwks: -key #2: want KID:ALG:PATH", nil},
+		{"jwks kid", func(v string) []string { return []string{"jwks", "-key", v + ":ES256:" + es + ".pub"} }, exitUsage, "jwks: -key #1: ", nil},
+		{"jwks alg", func(v string) []string { return []string{"jwks", "-key", "a:" + v + ":" + es + ".pub"} }, exitUsage, "jwks: -key #1: unknown algorithm", nil},
+		{"jwks path", func(v string) []string { return []string{"jwks", "-key", "a:ES256:" + v} }, exitUsage, "jwks: -key #1: ", nil},
+		{"jwks HMAC path", func(v string) []string { return []string{"jwks", "-key", "a:HS256:" + v} }, exitUsage, "jwks: -key #1: an HS256 key is a shared secret and is never published", nil},
+		{"jwks -out", func(v string) []string { return []string{"jwks", "-key", "a:ES256:" + es + ".pub", "-out", v} }, exitUsage, "jwks: -out", nil},
+		{"jwks -out in a directory", func(v string) []string {
+			return []string{"jwks", "-key", "a:ES256:" + es + ".pub", "-out", filepath.Join(dir, v)}
+		}, exitUsage, "jwks: -out", nil},
+		{"jwks argument", func(v string) []string { return []string{"jwks", "-key", "a:ES256:" + es + ".pub", v} }, exitUsage, "jwks: unexpected argument", nil},
+		{"jwks flag name", func(v string) []string { return []string{"jwks", "-" + v} }, exitUsage, "jwks:", nil},
 	}
-	positional := map[string]bool{"keygen argument": true, "issue argument": true,
+	positional := map[string]bool{"keygen argument": true, "issue argument": true, "jwks argument": true,
 		"inspect a key as the token": true, "inspect a key as the token, no -key": true}
 	for _, c := range cases {
 		for _, m := range ms {
@@ -141,9 +156,11 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 			t.Run(c.name+"/"+m.name, func(t *testing.T) {
 				code, want, byFlagPackage := c.code, c.want, strings.HasSuffix(c.name, "flag name")
 				if positional[c.name] && strings.HasPrefix(m.value, "-") {
-					// A PEM block starts with dashes: the flag package
-					// takes it for a flag.
-					code, want, byFlagPackage = exitUsage, "bad flag syntax", true
+					// A PEM block starts with dashes, and so may a
+					// URL-safe secret: the flag package takes it for a
+					// flag ("bad flag syntax", "flag provided but not
+					// defined").
+					code, want, byFlagPackage = exitUsage, "flag", true
 				}
 				r := runCLI(t, c.args(m.value)...)
 				if r.code != code {
@@ -206,5 +223,43 @@ func TestNoSecretInOutput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSecretWithLeadingSlashAsOut: a standard base64 secret may start with
+// "/"; given as -out (here after a directory, so that a failure writes
+// nowhere but the test's directory) its file name alone, one character
+// short, no longer looks like base64. keygen and jwks must refuse it all
+// the same, and print none of it.
+func TestSecretWithLeadingSlashAsOut(t *testing.T) {
+	_, es, _ := secretMaterial(t)
+	// A secret whose only slash is its first character (sextet 63), so
+	// that it names one file.
+	raw := make([]byte, 32)
+	var secret string
+	for i := 0; ; i++ {
+		for j := range raw {
+			raw[j] = byte(i*131 + j*37 + 11)
+		}
+		raw[0] = 0xfc
+		if secret = base64.StdEncoding.EncodeToString(raw); strings.Count(secret, "/") == 1 {
+			break
+		}
+	}
+	m := material{name: "secret", spellings: b64Spellings(raw)}
+	dir := t.TempDir()
+	out := dir + secret
+	for _, args := range [][]string{
+		{"keygen", "-alg", "HS256", "-out", out},
+		{"jwks", "-key", "a:ES256:" + es + ".pub", "-out", out},
+	} {
+		r := runCLI(t, args...)
+		mustFailUsage(t, r, "-out looks like key material or a token")
+		if w := m.leak(r.stdout + r.stderr); w != "" {
+			t.Errorf("%s: output holds %q of the secret", args[0], w)
+		}
+	}
+	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+		t.Errorf("refused runs left files: %v, %v", left, err)
 	}
 }
