@@ -120,10 +120,18 @@ const renewalWindow = 1.0 / 3
 
 const usage = `usage: pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg HS256]
     [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
+    [-jwks-url URL | -oidc-issuer URL] [-profile NAME]
+    [-permissions-claim PATH[,PATH...]] [-consumer-claim NAME[,NAME...]]
     [-redis HOST:PORT [-throttle-fail local|open|closed]]
     [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
     [-metrics-listen 127.0.0.1:9464]
 The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
+Instead of a key, -jwks-url follows an issuer's published key set (with -issuer), and
+-oidc-issuer finds it through OpenID Connect discovery; both refresh in the background.
+-profile names the shape of the issuer's tokens: tollgate (the default with -key), oidc
+(the default otherwise), keycloak, auth0, okta, google, entra or spiffe;
+-permissions-claim and -consumer-claim override where it reads permissions and the
+consumer. Tokens of an external issuer are never renewed here: their issuer renews them.
 Throttle buckets live in memory, or in the Redis at -redis, shared by every replica;
 -throttle-fail says what happens when that Redis does not answer (ignored without -redis).
 Tokens in the last third of their lifetime are renewed for -token-ttl, never past
@@ -149,6 +157,10 @@ type config struct {
 
 	metricsListen string
 	observer      interceptors.Observer // built from metricsListen
+
+	jwksURL, oidcIssuer, profile string
+	permsClaims, consumerClaims  []string // parsed from their flags
+	issuerSet, keySet, algSet    bool     // -issuer, -key, -alg given
 }
 
 // run is the whole command; it serves until ctx is done.
@@ -185,6 +197,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
 	fs.DurationVar(&c.renewGrace, "renew-grace", 0, "how long a call may wait for its token's renewal after its handler returns")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (default: none)")
+	fs.StringVar(&c.jwksURL, "jwks-url", "", "URL of the issuer's JWK Set to follow, instead of -key")
+	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "OpenID Connect issuer whose key set to find through discovery, instead of -key and -issuer")
+	fs.StringVar(&c.profile, "profile", "", "shape of the issuer's tokens: "+strings.Join(profileNames(), ", ")+" (default: tollgate with -key, oidc otherwise)")
+	permsClaim := fs.String("permissions-claim", "", "claims holding the caller's permissions, comma separated (a dotted path reads into objects: realm_access.roles)")
+	consumerClaim := fs.String("consumer-claim", "", "claims naming the calling service, comma separated, first present wins (default: the profile's)")
 	bad := quiet.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -199,6 +216,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail(2, errors.New("unexpected argument after the flags"))
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "issuer":
+			c.issuerSet = true
+		case "key":
+			c.keySet = true
+		case "alg":
+			c.algSet = true
+		}
+	})
+	c.permsClaims, c.consumerClaims = splitList(*permsClaim), splitList(*consumerClaim)
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return fail(2, errors.New("-tls-cert and -tls-key go together: give both or neither"))
 	}
@@ -215,7 +243,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer metrics.close()
 		c.observer = metrics.observer
 	}
-	srv, closeLimiter, err := build(c, stderr)
+	srv, closeLimiter, err := build(ctx, c, stderr)
 	if err != nil {
 		return fail(1, err)
 	}
@@ -260,6 +288,9 @@ func (c *config) check() error {
 	if !slices.Contains(token.Algorithms(), c.alg) {
 		return fmt.Errorf("-alg: unsupported algorithm (supported: %s)", strings.Join(token.Algorithms(), ", "))
 	}
+	if err := c.checkIssuer(); err != nil {
+		return err
+	}
 	p, err := throttle.ParsePolicy(c.throttleFail)
 	if err != nil {
 		return errors.New("-throttle-fail: want local, open or closed")
@@ -299,26 +330,13 @@ func (c *config) check() error {
 	return nil
 }
 
-// build loads the key and TLS material and builds the guarded server. The
-// returned function releases the limiter's Redis client; call it once the
-// server has stopped.
-func build(c config, stderr io.Writer) (*server.Server, func(), error) {
+// build loads the key and TLS material (or fetches the issuer's key set)
+// and builds the guarded server. The returned function releases the
+// limiter's Redis client and stops following the key set; call it once
+// the server has stopped.
+func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, func(), error) {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	key, err := loadKey(c.keyPath, c.alg)
-	if err != nil {
-		return nil, nil, err
-	}
-	ks, err := token.NewKeySet(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	// QuotePrices takes tokens in its body, up to 64 KiB; metadata tokens
-	// stay capped at 8 KiB by the guard. Renewed tokens live -token-ttl, so
-	// the verifier must accept that lifetime (and the default hour besides).
-	v, err := token.NewVerifier(ks, c.issuer, c.audience,
-		token.WithMaxTokenSize(64<<10),
-		token.WithMaxSession(c.maxSession),
-		token.WithMaxLifetime(max(c.tokenTTL, time.Hour)))
+	v, signs, closeKeys, err := verifier(ctx, c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -327,28 +345,33 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 		Observer:     c.observer,
 		GuardOptions: []interceptors.Option{interceptors.WithLogger(logger)},
 	}
-	if _, ok := ks.SigningKey(); ok {
+	switch {
+	case signs:
 		cfg.Renewal = &token.RenewalPolicy{Window: renewalWindow, TTL: c.tokenTTL, MaxSession: c.maxSession}
 		cfg.RenewalGrace = c.renewGrace
-	} else {
+	case c.remote():
+		logger.Warn("token renewal is off: tokens of an external issuer are renewed by their issuer, never by a service")
+	default:
 		logger.Warn("token renewal is off: the key cannot sign (a public key); tokens must be renewed by their issuer")
 	}
 	if c.tlsCert != "" {
 		cert, err := loadTLS(c.tlsCert, c.tlsKey)
 		if err != nil {
+			closeKeys()
 			return nil, nil, err
 		}
 		creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		cfg.ServerOptions = append(cfg.ServerOptions, grpc.Creds(creds))
 	}
-	closeLimiter := func() {}
+	closeLimiter := closeKeys
 	if c.redisAddr != "" {
 		lim, client, err := redisLimiter(c.redisAddr, c.failPolicy, logger)
 		if err != nil {
+			closeKeys()
 			return nil, nil, err
 		}
 		cfg.Limiter = lim
-		closeLimiter = func() { client.Close() }
+		closeLimiter = func() { client.Close(); closeKeys() }
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
