@@ -294,7 +294,8 @@ func (s *testServer) recorded() (uploads []*testpb.UploadRequest, chats []*testp
 type harnessConfig struct {
 	guardOpts    []Option
 	verifierOpts []token.VerifierOption
-	keys         []*token.Key // verifier keys; default: the harness key
+	keys         []*token.Key    // verifier keys; default: the harness key
+	source       token.KeySource // instead of keys: the issuer's key source
 	serverOpts   []grpc.ServerOption
 	// plain replaces guard.ServerOptions(): the server gets only these
 	// options (plus serverOpts), built from the guard.
@@ -315,6 +316,12 @@ func withVerifierOptions(o ...token.VerifierOption) harnessOption {
 
 func withKeys(k ...*token.Key) harnessOption {
 	return func(c *harnessConfig) { c.keys = k }
+}
+
+// withKeySource verifies with the keys of src (a JWKS) instead of a
+// static key set.
+func withKeySource(src token.KeySource) harnessOption {
+	return func(c *harnessConfig) { c.source = src }
 }
 
 func withServerOptions(o ...grpc.ServerOption) harnessOption {
@@ -360,7 +367,12 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		t.Fatal(err)
 	}
 	vopts := append([]token.VerifierOption{token.WithClock(h.clock.Now)}, cfg.verifierOpts...)
-	h.verifier, err = token.NewVerifier(ks, testIss, testAud, vopts...)
+	if cfg.source != nil {
+		h.verifier, err = token.NewVerifierFor([]token.Issuer{{Name: testIss, Keys: cfg.source,
+			Audiences: []string{testAud}, Profile: token.TollgateProfile()}}, vopts...)
+	} else {
+		h.verifier, err = token.NewVerifier(ks, testIss, testAud, vopts...)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
