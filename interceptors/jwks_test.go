@@ -59,7 +59,7 @@ type signingKey struct {
 	signer *token.Signer
 }
 
-func newSigningKey(t *testing.T, kid string) signingKey {
+func newSigningKey(t testing.TB, kid string) signingKey {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
