@@ -29,6 +29,40 @@
 // ([Verifier.SetKeys]) is atomic and drops the cached tokens of keys that left
 // the set.
 //
+// # Issuers, profiles and key sources
+//
+// [NewVerifier] trusts one issuer of tollgate's own tokens, as strictly as
+// above. [NewVerifierFor] trusts several [Issuer]s, each with its own
+// [KeySource], audiences and [Profile]. The token's iss picks the issuer
+// before anything else (with several issuers the claim set is read, not
+// trusted, before the signature), and only that issuer's keys verify it; an
+// iss the verifier does not know is refused without a key lookup.
+//
+// A profile says what one provider's tokens look like: the typ values they
+// carry (at+jwt, JWT, none), the header members tolerated but never used to
+// find a key (x5t, x5t#S256 only: crit, jku, x5u, jwk, x5c, zip and enc stay
+// refused under every profile), whether jti, iat or iss may be absent, the
+// longest exp - iat (0: exp alone bounds it, since providers issue tokens of
+// their own lifetimes), the claims holding permissions (perms, scope, scp,
+// permissions, roles, realm_access.roles, any dotted path; an array of
+// strings or a space-separated string) and the claims naming the consumer
+// (azp, client_id, appid, cid, sub). [TollgateProfile] is tollgate's own;
+// [OIDCProfile] is generic; [KeycloakProfile], [Auth0Profile],
+// [OktaProfile], [GoogleProfile], [EntraProfile] and [SPIFFEProfile] follow
+// those providers' documented token shapes. Only tokens of a renewable
+// profile (tollgate's) are ever renewed by a service, and only they are
+// bounded by the maximum session since auth_time.
+//
+// A [*KeySet] is the static source; a [*JWKS] follows a published key set
+// ([NewJWKS], or [Discover] through OpenID Connect discovery). The verifier
+// holds each issuer's current set in an atomic pointer, so a remote source
+// costs a verification nothing while its token's key is known. A kid the
+// set lacks is reported to the source ([KeySource.Unknown]), which may
+// refetch, once per interval and in a single flight, waiting a short,
+// bounded time; a set the source adopts replaces the old one, and the
+// cached tokens of keys that left it are dropped. [Verifier.ObserveKeys]
+// reports what the sources do.
+//
 // Errors say why a token failed in fixed words ([VerifyError.Cause]) and never
 // contain the token or any part of it. The key loaders' errors never contain
 // the path, the file's content, the variable's value or the algorithm they
