@@ -301,3 +301,48 @@ func errString(err error) string {
 	}
 	return status.Code(err).String() + " " + reasonOf(err)
 }
+
+// An issuer that stops answering holds no call: a token naming a kid the
+// set lacks starts a refetch, waits the default 100 ms for it, and is
+// refused while the issuer still has not answered; a known kid's call
+// never waits at all. Calls in flight end with their own deadline, not
+// the issuer's.
+func TestSlowIssuerHoldsNoCall(t *testing.T) {
+	k1, k2 := newSigningKey(t, "k1"), newSigningKey(t, "k2")
+	doc, err := token.MarshalJWKS(k1.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if served.Add(1) > 1 {
+			select { // the issuer hangs
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write(doc)
+	}))
+	defer srv.Close()
+	defer close(release)
+	kclock := fakeclock.New(t0)
+	j, err := token.NewJWKS(t.Context(), srv.URL, token.JWKSClock(kclock.Now, kclock.AfterFunc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	h := newHarness(t, withKeySource(j))
+
+	_, err = h.client.Get(ctxWith(t, "authorization", "Bearer "+k2.sign(t, claims(h.clock.Now()))), &testpb.GetRequest{Id: "x"})
+	wantInvalid(t, err)
+	if served.Load() != 2 {
+		t.Fatalf("%d requests at the issuer, want the start and one refetch", served.Load())
+	}
+	// release closes only when the test ends: the call was refused
+	// while the refetch still hung.
+	if _, err := h.client.Get(ctxWith(t, "authorization", "Bearer "+k1.sign(t, claims(h.clock.Now()))), &testpb.GetRequest{Id: "x"}); err != nil {
+		t.Fatalf("known kid while the issuer hangs: %v", err)
+	}
+}
