@@ -63,7 +63,6 @@ func BenchmarkJWKSKeys(b *testing.B) {
 	})
 }
 
-
 // staticAndJWKSVerifiers returns a verifier of sk's public key loaded
 // statically and one following a JWKS that publishes it.
 func staticAndJWKSVerifiers(b *testing.B, sk signingKey, opts ...token.VerifierOption) (static, jwks *token.Verifier) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -345,4 +346,57 @@ func TestSlowIssuerHoldsNoCall(t *testing.T) {
 	if _, err := h.client.Get(ctxWith(t, "authorization", "Bearer "+k1.sign(t, claims(h.clock.Now()))), &testpb.GetRequest{Id: "x"}); err != nil {
 		t.Fatalf("known kid while the issuer hangs: %v", err)
 	}
+}
+
+// What a key source does reaches the guard's observer, and a set kept
+// after a failed fetch reaches its log: an operator sees that the issuer is
+// failing while calls are still served from the last good set.
+func TestKeySourceEventsReachObserverAndLog(t *testing.T) {
+	k1 := newSigningKey(t, "k1")
+	ki := newKeyIssuer(t, k1.key)
+	kclock := fakeclock.New(t0)
+	j := newJWKS(t, ki, kclock)
+	events := make(chan Event, 16)
+	obs := ObserverFunc(func(e Event) {
+		if e.Decision == DecisionKeySource {
+			events <- e
+		}
+	})
+	var logged syncLog
+	h := newHarness(t, withKeySource(j), withGuardOptions(WithObserver(obs), WithLogger(slog.New(slog.NewJSONHandler(&logged, nil)))))
+
+	ki.doc.Store(&[]byte{'{'}) // the issuer starts serving garbage
+	kclock.Advance(301 * time.Second)
+	select {
+	case e := <-events:
+		if e.Reason != string(token.KeysRejected) || e.Issuer != testIss || e.KeySource != ki.srv.URL {
+			t.Fatalf("event %+v, want a rejected set of %s from %s", e, testIss, ki.srv.URL)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no key-source event")
+	}
+	if _, err := h.client.Get(ctxWith(t, "authorization", "Bearer "+k1.sign(t, claims(h.clock.Now()))), &testpb.GetRequest{Id: "x"}); err != nil {
+		t.Fatalf("call with the last good set: %v", err)
+	}
+	if out := logged.String(); !strings.Contains(out, "kept its last good key set") || !strings.Contains(out, `"event":"rejected"`) {
+		t.Fatalf("log %q lacks the kept set", out)
+	}
+}
+
+// syncLog is a log destination safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -288,12 +288,9 @@ func (g *Guard) observeCall(method string, pl *plan, key string, vs *verifyStat,
 	g.emit(e)
 }
 
-// observeKeys reports an event of an issuer's key source: to the
-// observer, and to the log when the source kept its last good set.
+// observeKeys reports an event of an issuer's key source: to the log when
+// the source kept its last good set, then to the observer.
 func (g *Guard) observeKeys(issuer string, e token.KeyEvent) {
-	if g.opts.observer != nil {
-		g.emit(Event{Decision: DecisionKeySource, Reason: string(e.Kind), Issuer: issuer, KeySource: e.Source})
-	}
 	if l := g.opts.logger; l != nil && (e.Kind == token.KeysFetchFailed || e.Kind == token.KeysRejected) {
 		cause := "unknown"
 		if e.Err != nil {
@@ -302,6 +299,9 @@ func (g *Guard) observeKeys(issuer string, e token.KeyEvent) {
 		l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: key source kept its last good key set",
 			slog.String("issuer", issuer), slog.String("source", e.Source), slog.String("event", string(e.Kind)),
 			slog.Int("keys", e.Keys), slog.String("cause", cause))
+	}
+	if g.opts.observer != nil {
+		g.emit(Event{Decision: DecisionKeySource, Reason: string(e.Kind), Issuer: issuer, KeySource: e.Source})
 	}
 }
 
