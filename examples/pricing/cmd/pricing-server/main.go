@@ -7,7 +7,7 @@
 //	    [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
 //	    [-redis HOST:PORT [-throttle-fail local|open|closed]]
 //	    [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
-//	    [-metrics-listen 127.0.0.1:9464]
+//	    [-metrics-listen 127.0.0.1:9464] [-jwks-listen 127.0.0.1:8080]
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
 // secret) or else from the environment variable TOLLGATE_KEY, in the text
@@ -52,6 +52,20 @@
 // renewal that is not ready in time goes to the next call presenting the same
 // token. With a public key, which cannot sign, renewal is off (logged once).
 //
+// # Publishing the key
+//
+// With -jwks-listen ADDR and an asymmetric key (ES256, ES384, EdDSA, RS256,
+// PS256; -key may be the private key or the public one) the server publishes
+// the key's public half as a JWK Set at http://ADDR/.well-known/jwks.json
+// (tokenservice.NewKeysHandler; Cache-Control max-age 300 s), so that other
+// services verify the tokens it renews from that URL instead of a copy of the
+// key file. When -issuer is a URL (https, or http on a loopback host) the OIDC
+// discovery document is served as well, at /.well-known/openid-configuration
+// under the issuer's path, naming that issuer and its jwks_uri; the JWKS then
+// lives under the issuer's path too. An HMAC key is refused (exit 2): a shared
+// secret is never published. The key file carries no kid, so the published key
+// has none: a set of one key, which verifiers use for tokens that name no kid.
+//
 // # Metrics
 //
 // With -metrics-listen ADDR the guard's decisions are exported as
@@ -65,7 +79,8 @@
 // Once the listener is bound the server prints exactly one line,
 // "listening on HOST:PORT", on standard output, so -listen 127.0.0.1:0
 // works and scripts can read the port; with -metrics-listen a second line,
-// "metrics on http://HOST:PORT/metrics", follows, with the bound address. Denied calls are logged on standard
+// "metrics on http://HOST:PORT/metrics", follows, with the bound address, and
+// with -jwks-listen the line "jwks on http://HOST:PORT/.well-known/jwks.json". Denied calls are logged on standard
 // error. SIGINT or SIGTERM stops the server gracefully (in-flight calls get
 // a few seconds to finish) and it exits 0. Any start-up problem is one line
 // on standard error and exit status 1 (2 for bad usage). That line names the
@@ -122,13 +137,15 @@ const usage = `usage: pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg 
     [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
     [-redis HOST:PORT [-throttle-fail local|open|closed]]
     [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
-    [-metrics-listen 127.0.0.1:9464]
+    [-metrics-listen 127.0.0.1:9464] [-jwks-listen 127.0.0.1:8080]
 The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
 Throttle buckets live in memory, or in the Redis at -redis, shared by every replica;
 -throttle-fail says what happens when that Redis does not answer (ignored without -redis).
 Tokens in the last third of their lifetime are renewed for -token-ttl, never past
 auth_time + -max-session; -renew-grace is how long a call may wait for its renewal.
 -metrics-listen serves the guard's decisions as Prometheus metrics at http://ADDR/metrics.
+-jwks-listen publishes the public half of an asymmetric key at http://ADDR/.well-known/jwks.json
+(and, when -issuer is a URL, the OIDC discovery document); HMAC keys are never published.
 `
 
 func main() {
@@ -149,6 +166,8 @@ type config struct {
 
 	metricsListen string
 	observer      interceptors.Observer // built from metricsListen
+
+	jwksListen string
 }
 
 // run is the whole command; it serves until ctx is done.
@@ -185,6 +204,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
 	fs.DurationVar(&c.renewGrace, "renew-grace", 0, "how long a call may wait for its token's renewal after its handler returns")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (default: none)")
+	fs.StringVar(&c.jwksListen, "jwks-listen", "", "address to publish the public key on, at /.well-known/jwks.json (default: none)")
 	bad := quiet.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -215,11 +235,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer metrics.close()
 		c.observer = metrics.observer
 	}
-	srv, closeLimiter, err := build(c, stderr)
+	srv, ks, closeLimiter, err := build(c, stderr)
 	if err != nil {
 		return fail(1, err)
 	}
 	defer closeLimiter()
+	var jwks *jwksServer
+	if c.jwksListen != "" {
+		if jwks, err = newJWKSServer(c.jwksListen, c.issuer, ks); err != nil {
+			return fail(1, err)
+		}
+		defer jwks.close()
+	}
 	lis, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fail(1, fmt.Errorf("-listen: %s", addressless(err)))
@@ -228,6 +255,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if metrics != nil {
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", metrics.lis.Addr())
 		go metrics.serve()
+	}
+	if jwks != nil {
+		fmt.Fprintf(stdout, "jwks on %s\n", jwks.url())
+		go jwks.serve()
 	}
 
 	served := make(chan error, 1)
@@ -279,6 +310,18 @@ func (c *config) check() error {
 			return errors.New("-metrics-listen: the host looks like key material or a token")
 		}
 	}
+	if c.jwksListen != "" {
+		host, _, err := net.SplitHostPort(c.jwksListen)
+		if err != nil {
+			return errors.New("-jwks-listen: want HOST:PORT")
+		}
+		if token.Redact(host) != host {
+			return errors.New("-jwks-listen: the host looks like key material or a token")
+		}
+		if token.MinHMACKeyLen(c.alg) > 0 {
+			return errors.New("-jwks-listen: an HMAC key is a shared secret and is never published; publish an asymmetric key (-alg ES256, ES384, EdDSA, RS256 or PS256)")
+		}
+	}
 	if c.redisAddr != "" {
 		host, _, err := net.SplitHostPort(c.redisAddr)
 		if err != nil {
@@ -299,18 +342,18 @@ func (c *config) check() error {
 	return nil
 }
 
-// build loads the key and TLS material and builds the guarded server. The
-// returned function releases the limiter's Redis client; call it once the
-// server has stopped.
-func build(c config, stderr io.Writer) (*server.Server, func(), error) {
+// build loads the key and TLS material and builds the guarded server; it
+// returns the key set too, for -jwks-listen. The returned function releases
+// the limiter's Redis client; call it once the server has stopped.
+func build(c config, stderr io.Writer) (*server.Server, *token.KeySet, func(), error) {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	key, err := loadKey(c.keyPath, c.alg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ks, err := token.NewKeySet(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// QuotePrices takes tokens in its body, up to 64 KiB; metadata tokens
 	// stay capped at 8 KiB by the guard. Renewed tokens live -token-ttl, so
@@ -320,7 +363,7 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 		token.WithMaxSession(c.maxSession),
 		token.WithMaxLifetime(max(c.tokenTTL, time.Hour)))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := server.Config{
 		Verifier:     v,
@@ -336,7 +379,7 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 	if c.tlsCert != "" {
 		cert, err := loadTLS(c.tlsCert, c.tlsKey)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		cfg.ServerOptions = append(cfg.ServerOptions, grpc.Creds(creds))
@@ -345,7 +388,7 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 	if c.redisAddr != "" {
 		lim, client, err := redisLimiter(c.redisAddr, c.failPolicy, logger)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cfg.Limiter = lim
 		closeLimiter = func() { client.Close() }
@@ -353,9 +396,9 @@ func build(c config, stderr io.Writer) (*server.Server, func(), error) {
 	srv, err := server.New(cfg)
 	if err != nil {
 		closeLimiter()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return srv, closeLimiter, nil
+	return srv, ks, closeLimiter, nil
 }
 
 // redisLimiter returns the redisstore.Limiter at addr wrapped in a Failover
