@@ -1,5 +1,5 @@
 // Package tokenservice serves and calls the renew operation of
-// tollgate.token.v1.TokenService.
+// tollgate.token.v1.TokenService, and publishes the issuer's keys.
 //
 // An issuer (the one service that holds the private signing key) registers
 // [Server] on a server guarded by tollgate: the token to renew travels in the
@@ -9,4 +9,8 @@
 // asynchronously and best effort: a slow or dead issuer costs the call
 // nothing, because the renewal is time-boxed and the guard never waits for it
 // beyond its configured grace.
+//
+// The issuer publishes its public keys over HTTP with [NewKeysHandler]: a
+// JWK Set and an OpenID discovery document, from which services verify its
+// tokens without key files, following its rotations.
 package tokenservice

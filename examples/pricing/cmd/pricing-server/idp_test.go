@@ -355,6 +355,7 @@ func TestRefusesToStartWithoutIssuerKeys(t *testing.T) {
 		{"-oidc-issuer with -issuer", []string{"-oidc-issuer", good.issuer, "-issuer", "x"}, 2, "-issuer"},
 		{"both remote sources", []string{"-oidc-issuer", good.issuer, "-jwks-url", good.srv.URL + "/keys"}, 2, "not both"},
 		{"plain http to a remote host", []string{"-jwks-url", "http://keys.example.com/jwks", "-issuer", "x"}, 1, "http"},
+		{"-jwks-listen with remote keys", []string{"-oidc-issuer", good.issuer, "-jwks-listen", "127.0.0.1:0"}, 2, "-jwks-listen"},
 		{"unknown profile", []string{"-jwks-url", good.srv.URL + "/keys", "-issuer", "x", "-profile", "nope"}, 2, "-profile"},
 	}
 	for _, c := range cases {

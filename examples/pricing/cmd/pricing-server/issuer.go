@@ -54,6 +54,8 @@ func (c *config) checkIssuer() error {
 		return errors.New("-oidc-issuer names the issuer: -issuer does not apply")
 	case c.jwksURL != "" && !c.issuerSet:
 		return errors.New("-jwks-url needs -issuer: the iss its tokens carry")
+	case c.remote() && c.jwksListen != "":
+		return errors.New("-jwks-listen publishes this server's own key; with -jwks-url or -oidc-issuer the issuer publishes its keys")
 	}
 	for name, raw := range map[string]string{"-jwks-url": c.jwksURL, "-oidc-issuer": c.oidcIssuer} {
 		if raw == "" {

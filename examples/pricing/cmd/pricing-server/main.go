@@ -7,7 +7,7 @@
 //	    [-issuer tollgate-demo] [-audience pricing] [-tls-cert F -tls-key F]
 //	    [-redis HOST:PORT [-throttle-fail local|open|closed]]
 //	    [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
-//	    [-metrics-listen 127.0.0.1:9464]
+//	    [-metrics-listen 127.0.0.1:9464] [-jwks-listen 127.0.0.1:8080]
 //
 // The verification key comes from -key (a file, mode 0600 when it holds a
 // secret) or else from the environment variable TOLLGATE_KEY, in the text
@@ -52,6 +52,20 @@
 // renewal that is not ready in time goes to the next call presenting the same
 // token. With a public key, which cannot sign, renewal is off (logged once).
 //
+// # Publishing the key
+//
+// With -jwks-listen ADDR and an asymmetric key (ES256, ES384, EdDSA, RS256,
+// PS256; -key may be the private key or the public one) the server publishes
+// the key's public half as a JWK Set at http://ADDR/.well-known/jwks.json
+// (tokenservice.NewKeysHandler; Cache-Control max-age 300 s), so that other
+// services verify the tokens it renews from that URL instead of a copy of the
+// key file. When -issuer is a URL (https, or http on a loopback host) the OIDC
+// discovery document is served as well, at /.well-known/openid-configuration
+// under the issuer's path, naming that issuer and its jwks_uri; the JWKS then
+// lives under the issuer's path too. An HMAC key is refused (exit 2): a shared
+// secret is never published. The key file carries no kid, so the published key
+// has none: a set of one key, which verifiers use for tokens that name no kid.
+//
 // # Metrics
 //
 // With -metrics-listen ADDR the guard's decisions are exported as
@@ -65,7 +79,8 @@
 // Once the listener is bound the server prints exactly one line,
 // "listening on HOST:PORT", on standard output, so -listen 127.0.0.1:0
 // works and scripts can read the port; with -metrics-listen a second line,
-// "metrics on http://HOST:PORT/metrics", follows, with the bound address. Denied calls are logged on standard
+// "metrics on http://HOST:PORT/metrics", follows, with the bound address, and
+// with -jwks-listen the line "jwks on http://HOST:PORT/.well-known/jwks.json". Denied calls are logged on standard
 // error. SIGINT or SIGTERM stops the server gracefully (in-flight calls get
 // a few seconds to finish) and it exits 0. Any start-up problem is one line
 // on standard error and exit status 1 (2 for bad usage). That line names the
@@ -124,7 +139,7 @@ const usage = `usage: pricing-server [-listen 127.0.0.1:8443] [-key PATH] [-alg 
     [-permissions-claim PATH[,PATH...]] [-consumer-claim NAME[,NAME...]]
     [-redis HOST:PORT [-throttle-fail local|open|closed]]
     [-token-ttl 15m] [-max-session 8h] [-renew-grace 0]
-    [-metrics-listen 127.0.0.1:9464]
+    [-metrics-listen 127.0.0.1:9464] [-jwks-listen 127.0.0.1:8080]
 The key is read from -key PATH or else from $TOLLGATE_KEY; there is no default key.
 Instead of a key, -jwks-url follows an issuer's published key set (with -issuer), and
 -oidc-issuer finds it through OpenID Connect discovery; both refresh in the background.
@@ -137,6 +152,8 @@ Throttle buckets live in memory, or in the Redis at -redis, shared by every repl
 Tokens in the last third of their lifetime are renewed for -token-ttl, never past
 auth_time + -max-session; -renew-grace is how long a call may wait for its renewal.
 -metrics-listen serves the guard's decisions as Prometheus metrics at http://ADDR/metrics.
+-jwks-listen publishes the public half of an asymmetric key at http://ADDR/.well-known/jwks.json
+(and, when -issuer is a URL, the OIDC discovery document); HMAC keys are never published.
 `
 
 func main() {
@@ -161,6 +178,7 @@ type config struct {
 	jwksURL, oidcIssuer, profile string
 	permsClaims, consumerClaims  []string // parsed from their flags
 	issuerSet, keySet, algSet    bool     // -issuer, -key, -alg given
+	jwksListen string
 }
 
 // run is the whole command; it serves until ctx is done.
@@ -202,6 +220,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.profile, "profile", "", "shape of the issuer's tokens: "+strings.Join(profileNames(), ", ")+" (default: tollgate with -key, oidc otherwise)")
 	permsClaim := fs.String("permissions-claim", "", "claims holding the caller's permissions, comma separated (a dotted path reads into objects: realm_access.roles)")
 	consumerClaim := fs.String("consumer-claim", "", "claims naming the calling service, comma separated, first present wins (default: the profile's)")
+	fs.StringVar(&c.jwksListen, "jwks-listen", "", "address to publish the public key on, at /.well-known/jwks.json (default: none)")
 	bad := quiet.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -243,11 +262,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer metrics.close()
 		c.observer = metrics.observer
 	}
-	srv, closeLimiter, err := build(ctx, c, stderr)
+	srv, ks, closeLimiter, err := build(ctx, c, stderr)
 	if err != nil {
 		return fail(1, err)
 	}
 	defer closeLimiter()
+	var jwks *jwksServer
+	if c.jwksListen != "" {
+		if jwks, err = newJWKSServer(c.jwksListen, c.issuer, ks); err != nil {
+			return fail(1, err)
+		}
+		defer jwks.close()
+	}
 	lis, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fail(1, fmt.Errorf("-listen: %s", addressless(err)))
@@ -256,6 +282,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if metrics != nil {
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", metrics.lis.Addr())
 		go metrics.serve()
+	}
+	if jwks != nil {
+		fmt.Fprintf(stdout, "jwks on %s\n", jwks.url())
+		go jwks.serve()
 	}
 
 	served := make(chan error, 1)
@@ -310,6 +340,18 @@ func (c *config) check() error {
 			return errors.New("-metrics-listen: the host looks like key material or a token")
 		}
 	}
+	if c.jwksListen != "" {
+		host, _, err := net.SplitHostPort(c.jwksListen)
+		if err != nil {
+			return errors.New("-jwks-listen: want HOST:PORT")
+		}
+		if token.Redact(host) != host {
+			return errors.New("-jwks-listen: the host looks like key material or a token")
+		}
+		if token.MinHMACKeyLen(c.alg) > 0 {
+			return errors.New("-jwks-listen: an HMAC key is a shared secret and is never published; publish an asymmetric key (-alg ES256, ES384, EdDSA, RS256 or PS256)")
+		}
+	}
 	if c.redisAddr != "" {
 		host, _, err := net.SplitHostPort(c.redisAddr)
 		if err != nil {
@@ -333,12 +375,12 @@ func (c *config) check() error {
 // build loads the key and TLS material (or fetches the issuer's key set)
 // and builds the guarded server. The returned function releases the
 // limiter's Redis client and stops following the key set; call it once
-// the server has stopped.
-func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, func(), error) {
+// the server has stopped. It returns the key set too, for -jwks-listen.
+func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, *token.KeySet, func(), error) {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	v, signs, closeKeys, err := verifier(ctx, c)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := server.Config{
 		Verifier:     v,
@@ -358,7 +400,7 @@ func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, fun
 		cert, err := loadTLS(c.tlsCert, c.tlsKey)
 		if err != nil {
 			closeKeys()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		cfg.ServerOptions = append(cfg.ServerOptions, grpc.Creds(creds))
@@ -368,7 +410,7 @@ func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, fun
 		lim, client, err := redisLimiter(c.redisAddr, c.failPolicy, logger)
 		if err != nil {
 			closeKeys()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cfg.Limiter = lim
 		closeLimiter = func() { client.Close(); closeKeys() }
@@ -376,9 +418,9 @@ func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, fun
 	srv, err := server.New(cfg)
 	if err != nil {
 		closeLimiter()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return srv, closeLimiter, nil
+	return srv, v.Keys(), closeLimiter, nil
 }
 
 // redisLimiter returns the redisstore.Limiter at addr wrapped in a Failover

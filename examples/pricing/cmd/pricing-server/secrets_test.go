@@ -47,6 +47,8 @@ func TestSecretInTheWrongPlace(t *testing.T) {
 		{"-listen host", nil, func(v string) []string { return []string{"-key", key, "-listen", v + ":1"} }, 2, "-listen: the host looks like key material or a token", nil},
 		{"-redis host", nil, func(v string) []string { return []string{"-key", key, "-redis", v + ":6379"} }, 2, "-redis: the host looks like key material or a token", nil},
 		{"-redis", nil, func(v string) []string { return []string{"-key", key, "-redis", v} }, 2, "-redis: want HOST:PORT", nil},
+		{"-jwks-listen host", nil, func(v string) []string { return []string{"-key", key, "-jwks-listen", v + ":1"} }, 2, "-jwks-listen: the host looks like key material or a token", nil},
+		{"-jwks-listen", nil, func(v string) []string { return []string{"-key", key, "-jwks-listen", v} }, 2, "-jwks-listen: want HOST:PORT", nil},
 		{"-throttle-fail", nil, func(v string) []string { return []string{"-key", key, "-throttle-fail", v} }, 2, "-throttle-fail: want local, open or closed", nil},
 		{"-tls-cert", nil, func(v string) []string { return []string{"-key", key, "-tls-cert", v, "-tls-key", tlsKey} }, 1, "-tls-cert: ", nil},
 		{"-tls-key", nil, func(v string) []string { return []string{"-key", key, "-tls-cert", cert, "-tls-key", v} }, 1, "-tls-key: ", nil},
