@@ -373,3 +373,43 @@ func TestRefusesToStartWithoutIssuerKeys(t *testing.T) {
 		})
 	}
 }
+
+// tollgate's own issuer publishes its keys and another service verifies
+// through them: one pricing-server signs with an ES256 key file and serves
+// its public half (-jwks-listen); a second one holds no key file and
+// follows that set (-jwks-url, tollgate's own profile). A token of the
+// first passes the second; rotation is a publish, not a copied file.
+func TestVerifiesThroughAnotherServersPublishedKeys(t *testing.T) {
+	path, priv := writeES256(t)
+	url := startWithJWKS(t, "-key", path, "-alg", token.ES256, "-issuer", "tollgate-demo")
+	_, addr := startServer(t, envWithout(keyEnv), "-listen", "127.0.0.1:0", "-audience", "pricing",
+		"-jwks-url", url, "-issuer", "tollgate-demo", "-profile", "tollgate")
+	key, err := token.NewPrivateKey("", token.ES256, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := token.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := signer.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "orders", Audience: []string{"pricing"}, AuthorizedParty: "orders",
+		IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Permissions: []string{"prices.read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, reason := callGet(t, addr, tok); code != codes.OK {
+		t.Fatalf("a token of the publishing server's key: %v %s", code, reason)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	okey, err := token.NewPrivateKey("", token.ES256, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	osigner, _ := token.NewSigner(okey)
+	forged, _ := osigner.Sign(token.Claims{Issuer: "tollgate-demo", Subject: "orders", Audience: []string{"pricing"},
+		IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Permissions: []string{"prices.read"}})
+	if code, _ := callGet(t, addr, forged); code != codes.Unauthenticated {
+		t.Fatalf("a token of another key: %v", code)
+	}
+}
