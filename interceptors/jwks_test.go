@@ -130,6 +130,7 @@ func TestRotationDrillUnderLoad(t *testing.T) {
 		firstErr atomic.Pointer[error]
 		withK2   [callers]atomic.Int64
 		progress = make(chan struct{}, 1) // a caller finished a call
+		phase    atomic.Int32
 	)
 	// waitFor waits, on the callers' progress, until cond holds.
 	waitFor := func(what string, cond func() bool) {
@@ -159,6 +160,11 @@ func TestRotationDrillUnderLoad(t *testing.T) {
 				switch {
 				case err != nil:
 					failures.Add(1)
+					which := "K1"
+					if tok == tok2 {
+						which = "K2"
+					}
+					err = errors.New(which + " token, phase " + strconv.Itoa(int(phase.Load())) + ": " + err.Error())
 					firstErr.CompareAndSwap(nil, &err)
 				case tok == tok2:
 					withK2[i].Add(1)
@@ -178,6 +184,7 @@ func TestRotationDrillUnderLoad(t *testing.T) {
 	})
 
 	// K2 is published and used at once.
+	phase.Store(1)
 	ki.publish(t, k1.key, k2.key)
 	before := ki.fetches.Load()
 	current.Store(&tok2)
@@ -193,11 +200,20 @@ func TestRotationDrillUnderLoad(t *testing.T) {
 		t.Errorf("%d fetches to learn K2, want 1 (single flight)", got)
 	}
 
-	// K1 is dropped; the verifier learns it at its next scheduled refresh.
-	ki.publish(t, k2.key)
-	for len(adopted) > 0 {
-		<-adopted
+	// The refetch K2 started reports the set it adopted (after its
+	// waiters were released, so it may come now).
+	select {
+	case n := <-adopted:
+		if n != 2 {
+			t.Fatalf("the refetched set holds %d keys, want 2", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event of the refetch")
 	}
+
+	// K1 is dropped; the verifier learns it at its next scheduled refresh.
+	phase.Store(2)
+	ki.publish(t, k2.key)
 	kclock.Advance(301 * time.Second)
 	select {
 	case n := <-adopted:
