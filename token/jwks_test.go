@@ -341,6 +341,13 @@ func TestJWKSNegativeCache(t *testing.T) {
 	if f.src.Unknown(context.Background(), "other") != nil || f.srv.requests.Load() != n+1 {
 		t.Fatal("a new unknown kid after the interval did not cause a fetch")
 	}
+	// A refresh bringing the same set remembers.
+	f.clock.Advance(time.Hour)
+	f.clock.Advance(2 * time.Minute)
+	if f.src.Unknown(context.Background(), "stale") != nil || f.srv.requests.Load() != n+2 {
+		t.Fatal("a refresh with the same set forgot the unknown kids")
+	}
+	n += 1
 	// A new set forgets: stale may have been published since.
 	f.srv.set(jwksRSADoc(t, "k1", "stale"), 200, "")
 	f.clock.Advance(time.Hour)
@@ -400,7 +407,9 @@ func TestJWKSUnknownWaitBounds(t *testing.T) {
 		}
 	})
 	t.Run("ctx", func(t *testing.T) {
-		f := newJWKSFixture(t, jwksRSADoc(t, "k1"), JWKSUnknownKIDWait(time.Hour))
+		// Neither the wait nor the fetch's own bound ends before the
+		// test's guard: only ctx can.
+		f := newJWKSFixture(t, jwksRSADoc(t, "k1"), JWKSUnknownKIDWait(time.Hour), JWKSTimeout(time.Hour))
 		release := f.srv.hold()
 		defer release()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -408,8 +417,15 @@ func TestJWKSUnknownWaitBounds(t *testing.T) {
 		go func() { done <- f.src.Unknown(ctx, "k2") }()
 		<-f.srv.entered
 		cancel()
-		if <-done != nil {
-			t.Fatal("found k2")
+		guard := time.NewTimer(30 * time.Second)
+		defer guard.Stop()
+		select {
+		case ks := <-done:
+			if ks != nil {
+				t.Fatal("found k2")
+			}
+		case <-guard.C:
+			t.Fatal("Unknown waited past its canceled ctx")
 		}
 	})
 	t.Run("start deadline", func(t *testing.T) {
