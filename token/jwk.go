@@ -371,10 +371,13 @@ func (j *jwk) key(o *jwksOptions) (k *Key, skip string, err error) {
 	case "RSA":
 		pub, err = j.rsa()
 	case "EC":
-		pub, err = j.ec(alg)
-		if err == nil && pub == nil {
-			return nil, "unsupported curve", nil
+		// Assigned through p: a nil *ecdsa.PublicKey in pub would not be
+		// a nil interface.
+		p, ecErr := j.ec(alg)
+		if ecErr != nil {
+			return nil, "", ecErr
 		}
+		pub = p
 	case "OKP":
 		if j.crv != "Ed25519" {
 			return nil, "unsupported curve", nil
@@ -428,19 +431,14 @@ func (j *jwk) rsa() (*rsa.PublicKey, error) {
 	return &rsa.PublicKey{N: n, E: int(e.Int64())}, nil
 }
 
-// ec returns the public key of an EC JWK for alg, or nil for a curve that
-// tollgate does not support.
+// ec returns the public key of an EC JWK for alg (ES256 or ES384): the
+// JWK's curve must be the one alg names.
 func (j *jwk) ec(alg string) (*ecdsa.PublicKey, error) {
-	var curve elliptic.Curve
-	switch j.crv {
-	case "P-256":
-		curve = elliptic.P256()
-	case "P-384":
-		curve = elliptic.P384()
-	default:
-		return nil, nil
+	curve, want := elliptic.P256(), "P-256"
+	if alg == ES384 {
+		curve, want = elliptic.P384(), "P-384"
 	}
-	if want := map[string]string{ES256: "P-256", ES384: "P-384"}[alg]; want != j.crv {
+	if j.crv != want {
 		return nil, fmt.Errorf("%s needs curve %s", alg, want)
 	}
 	size := (curve.Params().BitSize + 7) / 8

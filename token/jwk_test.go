@@ -246,7 +246,11 @@ func jwksRefusals(t testing.TB) []struct {
 		y[3] = 'A'
 	}
 	offCurve["y"] = string(y)
-	priv := jwksJWK(t, "priv", &p256.PublicKey, map[string]any{"d": jwksB64(p256.D.Bytes())})
+	d, err := p256.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := jwksJWK(t, "priv", &p256.PublicKey, map[string]any{"d": jwksB64(d)})
 	evenN := jwksJWK(t, "even", rsaPub, map[string]any{"alg": "RS256"})
 	nb := new(big.Int).SetBit(rsaPub.N, 0, 0).Bytes()
 	evenN["n"] = jwksB64(nb)
@@ -275,6 +279,8 @@ func jwksRefusals(t testing.TB) []struct {
 		{"bad kid", jwksDoc(t, jwksJWK(t, "a kid with spaces", rsaPub, map[string]any{"alg": "RS256"})), "key 0 (invalid kid): kid must be", ""},
 		{"off curve", jwksDoc(t, offCurve), `key 0 (kid "off"): point not on curve P-256`, offCurve["x"].(string)},
 		{"curve does not fit alg", jwksDoc(t, jwksJWK(t, "c", &p256.PublicKey, map[string]any{"alg": "ES384"})), "ES384 needs curve P-384", ""},
+		{"ES256 on P-521", jwksDoc(t, jwksJWK(t, "c", &jwksEC(t, elliptic.P521()).PublicKey, map[string]any{"alg": "ES256"})), "ES256 needs curve P-256", ""},
+		{"ES384 on an unknown curve", jwksDoc(t, map[string]any{"kty": "EC", "kid": "c", "alg": "ES384", "crv": "secp256k1", "x": "AA", "y": "AA"}), "ES384 needs curve P-384", ""},
 		{"alg does not fit kty", jwksDoc(t, jwksJWK(t, "c", rsaPub, map[string]any{"alg": "ES256"})), "alg ES256 does not fit kty RSA", ""},
 		{"HMAC alg on an RSA key", jwksDoc(t, jwksJWK(t, "c", rsaPub, map[string]any{"alg": "HS256"})), "alg HS256 does not fit kty RSA", ""},
 		{"private material", jwksDoc(t, priv), "holds private key material", priv["d"].(string)},
