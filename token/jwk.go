@@ -140,7 +140,12 @@ func parseJWKS(data []byte, o *jwksOptions, prev *KeySet) (ks *KeySet, skipped [
 	}
 	if len(out) == 0 {
 		if len(skipped) > 0 {
-			return nil, skipped, errJWKS("no usable key (skipped: %s)", strings.Join(skipped, "; "))
+			shown := skipped
+			more := ""
+			if len(shown) > 5 {
+				shown, more = shown[:5], fmt.Sprintf("; and %d more", len(skipped)-5)
+			}
+			return nil, skipped, errJWKS("no usable key (skipped: %s%s)", strings.Join(shown, "; "), more)
 		}
 		return nil, nil, errJWKS("no key")
 	}

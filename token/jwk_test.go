@@ -375,3 +375,38 @@ func TestParseJWKSReuse(t *testing.T) {
 		t.Fatalf("kid a with new material still holds the old key (%v)", err)
 	}
 }
+
+// FuzzParseJWKS: no document panics or is accepted empty, and errors stay
+// short whatever the document holds.
+func FuzzParseJWKS(f *testing.F) {
+	for _, r := range jwksRefusals(f) {
+		if len(r.doc) < 4096 {
+			f.Add(r.doc)
+		}
+	}
+	f.Add(jwksRSADoc(f, "k1", "k2"))
+	f.Add([]byte(`{"keys":[{"kty":"EC","alg":"ES256","crv":"P-521","x":"AA","y":"AA"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		for _, opts := range [][]JWKSOption{nil, {JWKSAllowHMAC(), JWKSAlgorithms(HS256, RS256, ES384)}} {
+			ks, err := ParseJWKS(doc, opts...)
+			if err == nil && len(ks.Keys()) == 0 {
+				t.Fatal("an empty set accepted")
+			}
+			if err != nil && len(err.Error()) > 4096 {
+				t.Fatalf("error of %d bytes", len(err.Error()))
+			}
+		}
+	})
+}
+
+func TestParseJWKSManySkippedShortError(t *testing.T) {
+	keys := make([]map[string]any, 200)
+	for i := range keys {
+		keys[i] = map[string]any{"kty": "PQC", "kid": "k" + strconv.Itoa(i)}
+	}
+	_, err := ParseJWKS(jwksDoc(t, keys...))
+	if err == nil || len(err.Error()) > 1024 || !strings.Contains(err.Error(), "and 195 more") {
+		t.Fatalf("%d bytes: %.200v", len(err.Error()), err)
+	}
+}
