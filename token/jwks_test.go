@@ -129,7 +129,10 @@ type jwksFixture struct {
 func newJWKSFixture(t *testing.T, body []byte, opts ...JWKSOption) *jwksFixture {
 	t.Helper()
 	f := &jwksFixture{srv: newJWKSServer(t, body), clock: newClock(), events: &jwksEvents{}}
-	opts = append([]JWKSOption{JWKSClock(f.clock.Now, f.clock.AfterFunc), JWKSObserver(f.events.observe)}, opts...)
+	// The wait is real time: a long one, so that a loaded machine (-race,
+	// two cores) cannot make a refetch on loopback miss it; tests of the
+	// bound set their own.
+	opts = append([]JWKSOption{JWKSClock(f.clock.Now, f.clock.AfterFunc), JWKSObserver(f.events.observe), JWKSUnknownKIDWait(time.Minute)}, opts...)
 	src, err := NewJWKS(context.Background(), f.srv.url(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -655,7 +658,7 @@ func TestJWKSHTTPSAndRedirects(t *testing.T) {
 // Unknown and refreshes race Close, Watch and each other without a data race
 // or a lost set.
 func TestJWKSConcurrentUnknown(t *testing.T) {
-	f := newJWKSFixture(t, jwksRSADoc(t, "k1"), JWKSUnknownKIDWait(time.Second))
+	f := newJWKSFixture(t, jwksRSADoc(t, "k1"))
 	var got atomic.Pointer[KeySet]
 	f.src.Watch(func(ks *KeySet) { got.Store(ks) })
 	f.srv.set(jwksRSADoc(t, "k1", "k2"), 200, "")
