@@ -140,7 +140,12 @@ func parseJWKS(data []byte, o *jwksOptions, prev *KeySet) (ks *KeySet, skipped [
 	}
 	if len(out) == 0 {
 		if len(skipped) > 0 {
-			return nil, skipped, errJWKS("no usable key (skipped: %s)", strings.Join(skipped, "; "))
+			shown := skipped
+			more := ""
+			if len(shown) > 5 {
+				shown, more = shown[:5], fmt.Sprintf("; and %d more", len(skipped)-5)
+			}
+			return nil, skipped, errJWKS("no usable key (skipped: %s%s)", strings.Join(shown, "; "), more)
 		}
 		return nil, nil, errJWKS("no key")
 	}
@@ -371,10 +376,13 @@ func (j *jwk) key(o *jwksOptions) (k *Key, skip string, err error) {
 	case "RSA":
 		pub, err = j.rsa()
 	case "EC":
-		pub, err = j.ec(alg)
-		if err == nil && pub == nil {
-			return nil, "unsupported curve", nil
+		// Assigned through p: a nil *ecdsa.PublicKey in pub would not be
+		// a nil interface.
+		p, ecErr := j.ec(alg)
+		if ecErr != nil {
+			return nil, "", ecErr
 		}
+		pub = p
 	case "OKP":
 		if j.crv != "Ed25519" {
 			return nil, "unsupported curve", nil
@@ -428,19 +436,14 @@ func (j *jwk) rsa() (*rsa.PublicKey, error) {
 	return &rsa.PublicKey{N: n, E: int(e.Int64())}, nil
 }
 
-// ec returns the public key of an EC JWK for alg, or nil for a curve that
-// tollgate does not support.
+// ec returns the public key of an EC JWK for alg (ES256 or ES384): the
+// JWK's curve must be the one alg names.
 func (j *jwk) ec(alg string) (*ecdsa.PublicKey, error) {
-	var curve elliptic.Curve
-	switch j.crv {
-	case "P-256":
-		curve = elliptic.P256()
-	case "P-384":
-		curve = elliptic.P384()
-	default:
-		return nil, nil
+	curve, want := elliptic.P256(), "P-256"
+	if alg == ES384 {
+		curve, want = elliptic.P384(), "P-384"
 	}
-	if want := map[string]string{ES256: "P-256", ES384: "P-384"}[alg]; want != j.crv {
+	if j.crv != want {
 		return nil, fmt.Errorf("%s needs curve %s", alg, want)
 	}
 	size := (curve.Params().BitSize + 7) / 8

@@ -246,7 +246,11 @@ func jwksRefusals(t testing.TB) []struct {
 		y[3] = 'A'
 	}
 	offCurve["y"] = string(y)
-	priv := jwksJWK(t, "priv", &p256.PublicKey, map[string]any{"d": jwksB64(p256.D.Bytes())})
+	d, err := p256.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := jwksJWK(t, "priv", &p256.PublicKey, map[string]any{"d": jwksB64(d)})
 	evenN := jwksJWK(t, "even", rsaPub, map[string]any{"alg": "RS256"})
 	nb := new(big.Int).SetBit(rsaPub.N, 0, 0).Bytes()
 	evenN["n"] = jwksB64(nb)
@@ -275,6 +279,8 @@ func jwksRefusals(t testing.TB) []struct {
 		{"bad kid", jwksDoc(t, jwksJWK(t, "a kid with spaces", rsaPub, map[string]any{"alg": "RS256"})), "key 0 (invalid kid): kid must be", ""},
 		{"off curve", jwksDoc(t, offCurve), `key 0 (kid "off"): point not on curve P-256`, offCurve["x"].(string)},
 		{"curve does not fit alg", jwksDoc(t, jwksJWK(t, "c", &p256.PublicKey, map[string]any{"alg": "ES384"})), "ES384 needs curve P-384", ""},
+		{"ES256 on P-521", jwksDoc(t, jwksJWK(t, "c", &jwksEC(t, elliptic.P521()).PublicKey, map[string]any{"alg": "ES256"})), "ES256 needs curve P-256", ""},
+		{"ES384 on an unknown curve", jwksDoc(t, map[string]any{"kty": "EC", "kid": "c", "alg": "ES384", "crv": "secp256k1", "x": "AA", "y": "AA"}), "ES384 needs curve P-384", ""},
 		{"alg does not fit kty", jwksDoc(t, jwksJWK(t, "c", rsaPub, map[string]any{"alg": "ES256"})), "alg ES256 does not fit kty RSA", ""},
 		{"HMAC alg on an RSA key", jwksDoc(t, jwksJWK(t, "c", rsaPub, map[string]any{"alg": "HS256"})), "alg HS256 does not fit kty RSA", ""},
 		{"private material", jwksDoc(t, priv), "holds private key material", priv["d"].(string)},
@@ -367,5 +373,40 @@ func TestParseJWKSReuse(t *testing.T) {
 	next2, _, err := parseJWKS(jwksDoc(t, a2, c), &o, next)
 	if err != nil || next2.holds(prev.lookup([]byte("a"))) {
 		t.Fatalf("kid a with new material still holds the old key (%v)", err)
+	}
+}
+
+// FuzzParseJWKS: no document panics or is accepted empty, and errors stay
+// short whatever the document holds.
+func FuzzParseJWKS(f *testing.F) {
+	for _, r := range jwksRefusals(f) {
+		if len(r.doc) < 4096 {
+			f.Add(r.doc)
+		}
+	}
+	f.Add(jwksRSADoc(f, "k1", "k2"))
+	f.Add([]byte(`{"keys":[{"kty":"EC","alg":"ES256","crv":"P-521","x":"AA","y":"AA"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		for _, opts := range [][]JWKSOption{nil, {JWKSAllowHMAC(), JWKSAlgorithms(HS256, RS256, ES384)}} {
+			ks, err := ParseJWKS(doc, opts...)
+			if err == nil && len(ks.Keys()) == 0 {
+				t.Fatal("an empty set accepted")
+			}
+			if err != nil && len(err.Error()) > 4096 {
+				t.Fatalf("error of %d bytes", len(err.Error()))
+			}
+		}
+	})
+}
+
+func TestParseJWKSManySkippedShortError(t *testing.T) {
+	keys := make([]map[string]any, 200)
+	for i := range keys {
+		keys[i] = map[string]any{"kty": "PQC", "kid": "k" + strconv.Itoa(i)}
+	}
+	_, err := ParseJWKS(jwksDoc(t, keys...))
+	if err == nil || len(err.Error()) > 1024 || !strings.Contains(err.Error(), "and 195 more") {
+		t.Fatalf("%d bytes: %.200v", len(err.Error()), err)
 	}
 }

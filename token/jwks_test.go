@@ -129,7 +129,10 @@ type jwksFixture struct {
 func newJWKSFixture(t *testing.T, body []byte, opts ...JWKSOption) *jwksFixture {
 	t.Helper()
 	f := &jwksFixture{srv: newJWKSServer(t, body), clock: newClock(), events: &jwksEvents{}}
-	opts = append([]JWKSOption{JWKSClock(f.clock.Now, f.clock.AfterFunc), JWKSObserver(f.events.observe)}, opts...)
+	// The wait is real time: a long one, so that a loaded machine (-race,
+	// two cores) cannot make a refetch on loopback miss it; tests of the
+	// bound set their own.
+	opts = append([]JWKSOption{JWKSClock(f.clock.Now, f.clock.AfterFunc), JWKSObserver(f.events.observe), JWKSUnknownKIDWait(time.Minute)}, opts...)
 	src, err := NewJWKS(context.Background(), f.srv.url(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -341,6 +344,13 @@ func TestJWKSNegativeCache(t *testing.T) {
 	if f.src.Unknown(context.Background(), "other") != nil || f.srv.requests.Load() != n+1 {
 		t.Fatal("a new unknown kid after the interval did not cause a fetch")
 	}
+	// A refresh bringing the same set remembers.
+	f.clock.Advance(time.Hour)
+	f.clock.Advance(2 * time.Minute)
+	if f.src.Unknown(context.Background(), "stale") != nil || f.srv.requests.Load() != n+2 {
+		t.Fatal("a refresh with the same set forgot the unknown kids")
+	}
+	n += 1
 	// A new set forgets: stale may have been published since.
 	f.srv.set(jwksRSADoc(t, "k1", "stale"), 200, "")
 	f.clock.Advance(time.Hour)
@@ -400,7 +410,9 @@ func TestJWKSUnknownWaitBounds(t *testing.T) {
 		}
 	})
 	t.Run("ctx", func(t *testing.T) {
-		f := newJWKSFixture(t, jwksRSADoc(t, "k1"), JWKSUnknownKIDWait(time.Hour))
+		// Neither the wait nor the fetch's own bound ends before the
+		// test's guard: only ctx can.
+		f := newJWKSFixture(t, jwksRSADoc(t, "k1"), JWKSUnknownKIDWait(time.Hour), JWKSTimeout(time.Hour))
 		release := f.srv.hold()
 		defer release()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -408,8 +420,15 @@ func TestJWKSUnknownWaitBounds(t *testing.T) {
 		go func() { done <- f.src.Unknown(ctx, "k2") }()
 		<-f.srv.entered
 		cancel()
-		if <-done != nil {
-			t.Fatal("found k2")
+		guard := time.NewTimer(30 * time.Second)
+		defer guard.Stop()
+		select {
+		case ks := <-done:
+			if ks != nil {
+				t.Fatal("found k2")
+			}
+		case <-guard.C:
+			t.Fatal("Unknown waited past its canceled ctx")
 		}
 	})
 	t.Run("start deadline", func(t *testing.T) {
@@ -639,7 +658,7 @@ func TestJWKSHTTPSAndRedirects(t *testing.T) {
 // Unknown and refreshes race Close, Watch and each other without a data race
 // or a lost set.
 func TestJWKSConcurrentUnknown(t *testing.T) {
-	f := newJWKSFixture(t, jwksRSADoc(t, "k1"), JWKSUnknownKIDWait(time.Second))
+	f := newJWKSFixture(t, jwksRSADoc(t, "k1"))
 	var got atomic.Pointer[KeySet]
 	f.src.Watch(func(ks *KeySet) { got.Store(ks) })
 	f.srv.set(jwksRSADoc(t, "k1", "k2"), 200, "")
