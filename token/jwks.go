@@ -413,6 +413,13 @@ func (j *JWKS) Unknown(ctx context.Context, kid string) *KeySet {
 		j.mu.Unlock()
 		return nil
 	}
+	// A fetch may have adopted a set holding kid since the look above:
+	// such a caller must neither join a finished flight nor be suppressed
+	// by the interval that fetch just started.
+	if ks := j.cur.Load(); ks != nil && ks.lookup([]byte(kid)) != nil {
+		j.mu.Unlock()
+		return ks
+	}
 	if _, known := j.negative[kid]; known {
 		obs := j.observers
 		j.mu.Unlock()
