@@ -178,7 +178,7 @@ type config struct {
 	jwksURL, oidcIssuer, profile string
 	permsClaims, consumerClaims  []string // parsed from their flags
 	issuerSet, keySet, algSet    bool     // -issuer, -key, -alg given
-	jwksListen string
+	jwksListen                   string
 }
 
 // run is the whole command; it serves until ctx is done.
