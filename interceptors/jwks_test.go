@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/internal/fakeclock"
@@ -149,6 +151,9 @@ func TestRotationDrillUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// One deadline for all of this caller's calls: nothing may hang.
+			base, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
 			for {
 				select {
 				case <-stop:
@@ -156,7 +161,8 @@ func TestRotationDrillUnderLoad(t *testing.T) {
 				default:
 				}
 				tok := *current.Load()
-				_, err := h.client.Get(ctxWith(t, "authorization", "Bearer "+tok), &testpb.GetRequest{Id: "x"})
+				ctx := metadata.NewOutgoingContext(base, metadata.Pairs("authorization", "Bearer "+tok))
+				_, err := h.client.Get(ctx, &testpb.GetRequest{Id: "x"})
 				switch {
 				case err != nil:
 					failures.Add(1)
@@ -200,29 +206,30 @@ func TestRotationDrillUnderLoad(t *testing.T) {
 		t.Errorf("%d fetches to learn K2, want 1 (single flight)", got)
 	}
 
-	// The refetch K2 started reports the set it adopted (after its
-	// waiters were released, so it may come now).
-	select {
-	case n := <-adopted:
-		if n != 2 {
-			t.Fatalf("the refetched set holds %d keys, want 2", n)
+	// awaitSet waits for the event of a fetch that adopted a set of n
+	// keys (the start's fetch and the refetch K2 started report theirs
+	// too, the latter after its waiters were released).
+	awaitSet := func(n int, what string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case got := <-adopted:
+				if got == n {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no fetch adopted %s", what)
+			}
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no event of the refetch")
 	}
+	awaitSet(2, "the set with K2")
 
 	// K1 is dropped; the verifier learns it at its next scheduled refresh.
 	phase.Store(2)
 	ki.publish(t, k2.key)
 	kclock.Advance(301 * time.Second)
-	select {
-	case n := <-adopted:
-		if n != 1 {
-			t.Fatalf("the refreshed set holds %d keys, want 1", n)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no scheduled refresh after max-age")
-	}
+	awaitSet(1, "the set without K1 at the scheduled refresh")
 	// The load with K2 goes on past the drop.
 	mark := withK2[0].Load()
 	waitFor("calls with K2 after the drop", func() bool { return withK2[0].Load() >= mark+5 })
