@@ -31,6 +31,7 @@ import (
 // in the provider's own header and claim shapes.
 type idp struct {
 	srv     *httptest.Server
+	base    string // the server's URL
 	issuer  string // the discovery document's issuer: the server's URL, plus suffix
 	jwks    atomic.Pointer[[]byte]
 	fetches atomic.Int64
@@ -53,14 +54,17 @@ func newIdP(t *testing.T, suffix string) *idp {
 	})
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{
-			"issuer": p.issuer, "jwks_uri": p.srv.URL + "/keys",
+			"issuer": p.issuer, "jwks_uri": p.base + "/keys",
 			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 			"response_types_supported":              []string{"code"}, "subject_types_supported": []string{"public"},
 		})
 	})
-	p.srv = httptest.NewServer(mux)
+	// Every field the handlers read is set before the server starts.
+	p.srv = httptest.NewUnstartedServer(mux)
+	p.base = "http://" + p.srv.Listener.Addr().String()
+	p.issuer = p.base + suffix
+	p.srv.Start()
 	t.Cleanup(p.srv.Close)
-	p.issuer = p.srv.URL + suffix
 	return p
 }
 
