@@ -62,6 +62,7 @@ FUZZFLAGS    = -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE)
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' $(FUZZFLAGS) ./token
 	$(GO) test -run='^$$' -fuzz='^FuzzClaimsDifferential$$' $(FUZZFLAGS) ./token
+	$(GO) test -run='^$$' -fuzz='^FuzzParseJWKS$$' $(FUZZFLAGS) ./token
 	$(GO) test -run='^$$' -fuzz='^FuzzMetadataToken$$' $(FUZZFLAGS) ./interceptors
 
 # The inventory's copy of tollgate's options is exported as a user exports
