@@ -246,7 +246,8 @@ const LimiterSourceError = "error"
 
 // WithObserver tells o every decision the guard takes: one [Event] per call
 // or stream opening, per stream message the guard checks, per stream it
-// ends, per renewal, and per decision the limiter's store did not take. An
+// ends, per renewal, per decision the limiter's store did not take, and per
+// event of an issuer's key source ([DecisionKeySource]). An
 // o that is also an [InitObserver] learns the compiled methods at every
 // [Guard.Init]. Without an observer the guard does no work for it.
 func WithObserver(o Observer) Option {
