@@ -51,7 +51,10 @@ func (s *Session) AuthorizedParty() string { return s.d.AZP }
 // Consumer returns who is calling, for throttling and logs: the azp claim,
 // or the subject when azp is absent (an issuer's profile may name other
 // claims, such as client_id or appid).
-func (s *Session) Consumer() string { return s.d.Consumer }
+func (s *Session) Consumer() string {
+	k := s.d.ConsumerKey // "claim:value": claim names hold no colon
+	return k[strings.IndexByte(k, ':')+1:]
+}
 
 // ConsumerKey returns [Session.Consumer] qualified by the claim it came from:
 // "azp:orders" or "sub:orders" ("appid:..." for a profile reading appid). Throttle buckets are keyed on it, so that a

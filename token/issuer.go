@@ -272,7 +272,7 @@ func compileIssuer(is Issuer, o *verifierOptions) (*issuer, error) {
 		types = []string{"at+jwt"}
 	}
 	for _, t := range types {
-		t = strings.ToLower(strings.TrimPrefix(strings.ToLower(t), "application/"))
+		t = strings.TrimPrefix(strings.ToLower(t), "application/")
 		if t == "" {
 			st.hdr.noTyp = true
 			continue
@@ -351,10 +351,12 @@ func slicesHasEmpty(s []string) bool {
 	return false
 }
 
+var typApplication = []byte("application/")
+
 // typeOK reports whether typ (a header's typ value, unescaped) is accepted.
 func (p *headerPolicy) typeOK(typ []byte) bool {
-	if len(typ) > len("application/") && bytes.EqualFold(typ[:len("application/")], []byte("application/")) {
-		typ = typ[len("application/"):]
+	if len(typ) > len(typApplication) && bytes.EqualFold(typ[:len(typApplication)], typApplication) {
+		typ = typ[len(typApplication):]
 	}
 	for _, t := range p.types {
 		if bytes.EqualFold(typ, t) {

@@ -539,11 +539,11 @@ func profileClaims(d *sessionmint.Data, is *issuer) error {
 			}
 		}
 		if val != "" {
-			d.Consumer, d.ConsumerKey = val, name+":"+val
+			d.ConsumerKey = name + ":" + val
 			return nil
 		}
 	}
-	d.Consumer, d.ConsumerKey = d.Subject, "sub:"+d.Subject
+	d.ConsumerKey = "sub:" + d.Subject
 	return nil
 }
 
@@ -588,10 +588,6 @@ func setClaims(d *sessionmint.Data, c *claimSet, key *Key, maxSession time.Durat
 	d.ExpiresAt = c.exp.t
 	d.AuthTime = c.authTime.t
 	d.ValidUntil = d.ExpiresAt
-	d.Consumer = d.AZP
-	if d.Consumer == "" {
-		d.Consumer = d.Subject
-	}
 	if c.authTime.set && maxSession > 0 {
 		if end := d.AuthTime.Add(maxSession); end.Before(d.ValidUntil) {
 			d.ValidUntil = end

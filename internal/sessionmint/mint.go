@@ -39,7 +39,6 @@ type Data struct {
 	ClaimMap    map[string]*Claim   // more than MaxScannedClaims: the claims by name
 	ValidUntil  time.Time           // min(exp, auth_time + max session)
 	ConsumerKey string              // "azp:" + azp, or "sub:" + subject (or the claim the issuer's profile names)
-	Consumer    string              // ConsumerKey's value
 	Renewable   bool                // of an issuer this service renews (tollgate's own)
 	TokenFP     string              // a token without jti: the fingerprint of the token, for logs
 }
