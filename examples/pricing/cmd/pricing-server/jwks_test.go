@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,7 +13,6 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,52 +44,9 @@ func writeES256(t *testing.T) (string, *ecdsa.PrivateKey) {
 // the JWKS URL it printed after its listening line.
 func startWithJWKS(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(serverBinary(t), append(args, "-listen", "127.0.0.1:0", "-jwks-listen", "127.0.0.1:0")...)
-	cmd.Env = envWithout(keyEnv)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 2)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
-	read := func(prefix string) string {
-		t.Helper()
-		select {
-		case line, ok := <-lines:
-			v, found := strings.CutPrefix(line, prefix)
-			if !ok || !found {
-				t.Fatalf("stdout line %q, want %q...; stderr: %s", line, prefix, stderr)
-			}
-			return v
-		case <-time.After(waitLimit):
-			t.Fatalf("no %q line within %v; stderr: %s", prefix, waitLimit, stderr)
-		}
-		return ""
-	}
-	read("listening on ")
-	url := read("jwks on ")
-	if !strings.HasPrefix(url, "http://127.0.0.1:") || strings.Contains(url, ":0/") || !strings.HasSuffix(url, "/.well-known/jwks.json") {
-		t.Fatalf("jwks URL %q: want the bound address", url)
-	}
-	return url
+	_, _, v, _ := startPrinting(t, append(args, "-listen", "127.0.0.1:0", "-jwks-listen", "127.0.0.1:0"), "listening on ", "jwks on ")
+	boundURL(t, "jwks", v[1], "/.well-known/jwks.json")
+	return v[1]
 }
 
 func httpGet(t *testing.T, url string) (int, []byte) {

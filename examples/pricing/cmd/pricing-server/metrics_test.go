@@ -16,12 +16,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// startWithMetrics starts the binary with -metrics-listen 127.0.0.1:0 and
-// returns it with the gRPC address and the metrics URL it printed, the
-// second line of its standard output.
-func startWithMetrics(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, addr, url string, done chan error) {
+// startPrinting starts the binary with args and reads the first lines of
+// its standard output, which must start with prefixes, in order; it
+// returns what follows each prefix. done receives the exit error.
+func startPrinting(t *testing.T, args []string, prefixes ...string) (cmd *exec.Cmd, stderr *syncBuffer, values []string, done chan error) {
 	t.Helper()
-	cmd = exec.Command(serverBinary(t), append(args, "-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0")...)
+	cmd = exec.Command(serverBinary(t), args...)
 	cmd.Env = envWithout(keyEnv)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -32,39 +32,56 @@ func startWithMetrics(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *sync
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 2)
+	lines := make(chan string, len(prefixes))
 	done = make(chan error, 1)
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
+		for i := 0; sc.Scan(); i++ {
+			if i < len(prefixes) { // later lines are read and dropped
+				lines <- sc.Text()
+			}
 		}
 		close(lines)
 		done <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
+		cmd.Process.Kill() // a no-op once it has exited
+		<-exited
 	})
-	read := func(prefix string) string {
-		t.Helper()
+	for _, prefix := range prefixes {
 		select {
 		case line, ok := <-lines:
 			v, found := strings.CutPrefix(line, prefix)
 			if !ok || !found {
 				t.Fatalf("stdout line %q, want %q...; stderr: %s", line, prefix, stderr)
 			}
-			return v
+			values = append(values, v)
 		case <-time.After(waitLimit):
 			t.Fatalf("no %q line within %v; stderr: %s", prefix, waitLimit, stderr)
 		}
-		return ""
 	}
-	addr = read("listening on ")
-	url = read("metrics on ")
-	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/metrics") || strings.HasSuffix(url, ":0/metrics") {
-		t.Fatalf("metrics URL %q: want the bound address", url)
+	return cmd, stderr, values, done
+}
+
+// boundURL fails t unless url is on 127.0.0.1 at a bound (non-zero) port
+// and ends in path.
+func boundURL(t *testing.T, what, url, path string) {
+	t.Helper()
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, path) || strings.HasSuffix(url, ":0"+path) {
+		t.Fatalf("%s URL %q: want the bound address", what, url)
 	}
-	return cmd, stderr, addr, url, done
+}
+
+// startWithMetrics starts the binary with -metrics-listen 127.0.0.1:0 and
+// returns it with the gRPC address and the metrics URL it printed, the
+// second line of its standard output.
+func startWithMetrics(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, addr, url string, done chan error) {
+	t.Helper()
+	cmd, stderr, v, done := startPrinting(t, append(args, "-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0"), "listening on ", "metrics on ")
+	boundURL(t, "metrics", v[1], "/metrics")
+	return cmd, stderr, v[0], v[1], done
 }
 
 func scrapeURL(t *testing.T, url string) map[string]*dto.MetricFamily {
