@@ -105,6 +105,17 @@ func serveExample(srv *grpc.Server) (addr string, stop func()) {
 	return lis.Addr().String(), func() { srv.Stop(); <-done }
 }
 
+// serveAndDial serves srv on a loopback port and returns a plaintext
+// client connection to it; stop closes both.
+func serveAndDial(srv *grpc.Server) (conn *grpc.ClientConn, stop func()) {
+	addr, stopSrv := serveExample(srv)
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return conn, func() { conn.Close(); stopSrv() }
+}
+
 // newGuardedServer returns a server guarded by a guard built with opts,
 // serving prices, on a loopback port.
 func newGuardedServer(v *token.Verifier, opts ...tollgate.Option) (addr string, stop func()) {
@@ -250,13 +261,8 @@ func ExampleGuard_TransportOptions() {
 	if err := guard.Init(srv); err != nil {
 		log.Fatal(err)
 	}
-	addr, stop := serveExample(srv)
+	conn, stop := serveAndDial(srv)
 	defer stop()
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer conn.Close()
 
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+exampleToken(signer, 0))
 	if _, err := pricingv1.NewPriceServiceClient(conn).GetPrice(ctx, &pricingv1.GetPriceRequest{Sku: "sku-1"}); err != nil {
@@ -290,13 +296,8 @@ func ExampleGuard_AuthFunc() {
 	if err := guard.Init(srv); err != nil {
 		log.Fatal(err)
 	}
-	addr, stop := serveExample(srv)
+	conn, stop := serveAndDial(srv)
 	defer stop()
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer conn.Close()
 	client := pricingv1.NewPriceServiceClient(conn)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+exampleToken(signer, 0))
 
@@ -339,13 +340,8 @@ func ExampleWithPublicMethods() {
 	if err := guard.Init(srv); err != nil {
 		log.Fatal(err)
 	}
-	addr, stop := serveExample(srv)
+	conn, stop := serveAndDial(srv)
 	defer stop()
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer conn.Close()
 	client := pricingv1.NewPriceServiceClient(conn)
 	ctx := context.Background() // no token
 
