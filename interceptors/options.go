@@ -245,7 +245,11 @@ func WithDefaultThrottle(l throttle.Limit) Option {
 
 // WithConsumerClaim keys throttling on the custom claim name instead of the
 // session's consumer (azp, falling back to sub). A session without the claim
-// falls back to its consumer.
+// falls back to its consumer. It applies to every issuer the verifier
+// trusts and changes only the guard's throttle key; an issuer's
+// token.Profile.ConsumerClaims says per issuer which claim names the
+// consumer, for the session itself (its ConsumerKey, the logs and the
+// metrics too), and is the better place for a provider's client id.
 func WithConsumerClaim(name string) Option {
 	return func(o *options) { o.consumerClaim = name }
 }
