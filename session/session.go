@@ -64,12 +64,14 @@ func (s *Session) ConsumerKey() string { return s.d.ConsumerKey }
 
 // LogRef returns a short, one-way reference to the token for logs: the
 // [Fingerprint] of its jti, or, for a token without one (some issuers'
-// profiles allow it), of the token itself. Never the token or the jti.
+// profiles allow it), of its claim set, which its iat, exp and sub make
+// distinct. Computed when asked, for a log line: never the token or the
+// jti.
 func (s *Session) LogRef() string {
 	if s.d.ID != "" {
 		return Fingerprint(s.d.ID)
 	}
-	return s.d.TokenFP
+	return Fingerprint(s.d.Text)
 }
 
 // KeyID returns the kid of the key that signed the token.

@@ -41,8 +41,10 @@ type Profile struct {
 	// TolerateHeaders are header members accepted and ignored: never used
 	// to select a key. Only "x5t" and "x5t#S256" may be named.
 	TolerateHeaders []string
-	// OptionalJTI accepts tokens without a jti. The verified-token cache,
-	// the renewal single flight and the logs then key on the token itself.
+	// OptionalJTI accepts tokens without a jti. The verified-token cache
+	// and the renewal single flight key on the token itself anyway; the
+	// logs then refer to it by a fingerprint of its claim set
+	// (session.Session.LogRef).
 	OptionalJTI bool
 	// OptionalIAT accepts tokens without an iat (SPIFFE JWT-SVIDs need not
 	// carry one). Such a token is never renewed, and is refused when

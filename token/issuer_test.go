@@ -334,10 +334,15 @@ func TestProfileRefusals(t *testing.T) {
 	if s.ID() != "" {
 		t.Errorf("ID() = %q", s.ID())
 	}
-	// Logs then refer to the token by its fingerprint.
-	noJTITok := signWith(t, kc.key, kc.header, noJTI)
-	if s.LogRef() != session.Fingerprint(noJTITok) || s.LogRef() == "" {
-		t.Errorf("LogRef() = %q, want the token's fingerprint", s.LogRef())
+	// Logs then refer to the token by a fingerprint of its claims,
+	// distinct for another token of the same subject.
+	other := strings.Replace(noJTI, `"iat":`, `"nbf":`+itoa(clock.Now().Add(-time.Minute).Unix())+`,"iat":`, 1)
+	s2 := mustVerify(t, verifier(t, kc.issuer), signWith(t, kc.key, kc.header, other))
+	if s.LogRef() == "" || s.LogRef() == s2.LogRef() || s.LogRef() != session.Fingerprint(noJTI+"azp:orders-service") {
+		t.Errorf("LogRef() = %q and %q, want distinct fingerprints of the claims", s.LogRef(), s2.LogRef())
+	}
+	if strings.Contains(s.LogRef(), "5b0b3c1e") {
+		t.Error("LogRef holds the subject")
 	}
 	strictKC := kc.issuer
 	strictKC.Profile.OptionalJTI = false

@@ -472,9 +472,6 @@ func (v *Verifier) newSession(sc *scratch) (*session.Session, error) {
 	d.ConsumerKey = d.Text[n:]
 	setClaims(d, c, sc.key, is.maxSession)
 	d.Renewable = is.renewable
-	if d.ID == "" {
-		d.TokenFP = session.Fingerprint(string(sc.tok))
-	}
 	d.Audience, d.Perms = audienceAndPerms(c, d, is.permsArray, is.permsScope)
 	if len(c.custom) > 0 {
 		claims, ok := customClaims(c, d.Text, sc.buf[:n])

@@ -40,7 +40,6 @@ type Data struct {
 	ValidUntil  time.Time           // min(exp, auth_time + max session)
 	ConsumerKey string              // "azp:" + azp, or "sub:" + subject (or the claim the issuer's profile names)
 	Renewable   bool                // of an issuer this service renews (tollgate's own)
-	TokenFP     string              // a token without jti: the fingerprint of the token, for logs
 }
 
 // New returns a new, empty *session.Session (as any) and its fields, to
