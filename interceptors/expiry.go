@@ -142,6 +142,20 @@ func (e *expiries) fire(gen uint64) {
 	}
 }
 
+// matching returns the open streams for which f is true (f runs with e.mu
+// held, so it must not block).
+func (e *expiries) matching(f func(*guardedStream) bool) []*guardedStream {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*guardedStream
+	for _, s := range e.heap {
+		if f(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // removeAt takes the stream at index i out of the heap. e.mu must be held.
 func (e *expiries) removeAt(i int) {
 	last := len(e.heap) - 1
@@ -204,4 +218,21 @@ func (s *guardedStream) expire() {
 		s.guard.log(s.ctx, s.plan.method, ReasonTokenExpired, s.sess, "token expired during the stream")
 	}
 	endStream(s.end, errTokenExpired, s.cancel)
+}
+
+// revoke ends the stream with TOKEN_REVOKED, as expire does with
+// TOKEN_EXPIRED.
+func (s *guardedStream) revoke() {
+	if s.deny(errTokenRevoked, StageStream) == errTokenRevoked {
+		s.guard.log(s.ctx, s.plan.method, ReasonTokenRevoked, s.sess, "token revoked during the stream")
+	}
+	endStream(s.end, errTokenRevoked, s.cancel)
+}
+
+// endRevokedStreams ends every open stream whose session the verifier's
+// revocation set now covers. The set calls it after every change.
+func (g *Guard) endRevokedStreams() {
+	for _, s := range g.expiries.matching(func(s *guardedStream) bool { return g.verifier.Revoked(s.sess) }) {
+		s.revoke()
+	}
 }

@@ -143,6 +143,7 @@ func NewGuard(v *token.Verifier, opts ...Option) (*Guard, error) {
 			return nil, fmt.Errorf("interceptors: renewal: %w", err)
 		}
 		g.renew = newRenewals(o.renewer, o.renewalPolicy, o.renewalGrace, o.renewalTimeout, v.Now, g.acceptable)
+		g.renew.revoked = v.Revoked
 		if o.observer != nil {
 			g.renew.onDone = func(method string, sess *session.Session, err error) {
 				g.observeRenewal(method, g.consumerKey(sess), err)
@@ -156,6 +157,14 @@ func NewGuard(v *token.Verifier, opts ...Option) (*Guard, error) {
 	}
 	if o.observer != nil || o.logger != nil {
 		v.ObserveKeys(g.observeKeys)
+	}
+	if rv := v.Revocations(); rv != nil {
+		// A revocation ends the open streams it covers at once, even idle
+		// ones; calls and later messages meet it in the verifier.
+		rv.Watch(g.endRevokedStreams)
+		if o.observer != nil || o.logger != nil {
+			rv.Observe(g.observeRevocations)
+		}
 	}
 	return g, nil
 }

@@ -100,6 +100,12 @@ const (
 	// Event.Issuer and Event.KeySource. After fetch_failed and rejected
 	// the verifier keeps the last good set.
 	DecisionKeySource
+	// DecisionRevocations: the feed of the verifier's revocation set
+	// reported something: Event.Reason is its [token.RevocationEventKind]
+	// ("loaded", "stale", "caught_up"), Event.KeySource names the feed and
+	// Event.Revocations is the set's size. While stale the set keeps
+	// enforcing every entry it holds.
+	DecisionRevocations
 )
 
 var decisionNames = [...]string{
@@ -111,6 +117,7 @@ var decisionNames = [...]string{
 	DecisionRenewed:         "renewed",
 	DecisionLimiterError:    "limiter_error",
 	DecisionKeySource:       "key_source",
+	DecisionRevocations:     "revocations",
 }
 
 // String returns the decision's lower-case name ("allowed", "throttled",
@@ -238,6 +245,9 @@ type Event struct {
 	// URL, without query) of a [DecisionKeySource].
 	Issuer    string
 	KeySource string
+	// Revocations is the size of the revocation set after a
+	// [DecisionRevocations].
+	Revocations int
 }
 
 // LimiterSourceError is Event.LimiterSource when the limiter returned an
@@ -287,6 +297,28 @@ func (g *Guard) observeCall(method string, pl *plan, key string, vs *verifyStat,
 		refusalOf(err, &e)
 	}
 	g.emit(e)
+}
+
+// observeRevocations reports an event of the revocation feed: to the log
+// when it turns stale or catches up, then to the observer.
+func (g *Guard) observeRevocations(e token.RevocationEvent) {
+	if l := g.opts.logger; l != nil {
+		switch e.Kind {
+		case token.RevocationsStale:
+			cause := "unknown"
+			if e.Err != nil {
+				cause = token.Redact(e.Err.Error())
+			}
+			l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: revocation feed lost its store; enforcing the revocations it has, which may be stale",
+				slog.String("source", e.Source), slog.Int("revocations", e.Entries), slog.String("cause", cause))
+		case token.RevocationsCaughtUp:
+			l.LogAttrs(context.Background(), slog.LevelInfo, "tollgate: revocation feed caught up",
+				slog.String("source", e.Source), slog.Int("revocations", e.Entries))
+		}
+	}
+	if g.opts.observer != nil {
+		g.emit(Event{Decision: DecisionRevocations, Reason: string(e.Kind), KeySource: e.Source, Revocations: e.Entries})
+	}
 }
 
 // observeKeys reports an event of an issuer's key source: to the log when
@@ -340,6 +372,9 @@ func refusalOf(err error, e *Event) {
 		return
 	case errTokenExpired:
 		e.Decision, e.Reason = DecisionUnauthenticated, ReasonTokenExpired
+		return
+	case errTokenRevoked:
+		e.Decision, e.Reason = DecisionUnauthenticated, ReasonTokenRevoked
 		return
 	case errInsecure:
 		e.Decision, e.Reason = DecisionUnauthenticated, ReasonTransportInsecure

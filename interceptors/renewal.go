@@ -28,6 +28,10 @@ type renewals struct {
 	timeout time.Duration
 	now     func() time.Time
 	accept  func(token string) bool
+	// revoked reports whether a session is revoked now: a successor of a
+	// revoked session is never handed out, even one that does not share
+	// what was revoked (a new jti, an iat after a not-before).
+	revoked func(*session.Session) bool
 	onError func(err error)
 	// onDone, when set, is told how every renewal ended, with the method
 	// of the call that started it.
@@ -52,7 +56,8 @@ type flight struct {
 	ready  chan struct{}
 	result token.Renewed
 	err    error
-	oldExp time.Time // the renewed token's expiry: the memory is kept until then
+	oldExp time.Time        // the renewed token's expiry: the memory is kept until then
+	pred   *session.Session // the renewed session: its successor is handed out only while it is not revoked
 }
 
 // Renewal memory bounds: a failed renewal is not retried for a short while,
@@ -110,7 +115,7 @@ func (r *renewals) start(tok string, sess *session.Session, method string) *flig
 			delete(r.done, key)
 		}
 	}
-	f := &flight{key: key, ready: make(chan struct{}), oldExp: sess.ExpiresAt()}
+	f := &flight{key: key, ready: make(chan struct{}), oldExp: sess.ExpiresAt(), pred: sess}
 	r.inflight[key] = f
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -120,7 +125,7 @@ func (r *renewals) start(tok string, sess *session.Session, method string) *flig
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		res, err := r.renewer.Renew(ctx, tok, sess)
 		cancel()
-		if err == nil && !r.accept(res.Token) {
+		if err == nil && (r.isRevoked(sess) || !r.accept(res.Token)) {
 			res, err = token.Renewed{}, errSuccessorRefused
 		}
 		r.mu.Lock()
@@ -199,7 +204,7 @@ func (r *renewals) handOut(f *flight) (string, bool) {
 	if f.err != nil || f.result.Token == "" {
 		return "", false
 	}
-	if !r.accept(f.result.Token) {
+	if r.isRevoked(f.pred) || !r.accept(f.result.Token) {
 		r.mu.Lock()
 		if r.done[f.key] == f {
 			delete(r.done, f.key)
@@ -208,6 +213,10 @@ func (r *renewals) handOut(f *flight) (string, bool) {
 		return "", false
 	}
 	return f.result.Token, true
+}
+
+func (r *renewals) isRevoked(sess *session.Session) bool {
+	return r.revoked != nil && r.revoked(sess)
 }
 
 // close waits for renewals under way.

@@ -20,6 +20,9 @@ const (
 	ReasonTokenMissing = "TOKEN_MISSING"
 	ReasonTokenInvalid = "TOKEN_INVALID"
 	ReasonTokenExpired = "TOKEN_EXPIRED"
+	// ReasonTokenRevoked: the token is valid but revoked (its jti, its
+	// session, or its subject or consumer before a time).
+	ReasonTokenRevoked = "TOKEN_REVOKED"
 	// ReasonTransportInsecure: the guard requires transport security and the
 	// call came in plaintext.
 	ReasonTransportInsecure = "TRANSPORT_INSECURE"
@@ -33,6 +36,7 @@ const (
 	msgTokenMissing = "missing access token"
 	msgTokenInvalid = "invalid access token"
 	msgTokenExpired = "access token expired"
+	msgTokenRevoked = "access token revoked"
 	msgDenied       = "permission denied"
 	msgNotOwner     = "not the owner of the resource"
 	msgNotReady     = "tollgate guard not initialized"
@@ -51,6 +55,7 @@ var (
 	errTokenMissing = newStatus(codes.Unauthenticated, msgTokenMissing, ReasonTokenMissing, nil)
 	errTokenInvalid = newStatus(codes.Unauthenticated, msgTokenInvalid, ReasonTokenInvalid, nil)
 	errTokenExpired = newStatus(codes.Unauthenticated, msgTokenExpired, ReasonTokenExpired, nil)
+	errTokenRevoked = newStatus(codes.Unauthenticated, msgTokenRevoked, ReasonTokenRevoked, nil)
 	errNoRule       = newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, nil)
 	errNotReady     = newStatus(codes.Internal, msgNotReady, ReasonNotInitialized, nil)
 	errInsecure     = newStatus(codes.Unauthenticated, "transport security required", ReasonTransportInsecure, nil)
@@ -60,6 +65,9 @@ var (
 func verifyStatus(err error) (string, error) {
 	if errors.Is(err, token.ErrExpiredToken) {
 		return ReasonTokenExpired, errTokenExpired
+	}
+	if errors.Is(err, token.ErrRevokedToken) {
+		return ReasonTokenRevoked, errTokenRevoked
 	}
 	return ReasonTokenInvalid, errTokenInvalid
 }

@@ -333,10 +333,16 @@ func resetMsg(m any) {
 	}
 }
 
+// checkExpiry refuses the message of a stream whose token has expired or
+// been revoked since the stream opened.
 func (s *guardedStream) checkExpiry() error {
 	if s.guard.verifier.Expired(s.sess) {
 		s.guard.log(s.ctx, s.plan.method, ReasonTokenExpired, s.sess, "token expired during the stream")
 		return errTokenExpired
+	}
+	if s.guard.verifier.Revoked(s.sess) {
+		s.guard.log(s.ctx, s.plan.method, ReasonTokenRevoked, s.sess, "token revoked during the stream")
+		return errTokenRevoked
 	}
 	return nil
 }

@@ -12,6 +12,10 @@ var (
 	// ErrExpiredToken: the token is authentic but past its expiry (plus
 	// leeway) or past the end of its maximum session.
 	ErrExpiredToken = errors.New("token expired")
+	// ErrRevokedToken: the token is authentic and valid, but an entry of
+	// the verifier's [Revocations] covers it (its jti, its session, or its
+	// subject or consumer before a time).
+	ErrRevokedToken = errors.New("token revoked")
 )
 
 // VerifyError is why a token failed. Verify returns shared, preallocated
@@ -19,12 +23,16 @@ var (
 // exported fields: no caller can change what the next one sees.
 type VerifyError struct {
 	expired bool
+	revoked bool
 	cause   string
 }
 
 func (e *VerifyError) Error() string {
-	if e.expired {
+	switch {
+	case e.expired:
 		return "token expired: " + e.cause
+	case e.revoked:
+		return "token revoked: " + e.cause
 	}
 	return "invalid token: " + e.cause
 }
@@ -33,17 +41,23 @@ func (e *VerifyError) Error() string {
 // "unknown kid"): never any part of the token, so it is safe to log.
 func (e *VerifyError) Cause() string { return e.cause }
 
-// Is makes errors.Is(err, ErrInvalidToken) and errors.Is(err,
-// ErrExpiredToken) work.
+// Is makes errors.Is(err, ErrInvalidToken), errors.Is(err,
+// ErrExpiredToken) and errors.Is(err, ErrRevokedToken) work.
 func (e *VerifyError) Is(target error) bool {
-	if e.expired {
+	switch {
+	case e.expired:
 		return target == ErrExpiredToken
+	case e.revoked:
+		return target == ErrRevokedToken
 	}
 	return target == ErrInvalidToken
 }
 
 // Expired reports whether the token failed only because it expired.
 func (e *VerifyError) Expired() bool { return e.expired }
+
+// Revoked reports whether the token failed only because it was revoked.
+func (e *VerifyError) Revoked() bool { return e.revoked }
 
 func invalid(cause string) error { return &VerifyError{cause: cause} }
 func expired(cause string) error { return &VerifyError{expired: true, cause: cause} }
@@ -84,4 +98,5 @@ var (
 	errExpired       = expired("past exp")
 	errSessionOver   = expired("past the maximum session since auth_time")
 	errClaimsInvalid = invalid("claims invalid")
+	errRevoked       = &VerifyError{revoked: true, cause: "revoked"}
 )

@@ -29,6 +29,7 @@ type verifierOptions struct {
 	scope        bool
 	cacheEntries int
 	cacheBytes   int
+	revocations  *Revocations
 }
 
 // VerifierOption configures a [Verifier].
@@ -75,6 +76,14 @@ func WithScopeClaim() VerifierOption {
 // text plus an estimate of the session). Zero entries disables the cache.
 func WithCache(entries, bytes int) VerifierOption {
 	return func(o *verifierOptions) { o.cacheEntries, o.cacheBytes = entries, bytes }
+}
+
+// WithRevocations makes the verifier refuse every token the set covers,
+// with an error matching [ErrRevokedToken]: on every verification, cache
+// hits included (the check is a pointer load and a map lookup per kind of
+// entry the set holds). One set may serve several verifiers.
+func WithRevocations(r *Revocations) VerifierOption {
+	return func(o *verifierOptions) { o.revocations = r }
 }
 
 func (o *verifierOptions) validate() error {

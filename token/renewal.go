@@ -213,6 +213,9 @@ func (r *LocalRenewer) Renew(ctx context.Context, token string, sess *session.Se
 	if err := ctx.Err(); err != nil {
 		return Renewed{}, err
 	}
+	if r.verifier.Revoked(sess) {
+		return Renewed{}, errRevoked
+	}
 	claims, err := r.policy.Successor(sess, r.verifier.Now())
 	if err != nil {
 		return Renewed{}, err
@@ -228,6 +231,12 @@ func (r *LocalRenewer) Renew(ctx context.Context, token string, sess *session.Se
 	tok, err := signer.Sign(claims)
 	if err != nil {
 		return Renewed{}, err
+	}
+	if r.verifier.Revoked(sess) {
+		// Revoked while the successor was being made: it goes nowhere (a
+		// successor of a revoked session, or issued after a subject's
+		// not-before, would otherwise outlive the revocation).
+		return Renewed{}, errRevoked
 	}
 	return Renewed{Token: tok, ExpiresAt: claims.ExpiresAt}, nil
 }

@@ -202,6 +202,9 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*session.Session, er
 	now := v.opts.now()
 	if v.cache != nil {
 		if s := v.cache.get(tok, now); s != nil {
+			if v.opts.revocations != nil && v.opts.revocations.covered(sessionmint.Of(s)) {
+				return nil, errRevoked
+			}
 			return s, nil
 		}
 	}
@@ -210,6 +213,20 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*session.Session, er
 	s, err := v.miss(sc, tok)
 	putScratch(sc)
 	return s, err
+}
+
+// Revocations returns the set the verifier checks ([WithRevocations]), or
+// nil.
+func (v *Verifier) Revocations() *Revocations { return v.opts.revocations }
+
+// Revoked reports whether the verifier's revocation set covers sess now.
+// An open stream asks it on every message, and a renewal asks it again
+// once its successor is signed.
+func (v *Verifier) Revoked(sess *session.Session) bool {
+	if v.opts.revocations == nil || sess == nil {
+		return false
+	}
+	return v.opts.revocations.covered(sessionmint.Of(sess))
 }
 
 // Cached returns the session of tok when the verified-token cache holds it
@@ -224,7 +241,10 @@ func (v *Verifier) Cached(tok string) (*session.Session, bool) {
 		return nil, false
 	}
 	s := v.cache.get(tok, v.opts.now())
-	return s, s != nil
+	if s == nil || v.Revoked(s) {
+		return nil, false
+	}
+	return s, true
 }
 
 // miss runs every check on tok, in the order of RFC 8725: shape, header,
@@ -247,6 +267,11 @@ func (v *Verifier) miss(sc *scratch, tok string) (*session.Session, error) {
 	s, err := v.claimsSession(sc)
 	if err != nil {
 		return nil, err
+	}
+	if v.opts.revocations != nil && v.opts.revocations.covered(sessionmint.Of(s)) {
+		// Not cached: a revoked token stays revoked, and a cache hit would
+		// only check again.
+		return nil, errRevoked
 	}
 	if v.cache != nil {
 		v.cache.put(tok, s, sc.iss, sc.key)
