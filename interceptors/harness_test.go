@@ -302,6 +302,7 @@ type harnessConfig struct {
 	plain  func(g *Guard) []grpc.ServerOption
 	noInit bool
 	strict bool // Init as the guard does by default: unruled methods fail it
+	revs   bool // the verifier checks a revocation set on the harness clock
 }
 
 type harnessOption func(*harnessConfig)
@@ -332,6 +333,8 @@ func withPlainServer(f func(g *Guard) []grpc.ServerOption) harnessOption {
 	return func(c *harnessConfig) { c.plain = f }
 }
 
+func withRevocationSet() harnessOption { return func(c *harnessConfig) { c.revs = true } }
+
 func withoutInit() harnessOption { return func(c *harnessConfig) { c.noInit = true } }
 
 // withStrictInit leaves the guard's default strict Init: the harness
@@ -349,6 +352,7 @@ type harness struct {
 	conn     *grpc.ClientConn
 	client   testpb.TestServiceClient
 	unruled  testpb.UnruledServiceClient
+	revs     *token.Revocations // with withRevocationSet
 }
 
 func newHarness(t *testing.T, opts ...harnessOption) *harness {
@@ -367,6 +371,11 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		t.Fatal(err)
 	}
 	vopts := append([]token.VerifierOption{token.WithClock(h.clock.Now)}, cfg.verifierOpts...)
+	if cfg.revs {
+		h.revs = token.NewRevocations(token.RevocationsClock(h.clock.Now, h.clock.AfterFunc))
+		t.Cleanup(h.revs.Close)
+		vopts = append(vopts, token.WithRevocations(h.revs))
+	}
 	if cfg.source != nil {
 		h.verifier, err = token.NewVerifierFor([]token.Issuer{{Name: testIss, Keys: cfg.source,
 			Audiences: []string{testAud}, Profile: token.TollgateProfile()}}, vopts...)
