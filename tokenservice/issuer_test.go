@@ -51,10 +51,24 @@ type issuer struct {
 	client   tokenv1.TokenServiceClient
 	stopOnce sync.Once
 	stopSrv  func()
+	revs     *token.Revocations // with revoking: the set the verifier checks and Revoke writes
 }
 
-func newIssuer(t *testing.T) *issuer {
+// issuerOption changes the fixture: revoking gives it a revocation set.
+type issuerOption func(*issuerConfig)
+
+type issuerConfig struct{ revoking bool }
+
+// revoking makes the fixture's verifier check a revocation set (on the fake
+// clock) that its TokenService's Revoke and Logout write.
+func revoking(c *issuerConfig) { c.revoking = true }
+
+func newIssuer(t *testing.T, opts ...issuerOption) *issuer {
 	t.Helper()
+	var cfg issuerConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +82,13 @@ func newIssuer(t *testing.T) *issuer {
 		t.Fatal(err)
 	}
 	is := &issuer{clock: fakeclock.New(t0), key: key}
-	if is.verifier, err = token.NewVerifier(ks, testIss, testAud, token.WithClock(is.clock.Now)); err != nil {
+	vopts := []token.VerifierOption{token.WithClock(is.clock.Now)}
+	if cfg.revoking {
+		is.revs = token.NewRevocations(token.RevocationsClock(is.clock.Now, is.clock.AfterFunc))
+		t.Cleanup(is.revs.Close)
+		vopts = append(vopts, token.WithRevocations(is.revs))
+	}
+	if is.verifier, err = token.NewVerifier(ks, testIss, testAud, vopts...); err != nil {
 		t.Fatal(err)
 	}
 	if is.signer, err = token.NewSigner(key); err != nil {
@@ -78,7 +98,11 @@ func newIssuer(t *testing.T) *issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if is.server, err = tokenservice.NewServer(renewer); err != nil {
+	var sopts []tokenservice.ServerOption
+	if cfg.revoking {
+		sopts = append(sopts, tokenservice.WithRevocations(is.revs, is.verifier.RevocationLimits(), is.clock.Now))
+	}
+	if is.server, err = tokenservice.NewServer(renewer, sopts...); err != nil {
 		t.Fatal(err)
 	}
 	// The refusal tests send several bad tokens from one loopback peer on a

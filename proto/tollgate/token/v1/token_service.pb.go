@@ -1,5 +1,6 @@
-// The renew operation, run by an issuer for services that hold only public
-// keys and so cannot sign.
+// The renew and revoke operations, run by an issuer: renew for services
+// that hold only public keys and so cannot sign; revoke to take tokens back
+// on every replica that follows the same revocation store.
 //
 // It lives in its own package, apart from tollgate.v1's options, so that the
 // Go package of the options carries no gRPC code: permissions/ imports the
@@ -30,6 +31,258 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RevokeRequest names what to revoke: exactly one target.
+type RevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Target:
+	//
+	//	*RevokeRequest_Jti
+	//	*RevokeRequest_Sid
+	//	*RevokeRequest_Sub
+	//	*RevokeRequest_Consumer
+	//	*RevokeRequest_Ref
+	Target isRevokeRequest_Target `protobuf_oneof:"target"`
+	// Only tokens issued before this time. For sub and consumer it defaults
+	// to now; for sid unset means every token of the session; jti and ref
+	// take none.
+	Before        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=before,proto3" json:"before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RevokeRequest) GetTarget() isRevokeRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *RevokeRequest) GetJti() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Jti); ok {
+			return x.Jti
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetSid() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Sid); ok {
+			return x.Sid
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetSub() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Sub); ok {
+			return x.Sub
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetConsumer() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Consumer); ok {
+			return x.Consumer
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetRef() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Ref); ok {
+			return x.Ref
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+type isRevokeRequest_Target interface {
+	isRevokeRequest_Target()
+}
+
+type RevokeRequest_Jti struct {
+	// One token, by its jti.
+	Jti string `protobuf:"bytes,1,opt,name=jti,proto3,oneof"`
+}
+
+type RevokeRequest_Sid struct {
+	// Every token of a session, renewals included.
+	Sid string `protobuf:"bytes,2,opt,name=sid,proto3,oneof"`
+}
+
+type RevokeRequest_Sub struct {
+	// Every token of a subject issued before `before` ("log out
+	// everywhere").
+	Sub string `protobuf:"bytes,3,opt,name=sub,proto3,oneof"`
+}
+
+type RevokeRequest_Consumer struct {
+	// Every token of a consumer (the azp, or the sub of a token without
+	// one) issued before `before` ("rotate a compromised service").
+	Consumer string `protobuf:"bytes,4,opt,name=consumer,proto3,oneof"`
+}
+
+type RevokeRequest_Ref struct {
+	// One token, by the reference the guard's log lines carry (the way to
+	// revoke a token without jti).
+	Ref string `protobuf:"bytes,5,opt,name=ref,proto3,oneof"`
+}
+
+func (*RevokeRequest_Jti) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Sid) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Sub) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Consumer) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Ref) isRevokeRequest_Target() {}
+
+// LogoutRequest is empty: the caller's own token says what to revoke.
+type LogoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutRequest) Reset() {
+	*x = LogoutRequest{}
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutRequest) ProtoMessage() {}
+
+func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
+func (*LogoutRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{1}
+}
+
+// RevokeResponse describes the revocation recorded.
+type RevokeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind revoked: jti, sid, sub, consumer or ref.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Tokens issued before this time are covered; unset: every token.
+	Before *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=before,proto3" json:"before,omitempty"`
+	// When the entry leaves the store: every token it covers has expired by
+	// then.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeResponse) Reset() {
+	*x = RevokeResponse{}
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeResponse) ProtoMessage() {}
+
+func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
+func (*RevokeResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RevokeResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RevokeResponse) GetBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *RevokeResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // RenewRequest carries the token to renew.
 type RenewRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -41,7 +294,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[0]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +306,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[0]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +319,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{0}
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RenewRequest) GetToken() string {
@@ -89,7 +342,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[1]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +354,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[1]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +367,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{1}
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RenewResponse) GetToken() string {
@@ -135,15 +388,31 @@ var File_tollgate_token_v1_token_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_token_v1_token_service_proto_rawDesc = "" +
 	"\n" +
-	"%tollgate/token/v1/token_service.proto\x12\x11tollgate.token.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tollgate/v1/options.proto\",\n" +
+	"%tollgate/token/v1/token_service.proto\x12\x11tollgate.token.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tollgate/v1/options.proto\"\xbb\x01\n" +
+	"\rRevokeRequest\x12\x12\n" +
+	"\x03jti\x18\x01 \x01(\tH\x00R\x03jti\x12\x12\n" +
+	"\x03sid\x18\x02 \x01(\tH\x00R\x03sid\x12\x12\n" +
+	"\x03sub\x18\x03 \x01(\tH\x00R\x03sub\x12\x1c\n" +
+	"\bconsumer\x18\x04 \x01(\tH\x00R\bconsumer\x12\x12\n" +
+	"\x03ref\x18\x05 \x01(\tH\x00R\x03ref\x122\n" +
+	"\x06before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06beforeB\b\n" +
+	"\x06target\"\x0f\n" +
+	"\rLogoutRequest\"\x93\x01\n" +
+	"\x0eRevokeResponse\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x122\n" +
+	"\x06before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06before\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\",\n" +
 	"\fRenewRequest\x12\x1c\n" +
 	"\x05token\x18\x01 \x01(\tB\x06\xa2\xb8\x19\x02\b\x01R\x05token\"`\n" +
 	"\rRenewResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2b\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\xa8\x02\n" +
 	"\fTokenService\x12R\n" +
-	"\x05Renew\x12\x1f.tollgate.token.v1.RenewRequest\x1a .tollgate.token.v1.RenewResponse\"\x06\xa2\xb8\x19\x020\x01B>Z<github.com/tollgate/tollgate/proto/tollgate/token/v1;tokenv1b\x06proto3"
+	"\x05Renew\x12\x1f.tollgate.token.v1.RenewRequest\x1a .tollgate.token.v1.RenewResponse\"\x06\xa2\xb8\x19\x020\x01\x12m\n" +
+	"\x06Revoke\x12 .tollgate.token.v1.RevokeRequest\x1a!.tollgate.token.v1.RevokeResponse\"\x1e\xa2\xb8\x19\x1a\x12\x16tollgate.tokens.revoke0\x01\x12U\n" +
+	"\x06Logout\x12 .tollgate.token.v1.LogoutRequest\x1a!.tollgate.token.v1.RevokeResponse\"\x06\xa2\xb8\x19\x020\x01B>Z<github.com/tollgate/tollgate/proto/tollgate/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_tollgate_token_v1_token_service_proto_rawDescOnce sync.Once
@@ -157,21 +426,31 @@ func file_tollgate_token_v1_token_service_proto_rawDescGZIP() []byte {
 	return file_tollgate_token_v1_token_service_proto_rawDescData
 }
 
-var file_tollgate_token_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_tollgate_token_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_tollgate_token_v1_token_service_proto_goTypes = []any{
-	(*RenewRequest)(nil),          // 0: tollgate.token.v1.RenewRequest
-	(*RenewResponse)(nil),         // 1: tollgate.token.v1.RenewResponse
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*RevokeRequest)(nil),         // 0: tollgate.token.v1.RevokeRequest
+	(*LogoutRequest)(nil),         // 1: tollgate.token.v1.LogoutRequest
+	(*RevokeResponse)(nil),        // 2: tollgate.token.v1.RevokeResponse
+	(*RenewRequest)(nil),          // 3: tollgate.token.v1.RenewRequest
+	(*RenewResponse)(nil),         // 4: tollgate.token.v1.RenewResponse
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_tollgate_token_v1_token_service_proto_depIdxs = []int32{
-	2, // 0: tollgate.token.v1.RenewResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0, // 1: tollgate.token.v1.TokenService.Renew:input_type -> tollgate.token.v1.RenewRequest
-	1, // 2: tollgate.token.v1.TokenService.Renew:output_type -> tollgate.token.v1.RenewResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	5, // 0: tollgate.token.v1.RevokeRequest.before:type_name -> google.protobuf.Timestamp
+	5, // 1: tollgate.token.v1.RevokeResponse.before:type_name -> google.protobuf.Timestamp
+	5, // 2: tollgate.token.v1.RevokeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	5, // 3: tollgate.token.v1.RenewResponse.expires_at:type_name -> google.protobuf.Timestamp
+	3, // 4: tollgate.token.v1.TokenService.Renew:input_type -> tollgate.token.v1.RenewRequest
+	0, // 5: tollgate.token.v1.TokenService.Revoke:input_type -> tollgate.token.v1.RevokeRequest
+	1, // 6: tollgate.token.v1.TokenService.Logout:input_type -> tollgate.token.v1.LogoutRequest
+	4, // 7: tollgate.token.v1.TokenService.Renew:output_type -> tollgate.token.v1.RenewResponse
+	2, // 8: tollgate.token.v1.TokenService.Revoke:output_type -> tollgate.token.v1.RevokeResponse
+	2, // 9: tollgate.token.v1.TokenService.Logout:output_type -> tollgate.token.v1.RevokeResponse
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_token_v1_token_service_proto_init() }
@@ -179,13 +458,20 @@ func file_tollgate_token_v1_token_service_proto_init() {
 	if File_tollgate_token_v1_token_service_proto != nil {
 		return
 	}
+	file_tollgate_token_v1_token_service_proto_msgTypes[0].OneofWrappers = []any{
+		(*RevokeRequest_Jti)(nil),
+		(*RevokeRequest_Sid)(nil),
+		(*RevokeRequest_Sub)(nil),
+		(*RevokeRequest_Consumer)(nil),
+		(*RevokeRequest_Ref)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_token_v1_token_service_proto_rawDesc), len(file_tollgate_token_v1_token_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

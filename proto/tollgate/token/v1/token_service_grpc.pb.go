@@ -1,5 +1,6 @@
-// The renew operation, run by an issuer for services that hold only public
-// keys and so cannot sign.
+// The renew and revoke operations, run by an issuer: renew for services
+// that hold only public keys and so cannot sign; revoke to take tokens back
+// on every replica that follows the same revocation store.
 //
 // It lives in its own package, apart from tollgate.v1's options, so that the
 // Go package of the options carries no gRPC code: permissions/ imports the
@@ -26,19 +27,30 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenService_Renew_FullMethodName = "/tollgate.token.v1.TokenService/Renew"
+	TokenService_Renew_FullMethodName  = "/tollgate.token.v1.TokenService/Renew"
+	TokenService_Revoke_FullMethodName = "/tollgate.token.v1.TokenService/Revoke"
+	TokenService_Logout_FullMethodName = "/tollgate.token.v1.TokenService/Logout"
 )
 
 // TokenServiceClient is the client API for TokenService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// TokenService renews access tokens.
+// TokenService renews and revokes access tokens.
 type TokenServiceClient interface {
 	// Renew returns the successor of a token inside its renewal window. The
 	// token travels in the request and authenticates the call itself, so the
 	// guard verifies it in full before the handler runs.
 	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
+	// Revoke records a revocation: every service whose verifier follows the
+	// same store refuses the tokens it covers (within a second, through
+	// Redis), open streams included. The caller needs the permission
+	// tollgate.tokens.revoke.
+	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
+	// Logout revokes the caller's own session (its sid; its jti when the
+	// token has no sid): that token, every token renewed from it, and every
+	// renewal still to come. Any verified caller may log itself out.
+	Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -59,16 +71,45 @@ func (c *tokenServiceClient) Renew(ctx context.Context, in *RenewRequest, opts .
 	return out, nil
 }
 
+func (c *tokenServiceClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeResponse)
+	err := c.cc.Invoke(ctx, TokenService_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenServiceClient) Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*RevokeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeResponse)
+	err := c.cc.Invoke(ctx, TokenService_Logout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
 //
-// TokenService renews access tokens.
+// TokenService renews and revokes access tokens.
 type TokenServiceServer interface {
 	// Renew returns the successor of a token inside its renewal window. The
 	// token travels in the request and authenticates the call itself, so the
 	// guard verifies it in full before the handler runs.
 	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
+	// Revoke records a revocation: every service whose verifier follows the
+	// same store refuses the tokens it covers (within a second, through
+	// Redis), open streams included. The caller needs the permission
+	// tollgate.tokens.revoke.
+	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
+	// Logout revokes the caller's own session (its sid; its jti when the
+	// token has no sid): that token, every token renewed from it, and every
+	// renewal still to come. Any verified caller may log itself out.
+	Logout(context.Context, *LogoutRequest) (*RevokeResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -81,6 +122,12 @@ type UnimplementedTokenServiceServer struct{}
 
 func (UnimplementedTokenServiceServer) Renew(context.Context, *RenewRequest) (*RenewResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Renew not implemented")
+}
+func (UnimplementedTokenServiceServer) Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedTokenServiceServer) Logout(context.Context, *LogoutRequest) (*RevokeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Logout not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -121,6 +168,42 @@ func _TokenService_Renew_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenService_Logout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LogoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).Logout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_Logout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).Logout(ctx, req.(*LogoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -131,6 +214,14 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Renew",
 			Handler:    _TokenService_Renew_Handler,
+		},
+		{
+			MethodName: "Revoke",
+			Handler:    _TokenService_Revoke_Handler,
+		},
+		{
+			MethodName: "Logout",
+			Handler:    _TokenService_Logout_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
