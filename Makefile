@@ -105,7 +105,7 @@ bench:
 		$(GO) test -p 1 -run='^$$' -bench=. -skip='Memory/million|KIDFlood' -benchmem -count=1 -timeout 30m \
 			./token ./permissions ./throttle ./redisstore ./interceptors ./oteltollgate >> bench.out || exit 1; \
 	done
-	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle | tee -a bench.out
+	$(GO) test -run='^$$' -bench='Memory/million' -benchtime=1x -count=1 -timeout 10m ./throttle ./token | tee -a bench.out
 	@echo "== a flood of random kids against valid calls (BenchmarkKIDFlood: 6 runs of 10 s, it alternates flood and quiet itself)"
 	$(GO) test -run='^$$' -bench='^BenchmarkKIDFlood$$' -benchtime=1x -count=6 -timeout 5m ./interceptors | tee -a bench.out
 	@echo "== end to end over loopback TCP (BenchmarkE2E: once, it alternates its servers itself)"

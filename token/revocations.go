@@ -203,11 +203,14 @@ func (r *Revocations) sweepLocked(force bool) int {
 	old := r.snap.Load()
 	cut := now.UnixNano()
 	expired := 0
+	var live [numRevocationKinds]int
 	for k := range numRevocationKinds {
 		for _, m := range [2]map[string]revEntry{old.base[k], old.delta[k]} {
 			for _, e := range m {
 				if e.expires <= cut {
 					expired++
+				} else {
+					live[k]++
 				}
 			}
 		}
@@ -217,7 +220,9 @@ func (r *Revocations) sweepLocked(force bool) int {
 	}
 	next := &revSnap{}
 	for k := range numRevocationKinds {
-		m := make(map[string]revEntry, len(old.base[k])+len(old.delta[k]))
+		// Sized for what is left: a map never shrinks, so one sized for
+		// the old set would keep its memory.
+		m := make(map[string]revEntry, live[k])
 		for _, src := range [2]map[string]revEntry{old.base[k], old.delta[k]} {
 			for v, e := range src {
 				if e.expires > cut {
