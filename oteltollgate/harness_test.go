@@ -58,7 +58,7 @@ func (testServer) GetAll(context.Context, *testpb.GetAllRequest) (*testpb.GetAll
 
 // signerAndVerifier returns an HS256 signer and a verifier of its tokens,
 // on the clock now.
-func signerAndVerifier(tb testing.TB, now func() time.Time) (*token.Signer, *token.Verifier) {
+func signerAndVerifier(tb testing.TB, now func() time.Time, opts ...token.VerifierOption) (*token.Signer, *token.Verifier) {
 	tb.Helper()
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
@@ -76,7 +76,7 @@ func signerAndVerifier(tb testing.TB, now func() time.Time) (*token.Signer, *tok
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v, err := token.NewVerifier(ks, testIss, testAud, token.WithClock(now))
+	v, err := token.NewVerifier(ks, testIss, testAud, append([]token.VerifierOption{token.WithClock(now)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

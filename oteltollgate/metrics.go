@@ -122,6 +122,8 @@ type Metrics struct {
 
 	renewals, limiterErrors metric.Int64Counter
 	keyEvents               metric.Int64Counter
+	revEvents               metric.Int64Counter
+	revStale                atomic.Int64 // 1 while the revocation feed last reported stale
 	verify                  metric.Float64Histogram
 	reg                     metric.Registration
 
@@ -216,6 +218,12 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 	m.keyEvents, e = meter.Int64Counter("tollgate.keys.events",
 		metric.WithDescription("Events of the issuers' key sources: fetches, failed fetches and refused sets (the last good set is kept), refetches on unknown kids and the ones suppressed."), metric.WithUnit("{event}"))
 	errs(e)
+	m.revEvents, e = meter.Int64Counter("tollgate.revocations.events",
+		metric.WithDescription("Reports of the revocation feed: loaded (the store's whole set), stale (the store was lost; the set keeps enforcing what it has), caught_up."), metric.WithUnit("{event}"))
+	errs(e)
+	revStale, e := meter.Int64ObservableGauge("tollgate.revocations.stale",
+		metric.WithDescription("1 while the revocation feed has lost its store and may lack newer revocations, else 0."))
+	errs(e)
 	refusals, e := meter.Int64ObservableCounter("tollgate.consumer.refusals",
 		metric.WithDescription("Throttled and denied calls of the consumers refused most often, per method; the rest under _other."), metric.WithUnit("{call}"))
 	errs(e)
@@ -231,6 +239,7 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 		m.hits.flush(ctx, m.verify, m.verifyHit)
 		m.observeDecisions(o, decisions, streamDecisions)
 		m.observeConsumers(o, refusals)
+		o.ObserveInt64(revStale, m.revStale.Load())
 		if b := m.breaker.Load(); b != nil {
 			v := int64(0)
 			if (*b)() {
@@ -239,7 +248,7 @@ func New(mp metric.MeterProvider, opts ...Option) (*Metrics, error) {
 			o.ObserveInt64(breaker, v)
 		}
 		return nil
-	}, decisions, streamDecisions, refusals, breaker)
+	}, decisions, streamDecisions, refusals, breaker, revStale)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +335,15 @@ func (m *Metrics) Observe(e interceptors.Event) {
 		return
 	case interceptors.DecisionLimiterError:
 		m.limiterErrors.Add(ctx, 1, mm.limiterOpts(e.LimiterSource)...)
+		return
+	case interceptors.DecisionRevocations:
+		switch e.Reason {
+		case "stale":
+			m.revStale.Store(1)
+		case "loaded", "caught_up":
+			m.revStale.Store(0)
+		}
+		m.revEvents.Add(ctx, 1, metric.WithAttributes(attribute.String("tollgate.revocations.event", e.Reason)))
 		return
 	case interceptors.DecisionKeySource:
 		// Few issuers and five kinds: the attributes are built per event,
