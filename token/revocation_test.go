@@ -102,6 +102,11 @@ func TestRevocationKinds(t *testing.T) {
 			g := newVerifier(t, f.ks, f.clock, WithRevocations(f.revs))
 			assertRevoked(t, g, hit)
 			mustVerify(t, g, miss)
+			// Cached all the same: the next call with it is refused by a
+			// hit, not by another signature check.
+			if g.cache.get(hit, f.clock.Now()) == nil {
+				t.Error("a revoked token was not cached")
+			}
 		})
 	}
 }

@@ -268,13 +268,14 @@ func (v *Verifier) miss(sc *scratch, tok string) (*session.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.opts.revocations != nil && v.opts.revocations.covered(sessionmint.Of(s)) {
-		// Not cached: a revoked token stays revoked, and a cache hit would
-		// only check again.
-		return nil, errRevoked
-	}
 	if v.cache != nil {
+		// A revoked token is cached too: the next call with it is refused
+		// by a hit, which checks the set again, rather than by another
+		// signature check.
 		v.cache.put(tok, s, sc.iss, sc.key)
+	}
+	if v.opts.revocations != nil && v.opts.revocations.covered(sessionmint.Of(s)) {
+		return nil, errRevoked
 	}
 	return s, nil
 }
