@@ -146,8 +146,8 @@ func TestLogout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Logout: %v", err)
 	}
-	if resp.GetKind() != "sid" {
-		t.Fatalf("Logout revoked %q, want the session", resp.GetKind())
+	if resp.GetRevoked().GetKind() != "sid" {
+		t.Fatalf("Logout revoked %q, want the session", resp.GetRevoked().GetKind())
 	}
 	for _, tk := range []string{tok, renewed.GetToken()} {
 		if _, err := is.verifier.Verify(context.Background(), tk); !errors.Is(err, token.ErrRevokedToken) {

@@ -125,18 +125,23 @@ func (s *Server) Revoke(ctx context.Context, req *tokenv1.RevokeRequest) (*token
 
 // Logout revokes the caller's own session: its sid, or its jti (its
 // reference, without a jti) when the token has no sid.
-func (s *Server) Logout(ctx context.Context, _ *tokenv1.LogoutRequest) (*tokenv1.RevokeResponse, error) {
+func (s *Server) Logout(ctx context.Context, _ *tokenv1.LogoutRequest) (*tokenv1.LogoutResponse, error) {
 	sess, ok := session.FromContext(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "token not verified: TokenService must run behind the tollgate guard")
 	}
+	kind, value := token.RevokeRef, sess.LogRef()
 	switch {
 	case sess.SessionID() != "":
-		return s.record(ctx, token.RevokeSession, sess.SessionID(), time.Time{})
+		kind, value = token.RevokeSession, sess.SessionID()
 	case sess.ID() != "":
-		return s.record(ctx, token.RevokeToken, sess.ID(), time.Time{})
+		kind, value = token.RevokeToken, sess.ID()
 	}
-	return s.record(ctx, token.RevokeRef, sess.LogRef(), time.Time{})
+	r, err := s.record(ctx, kind, value, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return &tokenv1.LogoutResponse{Revoked: r}, nil
 }
 
 func (s *Server) record(ctx context.Context, kind token.RevocationKind, value string, before time.Time) (*tokenv1.RevokeResponse, error) {

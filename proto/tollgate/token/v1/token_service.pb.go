@@ -34,6 +34,8 @@ const (
 // RevokeRequest names what to revoke: exactly one target.
 type RevokeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to revoke.
+	//
 	// Types that are valid to be assigned to Target:
 	//
 	//	*RevokeRequest_Jti
@@ -218,6 +220,53 @@ func (*LogoutRequest) Descriptor() ([]byte, []int) {
 	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{1}
 }
 
+// LogoutResponse describes the revocation of the caller's session.
+type LogoutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revocation recorded: kind sid (jti, or ref, for a token without
+	// one).
+	Revoked       *RevokeResponse `protobuf:"bytes,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutResponse) Reset() {
+	*x = LogoutResponse{}
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutResponse) ProtoMessage() {}
+
+func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
+func (*LogoutResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LogoutResponse) GetRevoked() *RevokeResponse {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
 // RevokeResponse describes the revocation recorded.
 type RevokeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -234,7 +283,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[2]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +295,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[2]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +308,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{2}
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RevokeResponse) GetKind() string {
@@ -294,7 +343,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[3]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +355,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[3]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +368,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{3}
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RenewRequest) GetToken() string {
@@ -342,7 +391,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[4]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +403,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[4]
+	mi := &file_tollgate_token_v1_token_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +416,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{4}
+	return file_tollgate_token_v1_token_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RenewResponse) GetToken() string {
@@ -397,7 +446,9 @@ const file_tollgate_token_v1_token_service_proto_rawDesc = "" +
 	"\x03ref\x18\x05 \x01(\tH\x00R\x03ref\x122\n" +
 	"\x06before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06beforeB\b\n" +
 	"\x06target\"\x0f\n" +
-	"\rLogoutRequest\"\x93\x01\n" +
+	"\rLogoutRequest\"M\n" +
+	"\x0eLogoutResponse\x12;\n" +
+	"\arevoked\x18\x01 \x01(\v2!.tollgate.token.v1.RevokeResponseR\arevoked\"\x93\x01\n" +
 	"\x0eRevokeResponse\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x122\n" +
 	"\x06before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06before\x129\n" +
@@ -412,7 +463,7 @@ const file_tollgate_token_v1_token_service_proto_rawDesc = "" +
 	"\fTokenService\x12R\n" +
 	"\x05Renew\x12\x1f.tollgate.token.v1.RenewRequest\x1a .tollgate.token.v1.RenewResponse\"\x06\xa2\xb8\x19\x020\x01\x12m\n" +
 	"\x06Revoke\x12 .tollgate.token.v1.RevokeRequest\x1a!.tollgate.token.v1.RevokeResponse\"\x1e\xa2\xb8\x19\x1a\x12\x16tollgate.tokens.revoke0\x01\x12U\n" +
-	"\x06Logout\x12 .tollgate.token.v1.LogoutRequest\x1a!.tollgate.token.v1.RevokeResponse\"\x06\xa2\xb8\x19\x020\x01B>Z<github.com/tollgate/tollgate/proto/tollgate/token/v1;tokenv1b\x06proto3"
+	"\x06Logout\x12 .tollgate.token.v1.LogoutRequest\x1a!.tollgate.token.v1.LogoutResponse\"\x06\xa2\xb8\x19\x020\x01B>Z<github.com/tollgate/tollgate/proto/tollgate/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_tollgate_token_v1_token_service_proto_rawDescOnce sync.Once
@@ -426,31 +477,33 @@ func file_tollgate_token_v1_token_service_proto_rawDescGZIP() []byte {
 	return file_tollgate_token_v1_token_service_proto_rawDescData
 }
 
-var file_tollgate_token_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_tollgate_token_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_tollgate_token_v1_token_service_proto_goTypes = []any{
 	(*RevokeRequest)(nil),         // 0: tollgate.token.v1.RevokeRequest
 	(*LogoutRequest)(nil),         // 1: tollgate.token.v1.LogoutRequest
-	(*RevokeResponse)(nil),        // 2: tollgate.token.v1.RevokeResponse
-	(*RenewRequest)(nil),          // 3: tollgate.token.v1.RenewRequest
-	(*RenewResponse)(nil),         // 4: tollgate.token.v1.RenewResponse
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*LogoutResponse)(nil),        // 2: tollgate.token.v1.LogoutResponse
+	(*RevokeResponse)(nil),        // 3: tollgate.token.v1.RevokeResponse
+	(*RenewRequest)(nil),          // 4: tollgate.token.v1.RenewRequest
+	(*RenewResponse)(nil),         // 5: tollgate.token.v1.RenewResponse
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_tollgate_token_v1_token_service_proto_depIdxs = []int32{
-	5, // 0: tollgate.token.v1.RevokeRequest.before:type_name -> google.protobuf.Timestamp
-	5, // 1: tollgate.token.v1.RevokeResponse.before:type_name -> google.protobuf.Timestamp
-	5, // 2: tollgate.token.v1.RevokeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	5, // 3: tollgate.token.v1.RenewResponse.expires_at:type_name -> google.protobuf.Timestamp
-	3, // 4: tollgate.token.v1.TokenService.Renew:input_type -> tollgate.token.v1.RenewRequest
-	0, // 5: tollgate.token.v1.TokenService.Revoke:input_type -> tollgate.token.v1.RevokeRequest
-	1, // 6: tollgate.token.v1.TokenService.Logout:input_type -> tollgate.token.v1.LogoutRequest
-	4, // 7: tollgate.token.v1.TokenService.Renew:output_type -> tollgate.token.v1.RenewResponse
-	2, // 8: tollgate.token.v1.TokenService.Revoke:output_type -> tollgate.token.v1.RevokeResponse
-	2, // 9: tollgate.token.v1.TokenService.Logout:output_type -> tollgate.token.v1.RevokeResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 0: tollgate.token.v1.RevokeRequest.before:type_name -> google.protobuf.Timestamp
+	3, // 1: tollgate.token.v1.LogoutResponse.revoked:type_name -> tollgate.token.v1.RevokeResponse
+	6, // 2: tollgate.token.v1.RevokeResponse.before:type_name -> google.protobuf.Timestamp
+	6, // 3: tollgate.token.v1.RevokeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6, // 4: tollgate.token.v1.RenewResponse.expires_at:type_name -> google.protobuf.Timestamp
+	4, // 5: tollgate.token.v1.TokenService.Renew:input_type -> tollgate.token.v1.RenewRequest
+	0, // 6: tollgate.token.v1.TokenService.Revoke:input_type -> tollgate.token.v1.RevokeRequest
+	1, // 7: tollgate.token.v1.TokenService.Logout:input_type -> tollgate.token.v1.LogoutRequest
+	5, // 8: tollgate.token.v1.TokenService.Renew:output_type -> tollgate.token.v1.RenewResponse
+	3, // 9: tollgate.token.v1.TokenService.Revoke:output_type -> tollgate.token.v1.RevokeResponse
+	2, // 10: tollgate.token.v1.TokenService.Logout:output_type -> tollgate.token.v1.LogoutResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_token_v1_token_service_proto_init() }
@@ -471,7 +524,7 @@ func file_tollgate_token_v1_token_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_token_v1_token_service_proto_rawDesc), len(file_tollgate_token_v1_token_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

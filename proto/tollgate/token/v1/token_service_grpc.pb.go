@@ -50,7 +50,7 @@ type TokenServiceClient interface {
 	// Logout revokes the caller's own session (its sid; its jti when the
 	// token has no sid): that token, every token renewed from it, and every
 	// renewal still to come. Any verified caller may log itself out.
-	Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
+	Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*LogoutResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -81,9 +81,9 @@ func (c *tokenServiceClient) Revoke(ctx context.Context, in *RevokeRequest, opts
 	return out, nil
 }
 
-func (c *tokenServiceClient) Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*RevokeResponse, error) {
+func (c *tokenServiceClient) Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*LogoutResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RevokeResponse)
+	out := new(LogoutResponse)
 	err := c.cc.Invoke(ctx, TokenService_Logout_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ type TokenServiceServer interface {
 	// Logout revokes the caller's own session (its sid; its jti when the
 	// token has no sid): that token, every token renewed from it, and every
 	// renewal still to come. Any verified caller may log itself out.
-	Logout(context.Context, *LogoutRequest) (*RevokeResponse, error)
+	Logout(context.Context, *LogoutRequest) (*LogoutResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -126,7 +126,7 @@ func (UnimplementedTokenServiceServer) Renew(context.Context, *RenewRequest) (*R
 func (UnimplementedTokenServiceServer) Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
 }
-func (UnimplementedTokenServiceServer) Logout(context.Context, *LogoutRequest) (*RevokeResponse, error) {
+func (UnimplementedTokenServiceServer) Logout(context.Context, *LogoutRequest) (*LogoutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Logout not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
