@@ -63,6 +63,17 @@
 // cached tokens of keys that left it are dropped. [Verifier.ObserveKeys]
 // reports what the sources do.
 //
+// A [*Revocations] set takes tokens back without giving up local
+// verification ([WithRevocations]): one token ([RevokeToken], [RevokeRef]),
+// a session and all its renewals ([RevokeSession]), or a subject's or
+// consumer's tokens issued before a time ([RevokeSubject],
+// [RevokeConsumer]). Every verification checks it, cache hits included, for
+// the price of a pointer load and a map lookup per kind of entry it holds;
+// a covered token fails with [ErrRevokedToken]. Entries expire when no
+// token they cover can still be valid ([NewRevocation] computes when, from
+// [Verifier.RevocationLimits]). The set is fed directly in one process, or
+// from a shared store every replica follows (package redisstore).
+//
 // Errors say why a token failed in fixed words ([VerifyError.Cause]) and never
 // contain the token or any part of it. The key loaders' errors never contain
 // the path, the file's content, the variable's value or the algorithm they
