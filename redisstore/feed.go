@@ -77,6 +77,7 @@ type feedOptions struct {
 	scanBatch            int
 	startStale           bool
 	afterRead, afterLoad func() // test hooks
+	beforeRetry          func()
 }
 
 // FeedKeyPrefix sets the prefix of the keys the feed reads (default
@@ -238,6 +239,9 @@ func (f *RevocationFeed) run(reload bool) {
 // sleep waits *wait (with jitter), doubling it up to the cap; it returns
 // false when the feed is closed meanwhile.
 func (f *RevocationFeed) sleep(wait *time.Duration) bool {
+	if f.o.beforeRetry != nil {
+		f.o.beforeRetry()
+	}
 	d := *wait
 	d += time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
 	*wait = min(*wait*2, f.o.maxWait)
