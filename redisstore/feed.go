@@ -46,7 +46,10 @@ import (
 // Redis is noticed sooner. Its other commands are bounded by FeedTimeout
 // (with ContextTimeoutEnabled) or the client's ReadTimeout. A dedicated
 // client keeps the feed's connection out of a limiter's pool; sharing one
-// works too.
+// works too. The feed retries on its own: a client that retries too
+// (go-redis's defaults: MaxRetries 3, DialerRetries 5) only delays the
+// stale report by a second or two; MaxRetries -1 and DialerRetries 1 make
+// it immediate.
 type RevocationFeed struct {
 	client redis.UniversalClient
 	set    *token.Revocations
