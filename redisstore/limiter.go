@@ -85,12 +85,14 @@ var consumerEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 type Option func(*options)
 
 type options struct {
-	prefix string
+	prefix  string
+	feedLen int // RevocationStore only
 }
 
-// WithKeyPrefix sets the prefix of the limiter's keys (default "tollgate"),
-// for services that share a Redis and must not share buckets. It must not be
-// empty nor contain "{" or "}".
+// WithKeyPrefix sets the prefix of the limiter's (or the revocation
+// store's) keys (default "tollgate"), for services that share a Redis and
+// must not share buckets or revocations. It must not be empty nor contain
+// "{" or "}".
 func WithKeyPrefix(p string) Option {
 	return func(o *options) { o.prefix = p }
 }
@@ -99,23 +101,32 @@ func WithKeyPrefix(p string) Option {
 // client. It does not contact Redis. It returns an error for a nil client, a
 // client that ignores context deadlines, or an invalid key prefix.
 func NewLimiter(client redis.UniversalClient, opts ...Option) (*Limiter, error) {
-	if err := checkClient(client); err != nil {
+	if err := checkClient(client, "NewLimiter"); err != nil {
 		return nil, err
 	}
 	o := options{prefix: "tollgate"}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.prefix == "" || strings.ContainsAny(o.prefix, "{}") {
-		return nil, fmt.Errorf("redisstore: key prefix %q must be non-empty and free of braces", o.prefix)
+	if err := checkPrefix(o.prefix); err != nil {
+		return nil, err
 	}
 	return &Limiter{client: client, prefix: o.prefix}, nil
+}
+
+// checkPrefix rejects an empty key prefix and one with braces, which would
+// move the keys' hash tag.
+func checkPrefix(p string) error {
+	if p == "" || strings.ContainsAny(p, "{}") {
+		return fmt.Errorf("redisstore: key prefix %q must be non-empty and free of braces", p)
+	}
+	return nil
 }
 
 // checkClient rejects a nil client, and a go-redis client that does not
 // bound its socket I/O by the context's deadline. Clients of other types are
 // assumed to honour deadlines.
-func checkClient(c redis.UniversalClient) error {
+func checkClient(c redis.UniversalClient, who string) error {
 	var nilClient, honours bool
 	switch c := c.(type) {
 	case nil:
@@ -134,7 +145,7 @@ func checkClient(c redis.UniversalClient) error {
 	}
 	switch {
 	case nilClient:
-		return errors.New("redisstore: NewLimiter needs a Redis client, got nil")
+		return errors.New("redisstore: " + who + " needs a Redis client, got nil")
 	case !honours:
 		return errors.New("redisstore: the Redis client ignores context deadlines, so a hung Redis would stall every call; set ContextTimeoutEnabled: true in its options")
 	}

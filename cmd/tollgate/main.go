@@ -1,7 +1,7 @@
 // Tollgate generates signing keys, issues and inspects the access tokens
 // that the tollgate library verifies, publishes public keys as a JWK Set,
-// exports the options a .proto imports, and shows and explains the rules a
-// guard compiles from them.
+// exports the options a .proto imports, shows and explains the rules a
+// guard compiles from them, and revokes tokens through Redis.
 //
 // Usage:
 //
@@ -15,6 +15,8 @@
 //	    [-require-all] [-services SVC[,SVC...]]
 //	tollgate explain -descriptor-set FILE -method /pkg.Svc/Method [-request JSON|@FILE]
 //	    [-key PATH -alg ALG -iss ISS -aud AUD TOKEN|-]
+//	tollgate revoke -redis HOST:PORT (-jti ID | -sid ID | -sub ID | -consumer ID | -ref REF)
+//	    [-before RFC3339] [-max-lifetime 1h] [-max-session 8h] [-leeway 30s] [-prefix tollgate]
 //
 // # keygen
 //
@@ -147,6 +149,23 @@
 // throttle the call would be charged to. Revocation and the throttle's
 // current state are not known to it.
 //
+// # revoke
+//
+// revoke writes one revocation to the Redis at -redis, which every replica
+// following it (redisstore.FollowRevocations; pricing-server -redis)
+// applies within a second: -jti revokes one token, -ref the token of a
+// log line's ref (a token without jti), -sid a session (every token
+// renewed from it, renewals to come included), -sub and -consumer every
+// token of that subject or consumer (azp) issued before -before (default:
+// now; "log out everywhere", "rotate a compromised service"). -before
+// takes an RFC 3339 time; -sid takes one optionally, -jti and -ref none.
+// The entry lives as long as a token it covers could: -max-lifetime,
+// -max-session and -leeway are the verifiers' settings (defaults those of
+// token.DefaultRevocationLimits: 1h, 8h, 30s). It prints one line,
+// "revoked KIND VALUE [before T] until T", with jti and sid values as
+// fingerprints (session.Fingerprint), never as given. A Redis that cannot
+// be written is exit 1. -prefix is the key prefix of redisstore's keys.
+//
 // # Exit status
 //
 // 0: success (for inspect with -key: the token is valid; for explain: the
@@ -198,6 +217,8 @@ const usage = `usage:
         [-format table|json|markdown] [-require-all] [-services SVC[,SVC...]]
   tollgate explain -descriptor-set FILE -method /pkg.Svc/Method [-request JSON|@FILE]
         [-key PATH -alg ALG -iss ISS -aud AUD TOKEN|-]
+  tollgate revoke -redis HOST:PORT (-jti ID | -sid ID | -sub ID | -consumer ID | -ref REF)
+        [-before RFC3339] [-max-lifetime 1h] [-max-session 8h] [-leeway 30s] [-prefix P]
 
 algorithms: HS256 HS384 HS512 ES256 ES384 EdDSA RS256 PS256
 exit status: 0 ok, 1 invalid token, refused call, invalid or missing rules, or failure,
@@ -232,8 +253,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return rules(e, args[1:])
 	case "explain":
 		return explain(e, args[1:])
+	case "revoke":
+		return revoke(e, args[1:])
 	}
-	return e.fail(exitUsage, "unknown command (want keygen, token, jwks, proto, rules or explain; see tollgate help)")
+	return e.fail(exitUsage, "unknown command (want keygen, token, jwks, proto, rules, explain or revoke; see tollgate help)")
 }
 
 // env is what a command runs against.

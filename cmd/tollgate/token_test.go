@@ -416,7 +416,7 @@ func TestBadInput(t *testing.T) {
 		stdin string
 		want  string
 	}{
-		{"unknown command", []string{"frob"}, "", "unknown command (want keygen, token, jwks, proto, rules or explain"},
+		{"unknown command", []string{"frob"}, "", "unknown command (want keygen, token, jwks, proto, rules, explain or revoke"},
 		{"flag before command", []string{"-alg", "HS256"}, "", "unknown command"},
 		{"token alone", []string{"token"}, "", "missing subcommand"},
 		{"token unknown subcommand", []string{"token", "verify"}, "", "unknown subcommand (want issue or inspect)"},

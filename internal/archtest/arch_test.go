@@ -141,12 +141,13 @@ func TestTestsOfInterceptorsLinkNoRedis(t *testing.T) {
 	}
 }
 
-// TestBinariesWithoutRedisLinkNoRedis: a client, and the CLI, link no
-// go-redis (16 MB of it), only the servers that ask for a Redis limiter.
+// TestBinariesWithoutRedisLinkNoRedis: a client links no go-redis (16 MB
+// of it), only the programs that talk to Redis: the servers that ask for a
+// Redis limiter or revocation feed, and the CLI, whose revoke writes to
+// Redis.
 func TestBinariesWithoutRedisLinkNoRedis(t *testing.T) {
 	for _, pkg := range []string{
 		mod + "/examples/pricing/cmd/pricing-client",
-		mod + "/cmd/tollgate",
 	} {
 		for _, d := range deps(t, pkg) {
 			if d == goRedis || strings.HasPrefix(d, goRedis+"/") {

@@ -100,6 +100,10 @@ func verifier(ctx context.Context, c config) (v *token.Verifier, signs bool, clo
 	// QuotePrices takes tokens in its body, up to 64 KiB; metadata tokens
 	// stay capped at 8 KiB by the guard.
 	opts := []token.VerifierOption{token.WithMaxTokenSize(64 << 10), token.WithMaxSession(c.maxSession)}
+	if c.revocations != nil {
+		// Checked on every call, cache hits included.
+		opts = append(opts, token.WithRevocations(c.revocations))
+	}
 
 	if !c.remote() {
 		key, err := loadKey(c.keyPath, c.alg)

@@ -40,6 +40,22 @@
 // "ratelimit"; refusals are ResourceExhausted with a RetryInfo saying when
 // to try again.
 //
+// # Revocation
+//
+// Every call's token, cache hits included, is checked against a set of
+// revoked tokens (jti), sessions (sid), and subjects and consumers revoked
+// before a time; a revoked token is refused with Unauthenticated and the
+// ErrorInfo reason TOKEN_REVOKED, and an open stream of one is ended, idle
+// or not. With -redis the set follows the revocations in that Redis
+// (redisstore.FollowRevocations, on a client of its own): every replica
+// applies a revocation written there ("tollgate revoke -redis ADDR -sid
+// ID") within a second. When Redis goes away the replica keeps refusing
+// what it has, logs that its revocations may be stale, retries every
+// second at most, and loads the whole set again once Redis answers (logged
+// as caught up); a Redis that does not answer at start is the same,
+// starting from an empty set. Without -redis the set lives in memory and
+// nothing feeds it.
+//
 // # Renewal
 //
 // The server holds the signing key (an HMAC secret is both), so it renews
@@ -149,6 +165,8 @@ Instead of a key, -jwks-url follows an issuer's published key set (with -issuer)
 consumer. Tokens of an external issuer are never renewed here: their issuer renews them.
 Throttle buckets live in memory, or in the Redis at -redis, shared by every replica;
 -throttle-fail says what happens when that Redis does not answer (ignored without -redis).
+With -redis the server also follows the revocations written there (tollgate revoke):
+revoked tokens are refused with TOKEN_REVOKED on every replica within a second.
 Tokens in the last third of their lifetime are renewed for -token-ttl, never past
 auth_time + -max-session; -renew-grace is how long a call may wait for its renewal.
 -metrics-listen serves the guard's decisions as Prometheus metrics at http://ADDR/metrics.
@@ -179,6 +197,8 @@ type config struct {
 	permsClaims, consumerClaims  []string // parsed from their flags
 	issuerSet, keySet, algSet    bool     // -issuer, -key, -alg given
 	jwksListen                   string
+
+	revocations *token.Revocations // the set the verifier checks
 }
 
 // run is the whole command; it serves until ctx is done.
@@ -209,7 +229,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.audience, "audience", "pricing", "audience tokens must name")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM), with -tls-key")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM), with -tls-cert")
-	fs.StringVar(&c.redisAddr, "redis", "", "Redis HOST:PORT holding the throttle buckets, shared by all replicas (default: in memory)")
+	fs.StringVar(&c.redisAddr, "redis", "", "Redis HOST:PORT holding the throttle buckets and the revocations, shared by all replicas (default: in memory)")
 	fs.StringVar(&c.throttleFail, "throttle-fail", "local", "when Redis does not answer: local, open or closed (ignored without -redis)")
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of renewed tokens")
 	fs.DurationVar(&c.maxSession, "max-session", 8*time.Hour, "how long after auth_time a session (and every renewal) may last")
@@ -378,10 +398,16 @@ func (c *config) check() error {
 // the server has stopped. It returns the key set too, for -jwks-listen.
 func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, *token.KeySet, func(), error) {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	v, signs, closeKeys, err := verifier(ctx, c)
+	// Revocations: with -redis followed from that Redis (below); without,
+	// an in-memory set that nothing feeds, as a single instance would
+	// revoke through its own code.
+	c.revocations = token.NewRevocations()
+	v, signs, closeVerifier, err := verifier(ctx, c)
 	if err != nil {
+		c.revocations.Close()
 		return nil, nil, nil, err
 	}
+	closeKeys := func() { closeVerifier(); c.revocations.Close() }
 	cfg := server.Config{
 		Verifier:     v,
 		Observer:     c.observer,
@@ -420,7 +446,51 @@ func build(ctx context.Context, c config, stderr io.Writer) (*server.Server, *to
 		closeLimiter()
 		return nil, nil, nil, err
 	}
+	if c.redisAddr != "" {
+		// After server.New: the guard has registered its observer on the
+		// set, so the feed's first events reach the log.
+		closeFeed, err := followRevocations(ctx, c.redisAddr, c.revocations)
+		if err != nil {
+			closeLimiter()
+			return nil, nil, nil, err
+		}
+		inner := closeLimiter
+		closeLimiter = func() { closeFeed(); inner() }
+	}
 	return srv, v.Keys(), closeLimiter, nil
+}
+
+// feedBackoffCap caps the wait between two attempts of the revocation feed
+// to reach a Redis that went away: a revocation made meanwhile is applied
+// within about this long of Redis answering again.
+const feedBackoffCap = time.Second
+
+// followRevocations follows the revocations in the Redis at addr into set,
+// through a client of its own: the feed holds one connection in a blocking
+// read, which the limiter's pool need not lend, and it retries on its own,
+// so its client does not (a dead Redis is reported stale at once). A Redis
+// that does not answer at start does not stop the server, as with the
+// limiter: the feed starts stale (the guard logs a warning) and loads the
+// set once Redis answers. The returned function stops the feed and closes
+// its client.
+func followRevocations(ctx context.Context, addr string, set *token.Revocations) (func(), error) {
+	client := redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		ContextTimeoutEnabled: true,
+		DisableIdentity:       true,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		PoolSize:              2,
+	})
+	fctx, cancel := context.WithTimeout(ctx, firstFetchTimeout)
+	defer cancel()
+	feed, err := redisstore.FollowRevocations(fctx, client, set,
+		redisstore.FeedBackoff(100*time.Millisecond, feedBackoffCap), redisstore.FeedStartStale())
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("-redis: %w", err)
+	}
+	return func() { feed.Close(); client.Close() }, nil
 }
 
 // redisLimiter returns the redisstore.Limiter at addr wrapped in a Failover
