@@ -98,6 +98,7 @@ func TestVerifyCnfRefusals(t *testing.T) {
 		{name: "thumbprint in another case", raw: raw(`{"X5T#s256":"` + testThumb + `"}`), want: ErrInvalidToken, cause: malformed},
 		{name: "thumbprint and a case variant", raw: raw(`{"x5t#S256":"` + testThumb + `","x5t#s256":"` + other + `"}`), want: ErrInvalidToken, cause: malformed},
 		{name: "escaped name, twice", raw: raw(`{"x5t#S256":"` + testThumb + `","x5t\u0023S256":"` + other + `"}`), want: ErrInvalidToken, cause: malformed},
+		{name: "other member twice, case folded", raw: raw(`{"x5t#S256":"` + testThumb + `","jkt":"a","JKT":"b"}`), want: ErrInvalidToken, cause: malformed},
 		{name: "other member twice", raw: raw(`{"x5t#S256":"` + testThumb + `","jkt":"a","jkt":"b"}`), want: ErrInvalidToken, cause: malformed},
 		{name: "too many members", raw: raw(`{"x5t#S256":"` + testThumb + `"` + manyMembers(maxCnfMembers) + `}`), want: ErrInvalidToken, cause: malformed},
 		{name: "jkt only (DPoP)", raw: raw(`{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}`), want: ErrInvalidToken, cause: method},

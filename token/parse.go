@@ -628,9 +628,8 @@ var x5tS256 = []byte("x5t#S256")
 // (valid JSON): a string of 43 base64url characters (escapes decoded) that
 // decodes, strictly, to 32 bytes. It reports false for anything else.
 func (s *strVal) readThumbprint(data []byte, i int) bool {
-	if data[i] != '"' {
-		return false
-	}
+	// read takes null for the empty string and anything but a string for
+	// the wrong type: neither has 43 characters.
 	if _, wrongType := s.read(data, i); wrongType || s.len() != thumbprintLen {
 		*s = strVal{}
 		return false
