@@ -51,6 +51,9 @@ type thumbprint [thumbprintLen]byte
 type thumbprints struct {
 	m        sync.Map     // weak.Pointer[x509.Certificate] -> *thumbprint
 	computed atomic.Int64 // thumbprints hashed so far (tests read it)
+	// dropped, when set (by tests, before any connection), is told of
+	// every entry a cleanup removes.
+	dropped chan<- struct{}
 }
 
 // of returns cert's thumbprint, from the cache when it has it.
@@ -68,7 +71,12 @@ func (t *thumbprints) of(cert *x509.Certificate) *thumbprint {
 	}
 	// The cleanup gets the weak pointer, not the certificate: it must not
 	// keep alive what it waits for.
-	runtime.AddCleanup(cert, func(wp weak.Pointer[x509.Certificate]) { t.m.Delete(wp) }, wp)
+	runtime.AddCleanup(cert, func(wp weak.Pointer[x509.Certificate]) {
+		t.m.Delete(wp)
+		if t.dropped != nil {
+			t.dropped <- struct{}{}
+		}
+	}, wp)
 	return tp
 }
 

@@ -458,6 +458,9 @@ func TestThumbprintOncePerConnection(t *testing.T) {
 	h := newHarness(t,
 		withServerOptions(grpc.Creds(pki.serverCreds(tls.RequireAndVerifyClientCert, false))),
 		withDialOptions(pki.clientCreds(&pki.clientA)))
+	// Buffered for every entry there may be: a cleanup never blocks.
+	dropped := make(chan struct{}, 8)
+	h.guard.thumbs.dropped = dropped
 	ctx := ctxWith(t)
 	bound := h.token(t, boundTo(pki.clientA))
 	for range 20 {
@@ -504,17 +507,27 @@ func TestThumbprintOncePerConnection(t *testing.T) {
 		}
 	}
 	// Their certificates are garbage once the server has dropped the
-	// connections: wait for the cleanups, nudging the collector.
-	deadline := time.Now().Add(10 * time.Second)
-	for h.guard.thumbs.len() > 1 {
-		if time.Now().After(deadline) {
+	// connections: wait for the two cleanups, nudging the collector now
+	// and then (a collection is what finds them unreachable; running one
+	// back to back would starve the goroutine that runs the cleanups).
+	deadline := time.After(30 * time.Second)
+	nudge := time.NewTicker(20 * time.Millisecond)
+	defer nudge.Stop()
+	for n := 0; n < 2; {
+		select {
+		case <-dropped:
+			n++
+		case <-nudge.C:
+			runtime.GC()
+		case <-deadline:
 			t.Fatalf("%d certificates still cached after their connections closed, want 1", h.guard.thumbs.len())
 		}
-		runtime.GC()
-		runtime.Gosched()
+	}
+	if n := h.guard.thumbs.len(); n != 1 {
+		t.Fatalf("%d certificates cached, want the open connection's only", n)
 	}
 	// The connection still open keeps its entry, and hashes no more.
-	if err := rpcKinds[0].call(ctx, h.client, bound, false); err != nil {
+	if err := rpcKinds[0].call(ctxWith(t), h.client, bound, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.guard.thumbs.computed.Load(); n != 3 {
