@@ -32,7 +32,8 @@ const successorSkew = token.DefaultLeeway
 //
 // A renewed token arrives in metadata the server (or anything on the path)
 // writes, so the source takes only a successor that continues the session
-// of the token it was built with: the same iss, sub, sid, aud and azp; an
+// of the token it was built with: the same iss, sub, sid, aud and azp, and
+// the same client certificate binding (cnf x5t#S256, or none); an
 // iat that is present and not in the future (30 s of clock skew allowed);
 // a lifetime exp − iat no longer than the first token's (its exp − iat, or
 // exp − now when it has no iat); and an exp strictly later than the current
@@ -55,8 +56,10 @@ type TokenSource struct {
 	verifier *token.Verifier
 	now      func() time.Time
 
-	// The session every successor must continue, from the first token.
+	// The session every successor must continue, from the first token,
+	// and the client certificate it is bound to (cnf x5t#S256), if any.
 	iss, sub, sid, azp string
+	certThumbprint     string
 	aud                []string
 	lifetime           time.Duration
 
@@ -144,6 +147,8 @@ func NewTokenSource(tok string, opts ...TokenSourceOption) (*TokenSource, error)
 		sid:      c.SessionID,
 		azp:      c.AuthorizedParty,
 		aud:      slices.Clone(c.Audience),
+
+		certThumbprint: c.CertThumbprint,
 	}
 	switch {
 	case o.maxLifetime > 0:
@@ -201,7 +206,8 @@ func (s *TokenSource) Offer(tok string) bool {
 // first token, so comparing with it is comparing with the current one.
 func (s *TokenSource) continues(c *token.Claims) bool {
 	if c.Issuer != s.iss || c.Subject != s.sub || c.SessionID != s.sid ||
-		c.AuthorizedParty != s.azp || !slices.Equal(c.Audience, s.aud) {
+		c.AuthorizedParty != s.azp || !slices.Equal(c.Audience, s.aud) ||
+		c.CertThumbprint != s.certThumbprint {
 		return false
 	}
 	if c.IssuedAt.IsZero() || c.IssuedAt.After(s.now().Add(successorSkew)) {

@@ -155,6 +155,7 @@ func TestSuccessorMustContinueTheSession(t *testing.T) {
 		{"an extra aud", edit(func(c *token.Claims) { c.Audience = append(c.Audience, "billing") }), false},
 		{"another azp", edit(func(c *token.Claims) { c.AuthorizedParty = "batch" }), false},
 		{"no azp", edit(func(c *token.Claims) { c.AuthorizedParty = "" }), false},
+		{"bound to a client certificate", edit(func(c *token.Claims) { c.CertThumbprint = token.CertThumbprint([]byte("cert")) }), false},
 		{"a lifetime 1 s too long", edit(func(c *token.Claims) { c.ExpiresAt = c.ExpiresAt.Add(time.Second) }), false},
 		{"iat 31 s in the future", edit(func(c *token.Claims) {
 			c.IssuedAt = clNow.Add(31 * time.Second)
@@ -187,6 +188,39 @@ func TestSuccessorMustContinueTheSession(t *testing.T) {
 			wantAuth(t, r.srv.lastAuth(t), want)
 			if n := swaps.Load(); n != wantSwaps {
 				t.Errorf("OnRenew called %d times, want %d", n, wantSwaps)
+			}
+		})
+	}
+}
+
+// TestSuccessorKeepsCertificateBinding: the successor of a bound token must
+// be bound to the same client certificate; one bound to another, or a
+// bearer token, does not continue the session.
+func TestSuccessorKeepsCertificateBinding(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	m := newClMinter(t)
+	thumb, other := token.CertThumbprint([]byte("cert A")), token.CertThumbprint([]byte("cert B"))
+	first := sessionClaims(clNow.Add(-8*time.Minute), 10*time.Minute)
+	first.CertThumbprint = thumb
+	for _, tc := range []struct {
+		name   string
+		thumb  string
+		accept bool
+	}{
+		{"the same certificate", thumb, true},
+		{"another certificate", other, false},
+		{"unbound", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newSource(t, m.sign(t, first))
+			r := newClRig(t, nil, withInterceptors(src, interceptors.AllowInsecureTransport())...)
+			defer r.stop()
+			next := sessionClaims(clNow, 10*time.Minute)
+			next.CertThumbprint = tc.thumb
+			tok := m.sign(t, next)
+			offerThroughTrailer(t, r, tok)
+			if got := src.Token() == tok; got != tc.accept {
+				t.Fatalf("accepted %v, want %v", got, tc.accept)
 			}
 		})
 	}

@@ -25,7 +25,11 @@
 //     address. Any other token is verified by the [token.Verifier], unless
 //     its peer has spent its budget of failed authentications: then it is
 //     refused (ResourceExhausted) before any signature check. Failures are
-//     charged to the peer.
+//     charged to the peer. A token bound to a client certificate (RFC 8705:
+//     cnf x5t#S256), verified or a cache hit, is then admitted only on a
+//     mutual-TLS connection whose verified client certificate has that
+//     thumbprint (hashed once per connection), else refused with
+//     TOKEN_BINDING_MISMATCH; a bearer token costs this step nothing.
 //  5. The rule is evaluated: all-of and any-of permissions, then ownership,
 //     on the unary request or on every message a stream receives.
 //  6. The consumer's token bucket for the method is charged: a unary call
@@ -52,7 +56,8 @@
 //
 // Every refusal is a gRPC status with a google.rpc.ErrorInfo detail in the
 // "tollgate" domain and one fixed message per reason: Unauthenticated with
-// TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED; PermissionDenied with
+// TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_BINDING_MISMATCH;
+// PermissionDenied with
 // PERMISSION_DENIED (metadata "permission") or NOT_OWNER (metadata
 // "field"); ResourceExhausted with RATE_LIMITED plus RetryInfo and
 // QuotaFailure, or with TOO_MANY_STREAMS (metadata "max_streams") plus

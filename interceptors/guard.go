@@ -43,6 +43,7 @@ type Guard struct {
 	streams  streamCounts     // open streams per consumer (or peer) and method
 	expiries expiries         // open streams by the instant their token runs out
 	peerKeys peerKeys         // "peer:<IP>" of recent peers
+	thumbs   thumbprints      // client certificates' thumbprints, for bound tokens
 
 	claimKeyPrefix string // "claim:<name>:" with WithConsumerClaim
 
@@ -431,8 +432,10 @@ func (g *Guard) plan(ctx context.Context, method string) (*plan, error) {
 	return p, nil
 }
 
-// authenticate verifies tok. A token the verifier has accepted before (a
-// cache hit) is admitted at once: it is never refused for other callers'
+// authenticate verifies tok. A token bound to a client certificate (RFC
+// 8705) is then admitted only on a mutual-TLS connection with that
+// certificate (checkBinding), on a cache hit too. A token the verifier has
+// accepted before (a cache hit) is admitted at once: it is never refused for other callers'
 // failures from the same address. Any other attempt first reserves one of
 // the peer's failed authentications: a peer that has spent them is refused
 // before any signature check, a failure keeps the reservation as its
@@ -452,6 +455,11 @@ func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *
 	if p == nil && tok != "" {
 		if sess, ok := g.verifier.Cached(tok); ok {
 			vs.cache = CacheHit
+			if sess.CertThumbprint() != "" {
+				if err := g.checkBinding(ctx, method, sess); err != nil {
+					return nil, err
+				}
+			}
 			return sess, nil
 		}
 	}
@@ -479,6 +487,13 @@ func (g *Guard) authenticate(ctx context.Context, method string, tok string, p *
 		return nil, st
 	}
 	g.refundAuthAttempt(pk)
+	if sess.CertThumbprint() != "" {
+		// The token is authentic: its refusal here is the connection's,
+		// not a failed authentication to charge the peer for.
+		if err := g.checkBinding(ctx, method, sess); err != nil {
+			return nil, err
+		}
+	}
 	return sess, nil
 }
 

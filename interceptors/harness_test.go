@@ -297,6 +297,8 @@ type harnessConfig struct {
 	keys         []*token.Key    // verifier keys; default: the harness key
 	source       token.KeySource // instead of keys: the issuer's key source
 	serverOpts   []grpc.ServerOption
+	dialOpts     []grpc.DialOption    // the harness connection's, after insecure credentials
+	profile      func(*token.Profile) // set: the verifier trusts its issuer with this edit of TollgateProfile
 	// plain replaces guard.ServerOptions(): the server gets only these
 	// options (plus serverOpts), built from the guard.
 	plain  func(g *Guard) []grpc.ServerOption
@@ -329,6 +331,18 @@ func withServerOptions(o ...grpc.ServerOption) harnessOption {
 	return func(c *harnessConfig) { c.serverOpts = append(c.serverOpts, o...) }
 }
 
+// withDialOptions dials the harness connection with o too (a
+// WithTransportCredentials replaces the insecure default).
+func withDialOptions(o ...grpc.DialOption) harnessOption {
+	return func(c *harnessConfig) { c.dialOpts = append(c.dialOpts, o...) }
+}
+
+// withProfile builds the verifier with NewVerifierFor, its issuer's
+// profile TollgateProfile edited by f.
+func withProfile(f func(*token.Profile)) harnessOption {
+	return func(c *harnessConfig) { c.profile = f }
+}
+
 func withPlainServer(f func(g *Guard) []grpc.ServerOption) harnessOption {
 	return func(c *harnessConfig) { c.plain = f }
 }
@@ -349,6 +363,7 @@ type harness struct {
 	guard    *Guard
 	server   *testServer
 	grpcSrv  *grpc.Server
+	addr     string // where grpcSrv listens
 	conn     *grpc.ClientConn
 	client   testpb.TestServiceClient
 	unruled  testpb.UnruledServiceClient
@@ -376,10 +391,16 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		t.Cleanup(h.revs.Close)
 		vopts = append(vopts, token.WithRevocations(h.revs))
 	}
-	if cfg.source != nil {
+	switch {
+	case cfg.source != nil:
 		h.verifier, err = token.NewVerifierFor([]token.Issuer{{Name: testIss, Keys: cfg.source,
 			Audiences: []string{testAud}, Profile: token.TollgateProfile()}}, vopts...)
-	} else {
+	case cfg.profile != nil:
+		p := token.TollgateProfile()
+		cfg.profile(&p)
+		h.verifier, err = token.NewVerifierFor([]token.Issuer{{Name: testIss, Keys: ks,
+			Audiences: []string{testAud}, Profile: p}}, vopts...)
+	default:
 		h.verifier, err = token.NewVerifier(ks, testIss, testAud, vopts...)
 	}
 	if err != nil {
@@ -416,7 +437,8 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 			t.Fatalf("Init: %v", err)
 		}
 	}
-	h.conn = loopback.Serve(t, h.grpcSrv)
+	h.addr = loopback.ServeAddr(t, h.grpcSrv)
+	h.conn = loopback.Dial(t, h.addr, cfg.dialOpts...)
 	h.client = testpb.NewTestServiceClient(h.conn)
 	h.unruled = testpb.NewUnruledServiceClient(h.conn)
 	return h

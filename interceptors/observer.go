@@ -376,6 +376,9 @@ func refusalOf(err error, e *Event) {
 	case errTokenRevoked:
 		e.Decision, e.Reason = DecisionUnauthenticated, ReasonTokenRevoked
 		return
+	case errTokenBinding:
+		e.Decision, e.Reason = DecisionUnauthenticated, ReasonTokenBindingMismatch
+		return
 	case errInsecure:
 		e.Decision, e.Reason = DecisionUnauthenticated, ReasonTransportInsecure
 		return

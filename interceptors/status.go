@@ -23,6 +23,11 @@ const (
 	// ReasonTokenRevoked: the token is valid but revoked (its jti, its
 	// session, or its subject or consumer before a time).
 	ReasonTokenRevoked = "TOKEN_REVOKED"
+	// ReasonTokenBindingMismatch: the token is valid but bound to a client
+	// certificate (RFC 8705: cnf x5t#S256), and the call's connection is
+	// not mutual TLS with that certificate (another certificate, none, an
+	// unverified one, server-only TLS or plaintext).
+	ReasonTokenBindingMismatch = "TOKEN_BINDING_MISMATCH"
 	// ReasonTransportInsecure: the guard requires transport security and the
 	// call came in plaintext.
 	ReasonTransportInsecure = "TRANSPORT_INSECURE"
@@ -37,6 +42,7 @@ const (
 	msgTokenInvalid = "invalid access token"
 	msgTokenExpired = "access token expired"
 	msgTokenRevoked = "access token revoked"
+	msgTokenBinding = "access token not bound to this connection's client certificate"
 	msgDenied       = "permission denied"
 	msgNotOwner     = "not the owner of the resource"
 	msgNotReady     = "tollgate guard not initialized"
@@ -56,6 +62,7 @@ var (
 	errTokenInvalid = newStatus(codes.Unauthenticated, msgTokenInvalid, ReasonTokenInvalid, nil)
 	errTokenExpired = newStatus(codes.Unauthenticated, msgTokenExpired, ReasonTokenExpired, nil)
 	errTokenRevoked = newStatus(codes.Unauthenticated, msgTokenRevoked, ReasonTokenRevoked, nil)
+	errTokenBinding = newStatus(codes.Unauthenticated, msgTokenBinding, ReasonTokenBindingMismatch, nil)
 	errNoRule       = newStatus(codes.PermissionDenied, msgDenied, permissions.ReasonPermissionDenied, nil)
 	errNotReady     = newStatus(codes.Internal, msgNotReady, ReasonNotInitialized, nil)
 	errInsecure     = newStatus(codes.Unauthenticated, "transport security required", ReasonTransportInsecure, nil)

@@ -74,6 +74,16 @@ func (s *Session) LogRef() string {
 	return Fingerprint(s.d.Text)
 }
 
+// CertThumbprint returns the thumbprint of the client certificate the token
+// is bound to (RFC 8705: the cnf claim's x5t#S256, the unpadded base64url
+// SHA-256 of the certificate's DER form), or "" for a bearer token. A bound
+// token is proof of the caller only on a mutual-TLS connection whose client
+// certificate has this thumbprint: tollgate's guard refuses it on any other
+// connection. Code that receives a session by other means (a message
+// queue, an HTTP server of its own) must check the binding itself, or
+// refuse sessions for which this is not empty.
+func (s *Session) CertThumbprint() string { return s.d.CertThumbprint }
+
 // KeyID returns the kid of the key that signed the token.
 func (s *Session) KeyID() string { return s.d.KeyID }
 

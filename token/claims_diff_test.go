@@ -103,6 +103,7 @@ func checkDifferential(t *testing.T, v *Verifier, key *Key, data []byte, now tim
 	same("sid", got.SessionID(), want.sessionID)
 	same("azp", got.AuthorizedParty(), want.azp)
 	same("consumer key", got.ConsumerKey(), want.consumerKey)
+	same("cert thumbprint", got.CertThumbprint(), want.certThumbprint)
 	same("perms", got.Permissions(), slices.Clone(want.perms))
 	same("perms nil", got.Permissions() == nil, want.perms == nil)
 	same("custom claims", sessionmint.Of(got).ClaimsMap(), want.claims)
@@ -190,6 +191,23 @@ func diffSeeds(t testing.TB) [][]byte {
 		raw("\u212aid", `1`),
 		raw("\\u0073ub", `"b"`),
 		raw("Exp", `1`),
+		raw("cnf", `{"x5t#S256":"`+testThumb+`"}`),
+		raw("cnf", `{"x5t#S256":"`+testThumb+`","jkt":"a","jwk":{"kty":"oct"}}`),
+		raw("cnf", `{"x5t\u0023S256":"\u0041`+testThumb[1:]+`"}`),
+		raw("cnf", `{"x5t#S256":"`+testThumb+`","X5T#S256":"`+testThumb+`"}`),
+		raw("cnf", `{"x5t#S256":"`+testThumb+`","x5t#S256":"`+testThumb+`"}`),
+		raw("cnf", `{"x5t#S256":"`+testThumb[:42]+`"}`),
+		raw("cnf", `{"x5t#S256":"`+testThumb[:42]+`B"}`),
+		raw("cnf", `{"x5t#S256":1}`),
+		raw("cnf", `{"x5t#S256":null}`),
+		raw("cnf", `{"jkt":"abc"}`),
+		raw("cnf", `{}`),
+		raw("cnf", `null`),
+		raw("cnf", `"x"`),
+		raw("cnf", `[]`),
+		raw("cnf", `{"jkt":"a",}`),
+		raw("cnf", `{"x5t#S256":"`+testThumb+`"`+manyMembers(maxCnfMembers)+`}`),
+		raw("Cnf", `{"x5t#S256":"`+testThumb+`"}`),
 		[]byte(`{}`),
 		[]byte(`{"exp":1800000600,"iat":1799999940}`),
 		[]byte(`[]`),

@@ -2,6 +2,7 @@ package token
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"math"
@@ -34,6 +35,7 @@ type refTokenClaims struct {
 	Scope     string           `json:"scope"`
 
 	custom map[string]any
+	thumb  string // cnf's x5t#S256, read by refCnf
 }
 
 type refNumericDate struct {
@@ -88,7 +90,11 @@ func refParseClaims(data []byte, c *refTokenClaims) error {
 		return errClaims
 	}
 	var custom []int
+	var cnf []byte
 	for i, m := range members {
+		if string(m.key) == "cnf" {
+			cnf = m.value
+		}
 		for _, prev := range members[:i] {
 			if bytes.EqualFold(prev.key, m.key) {
 				return errClaimsDup
@@ -125,7 +131,56 @@ func refParseClaims(data []byte, c *refTokenClaims) error {
 			c.custom[string(members[i].key)] = v
 		}
 	}
+	if cnf != nil {
+		var err error
+		if c.thumb, err = refCnf(cnf); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// refCnf reads a cnf claim (RFC 7800, RFC 8705 §3.1) by encoding/json: an
+// object of at most maxCnfMembers distinct (case folded) members, of which
+// x5t#S256, spelt exactly so and in no other case, is a string whose strict
+// base64url decoding is 32 bytes; without it, the token cannot be checked.
+func refCnf(raw []byte) (string, error) {
+	if raw[0] != '{' {
+		return "", errCnf
+	}
+	members, ok := refScanObject(raw, nil)
+	if !ok {
+		return "", errClaims
+	}
+	if len(members) == 0 || len(members) > maxCnfMembers {
+		return "", errCnf
+	}
+	thumb := ""
+	for i, m := range members {
+		for _, prev := range members[:i] {
+			if bytes.EqualFold(prev.key, m.key) {
+				return "", errCnf
+			}
+		}
+		switch {
+		case string(m.key) == "x5t#S256":
+			var s string
+			if json.Unmarshal(m.value, &s) != nil || m.value[0] != '"' {
+				return "", errCnf
+			}
+			b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+			if err != nil || len(b) != 32 || len(s) != 43 {
+				return "", errCnf
+			}
+			thumb = s
+		case strings.EqualFold(string(m.key), "x5t#S256"):
+			return "", errCnf
+		}
+	}
+	if thumb == "" {
+		return "", errCnfMethod
+	}
+	return thumb, nil
 }
 
 func refCustomValue(raw []byte) (any, bool) {
@@ -357,6 +412,7 @@ type refSession struct {
 	exact                               map[string]struct{}
 	wildcards                           []string
 	consumerKey                         string
+	certThumbprint                      string
 }
 
 func refNewSession(o verifierOptions, c *refTokenClaims) *refSession {
@@ -377,6 +433,8 @@ func refNewSession(o verifierOptions, c *refTokenClaims) *refSession {
 		authTime:  c.AuthTime.t,
 		perms:     perms,
 		claims:    c.custom,
+
+		certThumbprint: c.thumb,
 	}
 	s.exact = make(map[string]struct{}, len(perms))
 	for _, p := range perms {

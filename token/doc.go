@@ -80,6 +80,20 @@
 // were given. [Redact] cuts what looks like a token or key material out of
 // any other text, for the place where a program prints its errors.
 //
+// # Certificate-bound tokens
+//
+// A token whose cnf claim holds x5t#S256 (RFC 8705 §3.1: the unpadded
+// base64url SHA-256 of a client certificate's DER form) is bound to that
+// certificate: its session's CertThumbprint says so, and it is proof of
+// its caller only on a mutual-TLS connection with that certificate, which
+// the transport checks (package interceptors' guard does, on every call).
+// A cnf that is malformed, or holds only confirmation methods tollgate
+// cannot check (jkt, jwk, jwe, kid: RFC 7800, RFC 9449), is refused: such a
+// token must not pass as a plain bearer token. [Profile.RequireBoundTokens]
+// refuses an issuer's unbound tokens. A [Signer] binds a token with
+// [Claims.CertThumbprint] ([CertThumbprint] computes it), and a renewal
+// keeps the binding.
+//
 // Only a [Verifier] builds a [session.Session] with a subject, permissions
 // or claims: code elsewhere can make only the zero Session, which holds
 // nothing and which the verifier's clock finds expired.

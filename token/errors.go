@@ -98,5 +98,8 @@ var (
 	errExpired       = expired("past exp")
 	errSessionOver   = expired("past the maximum session since auth_time")
 	errClaimsInvalid = invalid("claims invalid")
+	errCnf           = invalid("malformed cnf claim")
+	errCnfMethod     = invalid("cnf holds no confirmation method tollgate checks (x5t#S256)")
+	errUnbound       = invalid("token not bound to a client certificate, which its issuer's profile requires")
 	errRevoked       = &VerifyError{revoked: true, cause: "revoked"}
 )

@@ -74,6 +74,13 @@ type Profile struct {
 	// external issuer are never renewed by a service: their issuer renews
 	// them, through its own refresh flow.
 	Renewable bool
+	// RequireBoundTokens refuses the issuer's tokens that are not bound to
+	// a client certificate (RFC 8705: no cnf claim with x5t#S256), as
+	// invalid. A bound token is refused on every connection but a
+	// mutual-TLS one with that certificate, so a stolen one is useless;
+	// with this set, no bearer token of the issuer is accepted at all.
+	// A bound token of any issuer is checked whether this is set or not.
+	RequireBoundTokens bool
 }
 
 // TollgateProfile is the profile of tollgate's own tokens, as strict as
@@ -224,6 +231,9 @@ type issuer struct {
 	// falling back to sub).
 	plain     bool
 	renewable bool
+	// requireBound: only tokens bound to a client certificate (cnf
+	// x5t#S256) are accepted.
+	requireBound bool
 }
 
 // headerPolicy is what a profile accepts in a token's header.
@@ -265,6 +275,8 @@ func compileIssuer(is Issuer, o *verifierOptions) (*issuer, error) {
 		optIss:    p.OptionalIssuer,
 		maxLife:   p.MaxLifetime,
 		renewable: p.Renewable,
+
+		requireBound: p.RequireBoundTokens,
 	}
 	if p.Renewable {
 		st.maxSession = o.maxSession

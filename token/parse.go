@@ -217,7 +217,7 @@ func jsonString(v []byte) ([]byte, bool) {
 // whose name differs from one of these only in case is rejected: JSON
 // decoders disagree on whether "SUB" sets sub.
 var registeredClaims = [...]string{
-	"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "azp", "auth_time", "perms", "scope",
+	"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "azp", "auth_time", "perms", "scope", "cnf",
 }
 
 var registeredClaimBytes = func() (b [len(registeredClaims)][]byte) {
@@ -250,6 +250,11 @@ type claimSet struct {
 	custom                         []customRef
 	names                          []claimName // every member's name, for the duplicate check
 	nameErr, typeErr               error       // the first refused name; a claim of the wrong type
+	// x5t is cnf's x5t#S256 (RFC 8705 §3.1): the thumbprint of the client
+	// certificate the token is bound to; empty for a token without cnf.
+	x5t      strVal
+	cnfErr   error    // a cnf refused (malformed, or no method tollgate checks)
+	cnfNames [][]byte // cnf's member names, for its duplicate check
 }
 
 // strVal is a string claim: its contents (quotes excluded) at text[off:end],
@@ -322,9 +327,10 @@ func (c *claimSet) reset() {
 	clear(c.perms)
 	clear(c.custom)
 	clear(c.names)
-	aud, perms, custom, names := c.aud[:0], c.perms[:0], c.custom[:0], c.names[:0]
+	clear(c.cnfNames)
+	aud, perms, custom, names, cnfNames := c.aud[:0], c.perms[:0], c.custom[:0], c.names[:0], c.cnfNames[:0]
 	*c = claimSet{}
-	c.aud, c.perms, c.custom, c.names = aud, perms, custom, names
+	c.aud, c.perms, c.custom, c.names, c.cnfNames = aud, perms, custom, names, cnfNames
 }
 
 // parseClaims decodes the claim set data into c (reset): valid UTF-8, one
@@ -334,7 +340,7 @@ func (c *claimSet) reset() {
 // registered claim but for case, and registered claims of the right type.
 // A syntax error anywhere is errClaims, whatever else is wrong; then a
 // duplicate or case-variant name (the first, in order); then a claim of
-// the wrong type.
+// the wrong type; then a refused cnf.
 func parseClaims(data []byte, c *claimSet) error {
 	if !utf8.Valid(data) {
 		return errClaims
@@ -374,7 +380,10 @@ func parseClaims(data []byte, c *claimSet) error {
 	if c.nameErr != nil {
 		return c.nameErr
 	}
-	return c.typeErr
+	if c.typeErr != nil {
+		return c.typeErr
+	}
+	return c.cnfErr
 }
 
 // readMember reads the member at data[i], name and value, into c. It
@@ -444,7 +453,7 @@ func (c *claimSet) addName(key []byte, off int, escaped bool) error {
 
 func registered(key []byte) bool {
 	switch string(key) {
-	case "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "azp", "auth_time", "perms", "scope":
+	case "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "azp", "auth_time", "perms", "scope", "cnf":
 		return true
 	}
 	return false
@@ -525,8 +534,116 @@ func (c *claimSet) member(key []byte, data []byte, i int) (int, bool) {
 		c.perms = c.perms[:0]
 		c.permsSet = i < len(data) && data[i] == '['
 		return readStrings(&c.perms, data, i, true)
+	case "cnf":
+		return c.readCnf(data, i), false
 	}
 	return c.addCustom(data, i), false
+}
+
+// maxCnfMembers bounds the members of a cnf object, keeping its duplicate
+// check's quadratic cost small: RFC 7800 defines four, RFC 8705 and
+// RFC 9449 one each.
+const maxCnfMembers = 16
+
+// thumbprintLen is the length of a SHA-256 thumbprint in unpadded
+// base64url: 32 bytes.
+const thumbprintLen = 43
+
+// readCnf reads the cnf claim (RFC 7800) at data[i]: an object of
+// confirmation methods, of which tollgate checks x5t#S256 (RFC 8705 §3.1,
+// the SHA-256 thumbprint of the client certificate, in unpadded base64url).
+// It returns the index just past the value, or -1 on a syntax error; a cnf
+// refused is noted in c.cnfErr:
+//
+//   - malformed: not an object (null included), no member at all, more
+//     than maxCnfMembers, a member twice (case folded), a member named
+//     x5t#S256 in another case, or an x5t#S256 that is not a string of 43
+//     base64url characters (strict: the unused bits zero);
+//   - unsupported: members, but no x5t#S256. A token to be confirmed in a
+//     way tollgate cannot check must not pass as a plain bearer token.
+//
+// Other members next to x5t#S256 are ignored, as RFC 7800 §3 says of the
+// members an implementation does not understand: the certificate binding
+// alone is checked.
+func (c *claimSet) readCnf(data []byte, i int) int {
+	end := scanValue(data, i, 0)
+	if end < 0 {
+		return -1
+	}
+	if data[i] != '{' {
+		c.cnfErr = errCnf
+		return end
+	}
+	// The syntax is checked: the walk below only finds the members.
+	n := 0
+	for j := skipWS(data, i+1); data[j] != '}'; n++ {
+		kend, escaped := scanString(data, j)
+		key := data[j+1 : kend-1]
+		if escaped {
+			if key = unquoteBytes(data[j:kend]); key == nil {
+				return -1
+			}
+		}
+		v := skipWS(data, skipWS(data, kend)+1)
+		vend := scanValue(data, v, 1)
+		if j = skipWS(data, vend); data[j] == ',' {
+			j = skipWS(data, j+1)
+		}
+		if c.cnfErr != nil {
+			continue
+		}
+		if n >= maxCnfMembers {
+			c.cnfErr = errCnf
+			continue
+		}
+		for _, prev := range c.cnfNames {
+			if bytes.EqualFold(prev, key) {
+				c.cnfErr = errCnf
+			}
+		}
+		c.cnfNames = append(c.cnfNames, key)
+		switch {
+		case c.cnfErr != nil:
+		case string(key) == "x5t#S256":
+			if !c.x5t.readThumbprint(data, v) {
+				c.cnfErr = errCnf
+			}
+		case bytes.EqualFold(key, x5tS256):
+			c.cnfErr = errCnf
+		}
+	}
+	switch {
+	case c.cnfErr != nil:
+	case n == 0:
+		c.cnfErr = errCnf
+	case c.x5t.len() == 0:
+		c.cnfErr = errCnfMethod
+	}
+	return end
+}
+
+var x5tS256 = []byte("x5t#S256")
+
+// readThumbprint reads a SHA-256 thumbprint, the JSON value at data[i]
+// (valid JSON): a string of 43 base64url characters (escapes decoded) that
+// decodes, strictly, to 32 bytes. It reports false for anything else.
+func (s *strVal) readThumbprint(data []byte, i int) bool {
+	// read takes null for the empty string and anything but a string for
+	// the wrong type: neither has 43 characters.
+	if _, wrongType := s.read(data, i); wrongType || s.len() != thumbprintLen {
+		*s = strVal{}
+		return false
+	}
+	raw := data[s.off:s.end]
+	if s.esc {
+		raw = []byte(s.dec)
+	}
+	var sum [33]byte
+	if n, err := b64.Decode(sum[:], raw); err != nil || n != 32 {
+		*s = strVal{}
+		return false
+	}
+	return true
 }
 
 // addCustom reads a custom claim's value at data[i]; its name is the last

@@ -39,8 +39,9 @@ var (
 //     (exp − iat)) is due;
 //   - only while now < auth_time + MaxSession; a token without auth_time is
 //     never renewed, because its session has no absolute end;
-//   - the successor keeps sub, sid, aud, iss, azp, perms, auth_time and the
-//     custom claims, gets a new jti and iat = now, and
+//   - the successor keeps sub, sid, aud, iss, azp, perms, auth_time, the
+//     certificate binding (cnf x5t#S256: a renewed bound token is bound to
+//     the same certificate) and the custom claims, gets a new jti and iat = now, and
 //     exp = min(now + TTL, auth_time + MaxSession). auth_time is never reset,
 //     so a chain of renewals ends at auth_time + MaxSession, however often
 //     it is renewed. A successor that would not expire later than the token
@@ -146,6 +147,7 @@ func (p RenewalPolicy) Successor(sess *session.Session, now time.Time) (Claims, 
 		SessionID:       d.SessionID,
 		AuthorizedParty: d.AZP,
 		Permissions:     slices.Clone(d.Perms),
+		CertThumbprint:  d.CertThumbprint,
 		Extra:           d.ClaimsMap(),
 	}, nil
 }

@@ -2,6 +2,7 @@ package token
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -25,6 +26,12 @@ type Claims struct {
 	SessionID       string    // sid; optional
 	AuthorizedParty string    // azp, the calling service; optional
 	Permissions     []string
+	// CertThumbprint binds the token to a client certificate (RFC 8705):
+	// the certificate's [CertThumbprint], written as
+	// "cnf":{"x5t#S256":...}. A verifier's guard then accepts the token
+	// only on a mutual-TLS connection with that certificate. Empty: a
+	// bearer token.
+	CertThumbprint string
 	// Extra holds custom claims, such as a seller_id. Their names may not
 	// collide with a registered claim, in any case.
 	Extra map[string]any
@@ -73,6 +80,8 @@ func (s *Signer) Sign(c Claims) (string, error) {
 		return "", fmt.Errorf("%w: expiry must be at least a second after issued-at", ErrClaims)
 	case len(c.ID) > maxJTILen:
 		return "", fmt.Errorf("%w: jti longer than %d", ErrClaims, maxJTILen)
+	case c.CertThumbprint != "" && !validThumbprint(c.CertThumbprint):
+		return "", fmt.Errorf("%w: certificate thumbprint is not 43 base64url characters of a SHA-256 (see token.CertThumbprint)", ErrClaims)
 	}
 	for _, a := range c.Audience {
 		if a == "" {
@@ -113,6 +122,9 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	if c.Permissions != nil {
 		m["perms"] = c.Permissions
 	}
+	if c.CertThumbprint != "" {
+		m["cnf"] = map[string]string{"x5t#S256": c.CertThumbprint}
+	}
 	for k, v := range c.Extra {
 		for _, r := range registeredClaims {
 			if strings.EqualFold(k, r) {
@@ -134,6 +146,27 @@ func (s *Signer) Sign(c Claims) (string, error) {
 		return "", fmt.Errorf("token: signing failed: %w", err)
 	}
 	return out, nil
+}
+
+// CertThumbprint returns the thumbprint of the X.509 certificate der (its
+// DER form, x509.Certificate.Raw) that binds a token to it (RFC 8705
+// §3.1): the unpadded base64url encoding of its SHA-256, 43 characters.
+// It is what [Claims.CertThumbprint] takes and
+// session.Session.CertThumbprint returns.
+func CertThumbprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// validThumbprint reports whether t is a SHA-256 thumbprint as the
+// verifier accepts it: 43 base64url characters, decoding strictly to 32
+// bytes.
+func validThumbprint(t string) bool {
+	if len(t) != thumbprintLen {
+		return false
+	}
+	b, err := b64.DecodeString(t)
+	return err == nil && len(b) == sha256.Size
 }
 
 // NewID returns a random identifier of 128 bits in base64url, for jti and

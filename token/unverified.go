@@ -9,7 +9,8 @@ import (
 var ErrUnreadable = errors.New("token: token claims unreadable")
 
 // UnverifiedClaims returns the registered claims of tok (iss, sub, aud,
-// exp, nbf, iat, jti, sid, azp, auth_time, perms) WITHOUT verifying its
+// exp, nbf, iat, jti, sid, azp, auth_time, perms, and cnf's x5t#S256 as
+// CertThumbprint) WITHOUT verifying its
 // signature or any of its claims: for clients, which hold no keys, to check
 // that a token they were handed continues the session of the one they
 // hold. Never base a security decision on it alone: anyone can write a
@@ -58,6 +59,7 @@ func UnverifiedClaims(tok string) (Claims, error) {
 		ID:              c.jti.in(text),
 		SessionID:       c.sid.in(text),
 		AuthorizedParty: c.azp.in(text),
+		CertThumbprint:  c.x5t.in(text),
 		Permissions:     perms,
 	}, nil
 }

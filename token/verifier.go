@@ -457,6 +457,9 @@ func (v *Verifier) checkClaims(is *issuer, c *claimSet, data []byte, now time.Ti
 	if is.maxLife > 0 && (!c.iat.set || c.exp.t.Sub(c.iat.t) > is.maxLife) {
 		return errLifetime
 	}
+	if is.requireBound && c.x5t.len() == 0 {
+		return errUnbound
+	}
 	if c.authTime.set {
 		if c.authTime.t.After(now.Add(leeway)) || c.iat.set && c.authTime.t.After(c.iat.t.Add(leeway)) {
 			return errAuthTime
@@ -604,6 +607,7 @@ func setClaims(d *sessionmint.Data, c *claimSet, key *Key, maxSession time.Durat
 	d.ID = c.jti.in(text)
 	d.SessionID = c.sid.in(text)
 	d.AZP = c.azp.in(text)
+	d.CertThumbprint = c.x5t.in(text)
 	d.KeyID = key.id
 	d.Algorithm = key.alg
 	d.IssuedAt = c.iat.t

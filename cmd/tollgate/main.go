@@ -40,7 +40,10 @@
 // name=value (repeatable) adds a custom claim: a JSON number or true/false
 // keeps its type, anything else is a string. -sid defaults to a random
 // session ID; the jti is always random. -kid names the key in the header;
-// -azp names the calling service.
+// -azp names the calling service. -cnf-cert FILE binds the token to the
+// first certificate of a PEM file (a client's, for mutual TLS): the token
+// carries cnf x5t#S256 (RFC 8705), and a guard accepts it only on a
+// mutual-TLS connection with that client certificate.
 // Tokens the verifier rejects (a 10h lifetime, an iat long past) can be
 // issued on purpose, for demos and tests.
 //
@@ -208,7 +211,7 @@ const usage = `usage:
   tollgate keygen -alg ALG -out PATH [-kid KID]
   tollgate token issue -key PATH -alg ALG -iss ISS -aud AUD[,AUD...] -sub SUB
         [-kid KID] [-azp ID] [-perms P[,P...]] [-claim NAME=VALUE]...
-        [-ttl 15m] [-iat OFFSET] [-auth-time OFFSET] [-sid ID]
+        [-ttl 15m] [-iat OFFSET] [-auth-time OFFSET] [-sid ID] [-cnf-cert FILE]
   tollgate token inspect [-key PATH -alg ALG -iss ISS -aud AUD] TOKEN|-
   tollgate jwks [-out FILE] -key KID:ALG:PATH [-key KID:ALG:PATH]...
   tollgate proto export [-force] DIR

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -51,6 +54,7 @@ func issue(e *env, args []string) int {
 	ttl := fs.Duration("ttl", 15*time.Minute, "lifetime, from the iat")
 	iatOffset := fs.Duration("iat", 0, "issued-at, as an offset from now")
 	authOffset := fs.Duration("auth-time", 0, "auth_time, as an offset from now (default: the iat)")
+	cnfCert := fs.String("cnf-cert", "", "PEM client certificate to bind the token to (RFC 8705 cnf x5t#S256)")
 	extra := claimFlag{}
 	fs.Var(extra, "claim", "custom claim name=value (repeatable)")
 	if code, ok := e.parse(fs, args); !ok {
@@ -81,6 +85,13 @@ func issue(e *env, args []string) int {
 		permissions = splitList(*perms)
 	}
 
+	var thumbprint string
+	if *cnfCert != "" {
+		var err error
+		if thumbprint, err = certThumbprintFile(*cnfCert); err != nil {
+			return e.fail(exitUsage, "token issue: -cnf-cert: %v", err)
+		}
+	}
 	// LoadKeyFile's errors never hold the path: it is the likeliest place
 	// for a key pasted instead of its path.
 	key, err := token.LoadKeyFile(*keyPath, *kid, *alg)
@@ -112,6 +123,7 @@ func issue(e *env, args []string) int {
 		SessionID:       *sid,
 		AuthorizedParty: *azp,
 		Permissions:     permissions,
+		CertThumbprint:  thumbprint,
 		Extra:           extra,
 	})
 	if err != nil {
@@ -123,6 +135,42 @@ func issue(e *env, args []string) int {
 	}
 	fmt.Fprintln(e.stdout, tok)
 	return exitOK
+}
+
+// maxCertInput bounds a certificate file: a chain of a few certificates
+// is a few KiB.
+const maxCertInput = 1 << 20
+
+// certThumbprintFile returns the thumbprint (token.CertThumbprint) of the
+// first certificate in the PEM file at path: the leaf, when the file holds
+// a chain. Its errors hold neither the path nor the file's content (a key
+// pasted in its place would be printed).
+func certThumbprintFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", errors.New("cannot open the certificate file")
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCertInput+1))
+	if err != nil {
+		return "", errors.New("cannot read the certificate file")
+	}
+	if len(data) > maxCertInput {
+		return "", fmt.Errorf("the certificate file is larger than %d bytes", maxCertInput)
+	}
+	for rest := data; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return "", errors.New("the file holds no PEM CERTIFICATE block")
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return "", errors.New("the first CERTIFICATE block is not a valid X.509 certificate")
+		}
+		return token.CertThumbprint(block.Bytes), nil
+	}
 }
 
 // splitList splits a comma list, dropping empty entries and the spaces

@@ -42,7 +42,14 @@ func ServeAddr(tb testing.TB, srv *grpc.Server) string {
 // ends.
 func Serve(tb testing.TB, srv *grpc.Server, opts ...grpc.DialOption) *grpc.ClientConn {
 	tb.Helper()
-	addr := ServeAddr(tb, srv)
+	return Dial(tb, ServeAddr(tb, srv), opts...)
+}
+
+// Dial returns a client connection to addr (from ServeAddr), as Serve
+// does: for tests that need several connections to one server, each with
+// credentials of its own. The connection is closed when the test ends.
+func Dial(tb testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	tb.Helper()
 	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
 	conn, err := grpc.NewClient("passthrough:///"+addr, dial...)
 	if err != nil {

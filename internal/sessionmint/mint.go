@@ -40,6 +40,10 @@ type Data struct {
 	ValidUntil  time.Time           // min(exp, auth_time + max session)
 	ConsumerKey string              // "azp:" + azp, or "sub:" + subject (or the claim the issuer's profile names)
 	Renewable   bool                // of an issuer this service renews (tollgate's own)
+	// CertThumbprint is cnf's x5t#S256 (RFC 8705): the base64url SHA-256
+	// thumbprint of the client certificate the token is bound to; empty
+	// for a bearer token.
+	CertThumbprint string
 }
 
 // New returns a new, empty *session.Session (as any) and its fields, to
