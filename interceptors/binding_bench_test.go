@@ -30,9 +30,9 @@ func BenchmarkGuardOnlyUnaryBound(b *testing.B) {
 	g, _ := benchGuard(b, key)
 	intercept := g.UnaryServerInterceptor()
 	c := claims(t0)
-	c.CertThumbprint = token.CertThumbprint(pki.clientA.Leaf.Raw)
+	c.CertThumbprint = token.CertThumbprint(pki.ClientA.Leaf.Raw)
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+key.sign(b, c)))
-	leaf := pki.clientA.Leaf
+	leaf := pki.ClientA.Leaf
 	ctx = peer.NewContext(ctx, &peer.Peer{
 		Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000},
 		AuthInfo: credentials.TLSInfo{

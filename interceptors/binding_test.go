@@ -2,17 +2,10 @@ package interceptors
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -20,12 +13,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tollgate/tollgate/internal/loopback"
 	"github.com/tollgate/tollgate/internal/testpb"
+	"github.com/tollgate/tollgate/internal/testpki"
 	"github.com/tollgate/tollgate/token"
 )
 
@@ -40,105 +33,9 @@ func wantBindingMismatch(t testing.TB, err error) {
 	wantStatus(t, err, codes.Unauthenticated, wantMsgBinding, ReasonTokenBindingMismatch, nil)
 }
 
-// testPKI is a CA and the certificates it issued.
-type testPKI struct {
-	pool             *x509.CertPool
-	server           tls.Certificate
-	clientA, clientB tls.Certificate
-	// rogueA is a certificate of client A's subject and key issued by
-	// another CA: the same name, not the same certificate.
-	rogueA  tls.Certificate
-	rogueCA *x509.Certificate
-}
-
-func newTestPKI(t testing.TB) *testPKI {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	serial := int64(1)
-	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-		key := newKey()
-		serial++
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(serial),
-			Subject:               pkix.Name{CommonName: name},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(time.Hour),
-			IsCA:                  true,
-			BasicConstraintsValid: true,
-			KeyUsage:              x509.KeyUsageCertSign,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ca, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ca, key
-	}
-	issue := func(ca *x509.Certificate, caKey *ecdsa.PrivateKey, key *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage) tls.Certificate {
-		serial++
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-	}
-	ca, caKey := newCA("tollgate test CA")
-	rogue, rogueKey := newCA("another CA")
-	p := &testPKI{pool: x509.NewCertPool(), rogueCA: rogue}
-	p.pool.AddCert(ca)
-	p.server = issue(ca, caKey, newKey(), "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	keyA := newKey()
-	p.clientA = issue(ca, caKey, keyA, "client-a", x509.ExtKeyUsageClientAuth)
-	p.clientB = issue(ca, caKey, newKey(), "client-b", x509.ExtKeyUsageClientAuth)
-	p.rogueA = issue(rogue, rogueKey, keyA, "client-a", x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-// serverCreds are the server's TLS credentials, asking for client
-// certificates as auth says, verified against the test CA (and, with
-// rogue, the other CA too).
-func (p *testPKI) serverCreds(auth tls.ClientAuthType, rogue bool) credentials.TransportCredentials {
-	pool := p.pool
-	if rogue {
-		pool = p.pool.Clone()
-		pool.AddCert(p.rogueCA)
-	}
-	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{p.server}, ClientAuth: auth, ClientCAs: pool, MinVersion: tls.VersionTLS13})
-}
-
-// clientCreds are a client's TLS credentials presenting cert (none when
-// nil).
-func (p *testPKI) clientCreds(cert *tls.Certificate) grpc.DialOption {
-	cfg := &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
-	}
-	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
-}
+// newTestPKI is a CA, a server certificate for 127.0.0.1 and two client
+// certificates (internal/testpki).
+func newTestPKI(t testing.TB) *testpki.PKI { return testpki.New(t) }
 
 // boundTo edits claims into a token bound to cert.
 func boundTo(cert tls.Certificate) func(*token.Claims) {
@@ -252,17 +149,17 @@ func TestBoundTokenOverMutualTLS(t *testing.T) {
 	var logged lockedBuffer
 	rec := newRecorder()
 	h := newHarness(t,
-		withServerOptions(grpc.Creds(pki.serverCreds(tls.RequireAndVerifyClientCert, true))),
-		withDialOptions(pki.clientCreds(&pki.clientA)),
+		withServerOptions(grpc.Creds(pki.ServerCreds(tls.RequireAndVerifyClientCert, true))),
+		withDialOptions(pki.ClientCreds(&pki.ClientA)),
 		withGuardOptions(WithObserver(rec), WithLogger(slog.New(slog.NewJSONHandler(&logged, nil)))))
-	connB := testpb.NewTestServiceClient(loopback.Dial(t, h.addr, pki.clientCreds(&pki.clientB)))
-	connRogue := testpb.NewTestServiceClient(loopback.Dial(t, h.addr, pki.clientCreds(&pki.rogueA)))
+	connB := testpb.NewTestServiceClient(loopback.Dial(t, h.addr, pki.ClientCreds(&pki.ClientB)))
+	connRogue := testpb.NewTestServiceClient(loopback.Dial(t, h.addr, pki.ClientCreds(&pki.RogueA)))
 	ctx := ctxWith(t)
 	var toks []string
 	eachKind(t, func(t *testing.T, k rpcKind, body bool) {
 		// Fresh tokens: the first call of each is a cache miss.
-		missB := h.token(t, boundTo(pki.clientA), func(c *token.Claims) { c.ID = "miss-b-" + t.Name() })
-		missRogue := h.token(t, boundTo(pki.clientA), func(c *token.Claims) { c.ID = "miss-r-" + t.Name() })
+		missB := h.token(t, boundTo(pki.ClientA), func(c *token.Claims) { c.ID = "miss-b-" + t.Name() })
+		missRogue := h.token(t, boundTo(pki.ClientA), func(c *token.Claims) { c.ID = "miss-r-" + t.Name() })
 		wantBindingMismatch(t, k.call(ctx, connB, missB, body))
 		wantBindingMismatch(t, k.call(ctx, connRogue, missRogue, body))
 		before := h.reached()
@@ -271,7 +168,7 @@ func TestBoundTokenOverMutualTLS(t *testing.T) {
 		if err := k.call(ctx, h.client, missB, body); err != nil {
 			t.Fatalf("bound token on A's connection: %v", err)
 		}
-		fresh := h.token(t, boundTo(pki.clientA), func(c *token.Claims) { c.ID = "fresh-" + t.Name() })
+		fresh := h.token(t, boundTo(pki.ClientA), func(c *token.Claims) { c.ID = "fresh-" + t.Name() })
 		if err := k.call(ctx, h.client, fresh, body); err != nil {
 			t.Fatalf("bound token on A's connection (miss): %v", err)
 		}
@@ -313,7 +210,7 @@ func TestBoundTokenOverMutualTLS(t *testing.T) {
 	if !strings.Contains(out, "another client certificate") {
 		t.Errorf("the log does not say why:\n%s", out)
 	}
-	for _, secret := range append(toks, token.CertThumbprint(pki.clientA.Leaf.Raw), token.CertThumbprint(pki.clientB.Leaf.Raw), token.CertThumbprint(pki.rogueA.Leaf.Raw)) {
+	for _, secret := range append(toks, token.CertThumbprint(pki.ClientA.Leaf.Raw), token.CertThumbprint(pki.ClientB.Leaf.Raw), token.CertThumbprint(pki.RogueA.Leaf.Raw)) {
 		for _, part := range strings.Split(secret, ".") {
 			if strings.Contains(out, part) {
 				t.Fatalf("the log shows a token or a thumbprint:\n%s", out)
@@ -336,16 +233,16 @@ func TestBoundTokenWithoutMutualTLS(t *testing.T) {
 		cause string
 	}{
 		{"server-only TLS", []harnessOption{
-			withServerOptions(grpc.Creds(pki.serverCreds(tls.NoClientCert, false))),
-			withDialOptions(pki.clientCreds(&pki.clientA)),
+			withServerOptions(grpc.Creds(pki.ServerCreds(tls.NoClientCert, false))),
+			withDialOptions(pki.ClientCreds(&pki.ClientA)),
 		}, "without a verified client certificate"},
 		{"client certificate not verified", []harnessOption{
-			withServerOptions(grpc.Creds(pki.serverCreds(tls.RequireAnyClientCert, false))),
-			withDialOptions(pki.clientCreds(&pki.clientA)),
+			withServerOptions(grpc.Creds(pki.ServerCreds(tls.RequireAnyClientCert, false))),
+			withDialOptions(pki.ClientCreds(&pki.ClientA)),
 		}, "without a verified client certificate"},
 		{"client certificate optional, none given", []harnessOption{
-			withServerOptions(grpc.Creds(pki.serverCreds(tls.VerifyClientCertIfGiven, false))),
-			withDialOptions(pki.clientCreds(nil)),
+			withServerOptions(grpc.Creds(pki.ServerCreds(tls.VerifyClientCertIfGiven, false))),
+			withDialOptions(pki.ClientCreds(nil)),
 		}, "without a verified client certificate"},
 		{"plaintext", []harnessOption{
 			withDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())),
@@ -357,7 +254,7 @@ func TestBoundTokenWithoutMutualTLS(t *testing.T) {
 			h := newHarness(t, append(tc.opts, withGuardOptions(WithLogger(slog.New(slog.NewJSONHandler(&logged, nil)))))...)
 			ctx := ctxWith(t)
 			eachKind(t, func(t *testing.T, k rpcKind, body bool) {
-				bound := h.token(t, boundTo(pki.clientA), func(c *token.Claims) { c.ID = "b-" + t.Name() })
+				bound := h.token(t, boundTo(pki.ClientA), func(c *token.Claims) { c.ID = "b-" + t.Name() })
 				for range 2 { // a miss, then a cache hit
 					wantBindingMismatch(t, k.call(ctx, h.client, bound, body))
 				}
@@ -373,9 +270,9 @@ func TestBoundTokenWithoutMutualTLS(t *testing.T) {
 	}
 	// With a verified optional certificate, the binding holds.
 	t.Run("client certificate optional, A's given", func(t *testing.T) {
-		h := newHarness(t, withServerOptions(grpc.Creds(pki.serverCreds(tls.VerifyClientCertIfGiven, false))),
-			withDialOptions(pki.clientCreds(&pki.clientA)))
-		if err := rpcKinds[0].call(ctxWith(t), h.client, h.token(t, boundTo(pki.clientA)), false); err != nil {
+		h := newHarness(t, withServerOptions(grpc.Creds(pki.ServerCreds(tls.VerifyClientCertIfGiven, false))),
+			withDialOptions(pki.ClientCreds(&pki.ClientA)))
+		if err := rpcKinds[0].call(ctxWith(t), h.client, h.token(t, boundTo(pki.ClientA)), false); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -397,10 +294,10 @@ func TestBoundTokenRenewed(t *testing.T) {
 	pki := newTestPKI(t)
 	r := &testRenewer{}
 	h := newRenewalHarness(t, r,
-		withServerOptions(grpc.Creds(pki.serverCreds(tls.RequireAndVerifyClientCert, false))),
-		withDialOptions(pki.clientCreds(&pki.clientA)))
-	connB := testpb.NewTestServiceClient(loopback.Dial(t, h.addr, pki.clientCreds(&pki.clientB)))
-	tok := h.token(t, inWindow, boundTo(pki.clientA))
+		withServerOptions(grpc.Creds(pki.ServerCreds(tls.RequireAndVerifyClientCert, false))),
+		withDialOptions(pki.ClientCreds(&pki.ClientA)))
+	connB := testpb.NewTestServiceClient(loopback.Dial(t, h.addr, pki.ClientCreds(&pki.ClientB)))
+	tok := h.token(t, inWindow, boundTo(pki.ClientA))
 	var trailer metadata.MD
 	if _, err := h.client.Get(bearer(t, tok), &testpb.GetRequest{Id: "1"}, grpc.Trailer(&trailer)); err != nil {
 		t.Fatal(err)
@@ -413,7 +310,7 @@ func TestBoundTokenRenewed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := sess.CertThumbprint(), token.CertThumbprint(pki.clientA.Leaf.Raw); got != want {
+	if got, want := sess.CertThumbprint(), token.CertThumbprint(pki.ClientA.Leaf.Raw); got != want {
 		t.Fatalf("renewed token bound to %q, want %q", got, want)
 	}
 	if _, err := h.client.Get(bearer(t, renewed), &testpb.GetRequest{Id: "1"}); err != nil {
@@ -424,7 +321,7 @@ func TestBoundTokenRenewed(t *testing.T) {
 	// A refused bound token starts no renewal: B's call, in the window,
 	// renews nothing.
 	calls := r.calls.Load()
-	other := h.token(t, inWindow, boundTo(pki.clientA), func(c *token.Claims) { c.ID = "other" })
+	other := h.token(t, inWindow, boundTo(pki.ClientA), func(c *token.Claims) { c.ID = "other" })
 	_, err = connB.Get(bearer(t, other), &testpb.GetRequest{Id: "1"}, grpc.Trailer(&trailer))
 	wantBindingMismatch(t, err)
 	if r.calls.Load() != calls || renewedIn(t, trailer) != "" {
@@ -438,12 +335,12 @@ func TestBoundTokenRenewed(t *testing.T) {
 func TestRequireBoundTokensInGuard(t *testing.T) {
 	pki := newTestPKI(t)
 	h := newHarness(t, withProfile(func(p *token.Profile) { p.RequireBoundTokens = true }),
-		withServerOptions(grpc.Creds(pki.serverCreds(tls.RequireAndVerifyClientCert, false))),
-		withDialOptions(pki.clientCreds(&pki.clientA)))
+		withServerOptions(grpc.Creds(pki.ServerCreds(tls.RequireAndVerifyClientCert, false))),
+		withDialOptions(pki.ClientCreds(&pki.ClientA)))
 	ctx := ctxWith(t)
 	eachKind(t, func(t *testing.T, k rpcKind, body bool) {
 		wantInvalid(t, k.call(ctx, h.client, h.token(t), body))
-		if err := k.call(ctx, h.client, h.token(t, boundTo(pki.clientA)), body); err != nil {
+		if err := k.call(ctx, h.client, h.token(t, boundTo(pki.ClientA)), body); err != nil {
 			t.Fatalf("bound token: %v", err)
 		}
 	})
@@ -456,13 +353,13 @@ func TestRequireBoundTokensInGuard(t *testing.T) {
 func TestThumbprintOncePerConnection(t *testing.T) {
 	pki := newTestPKI(t)
 	h := newHarness(t,
-		withServerOptions(grpc.Creds(pki.serverCreds(tls.RequireAndVerifyClientCert, false))),
-		withDialOptions(pki.clientCreds(&pki.clientA)))
+		withServerOptions(grpc.Creds(pki.ServerCreds(tls.RequireAndVerifyClientCert, false))),
+		withDialOptions(pki.ClientCreds(&pki.ClientA)))
 	// Buffered for every entry there may be: a cleanup never blocks.
 	dropped := make(chan struct{}, 8)
 	h.guard.thumbs.dropped = dropped
 	ctx := ctxWith(t)
-	bound := h.token(t, boundTo(pki.clientA))
+	bound := h.token(t, boundTo(pki.ClientA))
 	for range 20 {
 		for _, k := range rpcKinds {
 			if err := k.call(ctx, h.client, bound, false); err != nil {
@@ -474,7 +371,7 @@ func TestThumbprintOncePerConnection(t *testing.T) {
 		t.Fatalf("the certificate was hashed %d times for 80 calls on one connection, want 1", n)
 	}
 	// A bearer token's call hashes nothing, on a new connection too.
-	connB := loopback.Dial(t, h.addr, pki.clientCreds(&pki.clientB))
+	connB := loopback.Dial(t, h.addr, pki.ClientCreds(&pki.ClientB))
 	if _, err := testpb.NewTestServiceClient(connB).Get(bearer(t, h.token(t)), &testpb.GetRequest{Id: "1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +381,7 @@ func TestThumbprintOncePerConnection(t *testing.T) {
 	// Two more connections with A's certificate: one entry each.
 	var conns []*grpc.ClientConn
 	for range 2 {
-		c, err := grpc.NewClient("passthrough:///"+h.addr, pki.clientCreds(&pki.clientA))
+		c, err := grpc.NewClient("passthrough:///"+h.addr, pki.ClientCreds(&pki.ClientA))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,6 +68,7 @@ var authenticatedServices = [...]string{
 }
 
 type options struct {
+	bindingExempt    map[string]bool // full method names whose tokens' binding is not checked
 	tokenHeader      string
 	maxMetadataToken int
 	maxBodyToken     int
@@ -307,4 +308,23 @@ func WithRenewalTimeout(d time.Duration) Option {
 // long server streams whose trailer comes too late.
 func WithRenewalHeader() Option {
 	return func(o *options) { o.renewalHeader = true }
+}
+
+// WithBindingExempt names methods (full names, "/pkg.Service/Method") on
+// which a certificate-bound token is admitted without checking the
+// connection's client certificate. It exists for one method:
+// TokenService.Renew on an issuer (tokenservice.RenewMethod), which a
+// service calls with its own connection to renew its client's bound token.
+// That is safe only because Renew's successor stays bound to the same
+// certificate: a thief who renews a stolen bound token gets another token
+// useless without the certificate's key. Exempt nothing else.
+func WithBindingExempt(methods ...string) Option {
+	return func(o *options) {
+		if o.bindingExempt == nil {
+			o.bindingExempt = make(map[string]bool, len(methods))
+		}
+		for _, m := range methods {
+			o.bindingExempt[m] = true
+		}
+	}
 }

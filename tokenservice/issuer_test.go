@@ -57,7 +57,15 @@ type issuer struct {
 // issuerOption changes the fixture: revoking gives it a revocation set.
 type issuerOption func(*issuerConfig)
 
-type issuerConfig struct{ revoking bool }
+type issuerConfig struct {
+	revoking bool
+	guard    []interceptors.Option
+}
+
+// withGuard adds options to the issuer's guard.
+func withGuard(o ...interceptors.Option) issuerOption {
+	return func(c *issuerConfig) { c.guard = append(c.guard, o...) }
+}
 
 // revoking makes the fixture's verifier check a revocation set (on the fake
 // clock) that its TokenService's Revoke and Logout write.
@@ -108,7 +116,7 @@ func newIssuer(t *testing.T, opts ...issuerOption) *issuer {
 	// The refusal tests send several bad tokens from one loopback peer on a
 	// frozen clock; the guard's per-peer budget of failed authentications
 	// (tested in interceptors) would refuse them before the checks under test.
-	guard, err := interceptors.NewGuard(is.verifier, interceptors.WithAuthFailureLimit(throttle.Limit{}))
+	guard, err := interceptors.NewGuard(is.verifier, append([]interceptors.Option{interceptors.WithAuthFailureLimit(throttle.Limit{})}, cfg.guard...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func (r *RemoteRenewer) Renew(ctx context.Context, tok string, sess *session.Ses
 		return token.Renewed{}, fmt.Errorf("%w: it does not verify here", ErrBadResponse)
 	}
 	if ns.Subject() != sess.Subject() || ns.SessionID() != sess.SessionID() || ns.AuthorizedParty() != sess.AuthorizedParty() ||
-		ns.Issuer() != sess.Issuer() || !ns.AuthTime().Equal(sess.AuthTime()) {
+		ns.Issuer() != sess.Issuer() || !ns.AuthTime().Equal(sess.AuthTime()) || ns.CertThumbprint() != sess.CertThumbprint() {
 		return token.Renewed{}, fmt.Errorf("%w: it does not continue the same session", ErrBadResponse)
 	}
 	if !ns.ExpiresAt().After(sess.ExpiresAt()) {

@@ -13,8 +13,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate/tollgate/interceptors"
 	"github.com/tollgate/tollgate/internal/loopback"
 	tokenv1 "github.com/tollgate/tollgate/proto/tollgate/token/v1"
+	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/token"
 	"github.com/tollgate/tollgate/tokenservice"
 )
@@ -333,3 +335,45 @@ func TestNewRemoteRenewerRefuses(t *testing.T) {
 
 // The remote renewer is a token.Renewer.
 var _ token.Renewer = (*tokenservice.RemoteRenewer)(nil)
+
+// TestRemoteRenewBoundToken: a service renews its client's certificate-bound
+// token (RFC 8705) at an issuer over the service's own connection. The
+// issuer's guard admits the bound token on Renew only because Renew is
+// exempt from the binding check (interceptors.WithBindingExempt), and the
+// successor is bound to the same certificate; without the exemption the
+// issuer refuses it with TOKEN_BINDING_MISMATCH.
+func TestRemoteRenewBoundToken(t *testing.T) {
+	thumb := token.CertThumbprint([]byte("the DER of client A's certificate"))
+	bound := func(is *issuer) (string, *session.Session, token.Renewer) {
+		t.Helper()
+		svc := remoteService(t, is)
+		c := claims(t0)
+		c.CertThumbprint = thumb
+		tok := is.mint(t, c)
+		is.clock.Set(t0.Add(11 * time.Minute))
+		sess, err := svc.Verify(context.Background(), tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok, sess, newRemote(t, is.conn, svc)
+	}
+
+	is := newIssuer(t, withGuard(interceptors.WithBindingExempt(tokenservice.RenewMethod)))
+	tok, sess, rr := bound(is)
+	got, err := rr.Renew(context.Background(), tok, sess)
+	if err != nil {
+		t.Fatalf("Renew of a bound token: %v", err)
+	}
+	ns, err := is.verifier.Verify(context.Background(), got.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.CertThumbprint() != thumb {
+		t.Fatalf("the successor is bound to %q, want the same certificate", ns.CertThumbprint())
+	}
+
+	strict := newIssuer(t)
+	tok, sess, rr = bound(strict)
+	_, err = rr.Renew(context.Background(), tok, sess)
+	wantStatus(t, err, codes.Unauthenticated, "")
+}

@@ -15,6 +15,13 @@ import (
 	"github.com/tollgate/tollgate/token"
 )
 
+// RenewMethod is the full name of TokenService.Renew. An issuer whose
+// services renew certificate-bound tokens (RFC 8705) for their clients
+// serves it with interceptors.WithBindingExempt(RenewMethod): the service
+// presents its client's token over its own connection, and the successor
+// stays bound to the client's certificate.
+const RenewMethod = tokenv1.TokenService_Renew_FullMethodName
+
 // Server renews tokens with a local renewer (the issuer's signing key) and,
 // with [WithRevocations], revokes them.
 type Server struct {
