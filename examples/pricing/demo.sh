@@ -15,9 +15,11 @@
 #                absolute end of a session
 #   step 24      the counters move: a server with -metrics-listen, scraped
 #                after allowed, denied, throttled and unruled calls
-#   steps 25-27  OPTIONAL, only when redis-server is on PATH: two replicas
-#                sharing one budget through Redis, and what each fail policy
-#                does once Redis is gone (TOLLGATE_REQUIRE_REDIS=1 makes a
+#   steps 25-29  OPTIONAL, only when redis-server is on PATH: two replicas
+#                sharing one budget through Redis, a session revoked with
+#                tollgate revoke and refused by both replicas at once, and
+#                what each fail policy does once Redis is gone (the revoked
+#                session stays refused) (TOLLGATE_REQUIRE_REDIS=1 makes a
 #                missing redis-server a failure instead of a skip)
 #
 # Everything else runs on embedded defaults: in-memory throttling, a key
@@ -595,6 +597,29 @@ else
 	fi
 	check $ok "expected between 20 and $((20 + refill)) (and fewer than 40) calls admitted in all, none failing otherwise"
 
+	begin "revocation: a session answered by both replicas, revoked with tollgate revoke -sid -> TOKEN_REVOKED from both within a second"
+	VICTIM=$(mint -sub dave -azp storefront -sid demo-session-1 -perms prices.read -claim seller_id=s-1)
+	ok=0
+	for a in "$ADDR_C" "$ADDR_D"; do
+		TOLLGATE_TOKEN=$VICTIM client -addr "$a" get sku-1
+		if [[ $RC -ne 0 ]]; then ok=1; fi
+	done
+	echo "   \$ tollgate revoke -redis 127.0.0.1:$REDIS_PORT -sid demo-session-1"
+	REVOKED=$(bin/tollgate revoke -redis "127.0.0.1:$REDIS_PORT" -sid demo-session-1) || ok=1
+	echo "   $REVOKED"
+	revoked_ms=$(now_ms)
+	for a in "$ADDR_C" "$ADDR_D"; do
+		# Each replica applies it within a second (milliseconds, in
+		# practice): ask until it refuses, for at most a second.
+		while :; do
+			TOLLGATE_TOKEN=$VICTIM client -addr "$a" get sku-1
+			if [[ $RC -eq 1 && $OUT == *TOKEN_REVOKED* ]]; then break; fi
+			if (($(now_ms) - revoked_ms > 1000)); then ok=1; break; fi
+		done
+	done
+	echo "   (both replicas refused it $(($(now_ms) - revoked_ms)) ms after tollgate revoke returned, two client runs included)"
+	check $ok "expected the price from both replicas, then TOKEN_REVOKED from both within a second of tollgate revoke (last exit status $RC)"
+
 	begin "Redis goes away: the fail-closed replica refuses -> Unavailable"
 	stop "$REDIS_PID"
 	echo "   (redis-server stopped)"
@@ -608,6 +633,12 @@ else
 	ok=1
 	if [[ $RC -eq 0 && $OUT == *'"sku":"sku-1"'* ]]; then ok=0; fi
 	check $ok "expected the price from the fail-local replica (exit status $RC)"
+
+	begin "... and the revoked session stays refused with Redis gone: each replica enforces the revocations it holds -> TOKEN_REVOKED"
+	TOLLGATE_TOKEN=$VICTIM client -addr "$ADDR_D" get sku-1
+	ok=1
+	if [[ $RC -eq 1 && $OUT == *TOKEN_REVOKED* ]]; then ok=0; fi
+	check $ok "expected TOKEN_REVOKED from the fail-local replica with Redis stopped (exit status $RC)"
 
 	for pid in "$SERVER_C" "$SERVER_D"; do
 		stop "$pid"
