@@ -36,31 +36,47 @@ import (
 // waitLimit bounds every wait for the server process.
 const waitLimit = 30 * time.Second
 
+// built is a binary the package's tests build once, into a directory
+// TestMain removes.
+type built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-	buildDir  string
+	buildDir     string
+	buildDirErr  error
+	buildDirOnce sync.Once
+	serverBuild  built
+	cliBuild     built
 )
 
-// serverBinary builds pricing-server once for all tests of the package.
-func serverBinary(t *testing.T) string {
+// binary builds pkg as name, once for all tests of the package.
+func (b *built) binary(t *testing.T, name, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "pricing-server-test")
-		if buildErr != nil {
+	b.once.Do(func() {
+		buildDirOnce.Do(func() { buildDir, buildDirErr = os.MkdirTemp("", "pricing-server-test") })
+		if b.err = buildDirErr; b.err != nil {
 			return
 		}
-		binary = filepath.Join(buildDir, "pricing-server")
-		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New("go build: " + err.Error() + "\n" + string(out))
+		b.path = filepath.Join(buildDir, name)
+		if out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput(); err != nil {
+			b.err = errors.New("go build " + name + ": " + err.Error() + "\n" + string(out))
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binary
+	return b.path
+}
+
+// serverBinary builds pricing-server once for all tests of the package.
+func serverBinary(t *testing.T) string { return serverBuild.binary(t, "pricing-server", ".") }
+
+// tollgateBinary builds the tollgate CLI once for the package's tests.
+func tollgateBinary(t *testing.T) string {
+	return cliBuild.binary(t, "tollgate", "github.com/tollgate/tollgate/cmd/tollgate")
 }
 
 func TestMain(m *testing.M) {

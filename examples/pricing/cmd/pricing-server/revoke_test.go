@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,33 +24,6 @@ import (
 // propagationLimit is what the issue promises: every replica applies a
 // revocation within a second of it being written.
 const propagationLimit = time.Second
-
-var (
-	cliOnce sync.Once
-	cliBin  string
-	cliErr  error
-)
-
-// tollgateBinary builds the tollgate CLI once for the package's tests.
-func tollgateBinary(t *testing.T) string {
-	t.Helper()
-	cliOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tollgate-cli-test")
-		if err != nil {
-			cliErr = err
-			return
-		}
-		cliBin = filepath.Join(dir, "tollgate")
-		out, err := exec.Command("go", "build", "-o", cliBin, "github.com/tollgate/tollgate/cmd/tollgate").CombinedOutput()
-		if err != nil {
-			cliErr = errors.New("go build tollgate: " + err.Error() + "\n" + string(out))
-		}
-	})
-	if cliErr != nil {
-		t.Fatal(cliErr)
-	}
-	return cliBin
-}
 
 // tollgate runs the CLI and returns its standard output; it fails the test
 // unless it exits 0.
