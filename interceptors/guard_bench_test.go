@@ -154,3 +154,18 @@ func BenchmarkServerStream(b *testing.B) {
 	}
 	compare(b, "stream", "guard", call(guarded), "bare", call(bare))
 }
+
+// getCall returns, for a client, one TestService.Get with tok as its bearer
+// token, failing the benchmark on an error: the side of a pair of
+// cache-hit calls.
+func getCall(b *testing.B, tok string) func(testpb.TestServiceClient) func() {
+	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
+	req := &testpb.GetRequest{Id: "item-1"}
+	return func(c testpb.TestServiceClient) func() {
+		return func() {
+			if _, err := c.Get(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/metadata"
-
 	"github.com/tollgate/tollgate/internal/benchpair"
-	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/token"
 )
 
@@ -37,15 +34,7 @@ func BenchmarkJWKSKeys(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
-	req := &testpb.GetRequest{Id: "item-1"}
-	call := func(c testpb.TestServiceClient) func() {
-		return func() {
-			if _, err := c.Get(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	call := getCall(b, tok)
 	call(cj)()
 	call(cs)()
 	b.Run("hit-call/jwks-vs-static", func(b *testing.B) { benchpair.Alternate(b, 1, "call", call(cj), call(cs)) })

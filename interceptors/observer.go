@@ -299,18 +299,23 @@ func (g *Guard) observeCall(method string, pl *plan, key string, vs *verifyStat,
 	g.emit(e)
 }
 
+// redactedCause is a source's error for a log line, with anything token-
+// or key-shaped cut out; "unknown" without one.
+func redactedCause(err error) string {
+	if err == nil {
+		return "unknown"
+	}
+	return token.Redact(err.Error())
+}
+
 // observeRevocations reports an event of the revocation feed: to the log
 // when it turns stale or catches up, then to the observer.
 func (g *Guard) observeRevocations(e token.RevocationEvent) {
 	if l := g.opts.logger; l != nil {
 		switch e.Kind {
 		case token.RevocationsStale:
-			cause := "unknown"
-			if e.Err != nil {
-				cause = token.Redact(e.Err.Error())
-			}
 			l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: revocation feed lost its store; enforcing the revocations it has, which may be stale",
-				slog.String("source", e.Source), slog.Int("revocations", e.Entries), slog.String("cause", cause))
+				slog.String("source", e.Source), slog.Int("revocations", e.Entries), slog.String("cause", redactedCause(e.Err)))
 		case token.RevocationsCaughtUp:
 			l.LogAttrs(context.Background(), slog.LevelInfo, "tollgate: revocation feed caught up",
 				slog.String("source", e.Source), slog.Int("revocations", e.Entries))
@@ -325,13 +330,9 @@ func (g *Guard) observeRevocations(e token.RevocationEvent) {
 // the source kept its last good set, then to the observer.
 func (g *Guard) observeKeys(issuer string, e token.KeyEvent) {
 	if l := g.opts.logger; l != nil && (e.Kind == token.KeysFetchFailed || e.Kind == token.KeysRejected) {
-		cause := "unknown"
-		if e.Err != nil {
-			cause = token.Redact(e.Err.Error())
-		}
 		l.LogAttrs(context.Background(), slog.LevelWarn, "tollgate: key source kept its last good key set",
 			slog.String("issuer", issuer), slog.String("source", e.Source), slog.String("event", string(e.Kind)),
-			slog.Int("keys", e.Keys), slog.String("cause", cause))
+			slog.Int("keys", e.Keys), slog.String("cause", redactedCause(e.Err)))
 	}
 	if g.opts.observer != nil {
 		g.emit(Event{Decision: DecisionKeySource, Reason: string(e.Kind), Issuer: issuer, KeySource: e.Source})

@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/metadata"
-
 	"github.com/tollgate/tollgate/internal/benchpair"
-	"github.com/tollgate/tollgate/internal/testpb"
 	"github.com/tollgate/tollgate/token"
 )
 
@@ -70,15 +67,7 @@ func BenchmarkRevocations(b *testing.B) {
 	c := claims(t0)
 	c.ID, c.SessionID, c.AuthorizedParty = "jti-bench", "sid-bench", "web"
 	tok := key.sign(b, c)
-	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
-	req := &testpb.GetRequest{Id: "item-1"}
-	call := func(cl testpb.TestServiceClient) func() {
-		return func() {
-			if _, err := cl.Get(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	call := getCall(b, tok)
 	call(cOn)()
 	call(cOff)()
 	b.Run("hit-call/100k-vs-off", func(b *testing.B) { benchpair.Alternate(b, 1, "call", call(cOn), call(cOff)) })
