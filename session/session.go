@@ -51,10 +51,7 @@ func (s *Session) AuthorizedParty() string { return s.d.AZP }
 // Consumer returns who is calling, for throttling and logs: the azp claim,
 // or the subject when azp is absent (an issuer's profile may name other
 // claims, such as client_id or appid).
-func (s *Session) Consumer() string {
-	k := s.d.ConsumerKey // "claim:value": claim names hold no colon
-	return k[strings.IndexByte(k, ':')+1:]
-}
+func (s *Session) Consumer() string { return s.d.Consumer() }
 
 // ConsumerKey returns [Session.Consumer] qualified by the claim it came from:
 // "azp:orders" or "sub:orders" ("appid:..." for a profile reading appid). Throttle buckets are keyed on it, so that a
@@ -67,12 +64,7 @@ func (s *Session) ConsumerKey() string { return s.d.ConsumerKey }
 // profiles allow it), of its claim set, which its iat, exp and sub make
 // distinct. Computed when asked, for a log line: never the token or the
 // jti.
-func (s *Session) LogRef() string {
-	if s.d.ID != "" {
-		return Fingerprint(s.d.ID)
-	}
-	return Fingerprint(s.d.Text)
-}
+func (s *Session) LogRef() string { return Fingerprint(s.d.RefSource()) }
 
 // CertThumbprint returns the thumbprint of the client certificate the token
 // is bound to (RFC 8705: the cnf claim's x5t#S256, the unpadded base64url

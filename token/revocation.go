@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -38,28 +39,29 @@ const (
 )
 
 // RevocationKinds lists the kinds, in a fixed order.
-func RevocationKinds() []RevocationKind {
-	return []RevocationKind{RevokeToken, RevokeRef, RevokeSession, RevokeSubject, RevokeConsumer}
-}
+func RevocationKinds() []RevocationKind { return slices.Clone(revocationKinds[:]) }
+
+// The kinds' places in a revocation snapshot's maps.
+const (
+	kindJTI = iota
+	kindRef
+	kindSID
+	kindSub
+	kindConsumer
+	numRevocationKinds
+)
+
+var revocationKinds = [numRevocationKinds]RevocationKind{RevokeToken, RevokeRef, RevokeSession, RevokeSubject, RevokeConsumer}
 
 // index returns k's place in a revocation snapshot's maps, or -1.
 func (k RevocationKind) index() int {
-	switch k {
-	case RevokeToken:
-		return 0
-	case RevokeRef:
-		return 1
-	case RevokeSession:
-		return 2
-	case RevokeSubject:
-		return 3
-	case RevokeConsumer:
-		return 4
+	for i, kk := range revocationKinds {
+		if kk == k {
+			return i
+		}
 	}
 	return -1
 }
-
-const numRevocationKinds = 5
 
 // MaxRevocationValue is the longest Value a [Revocation] may have, in bytes.
 const MaxRevocationValue = 512

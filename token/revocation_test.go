@@ -330,8 +330,8 @@ func TestRevocationsManyWrites(t *testing.T) {
 			t.Fatalf("s%d lost", i)
 		}
 	}
-	if snap.deltaN > 256+isqrt(snap.n) {
-		t.Fatalf("delta holds %d entries of %d: never merged", snap.deltaN, snap.n)
+	if snap.deltaLen() > 256+isqrt(snap.n) {
+		t.Fatalf("delta holds %d entries of %d: never merged", snap.deltaLen(), snap.n)
 	}
 	// A later expiry of an entry in the base lands in the delta and wins.
 	later := exp.Add(time.Hour)

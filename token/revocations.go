@@ -51,9 +51,18 @@ type Revocations struct {
 // revSnap is one immutable state of the set.
 type revSnap struct {
 	base, delta [numRevocationKinds]map[string]revEntry
-	has         [numRevocationKinds]bool // the kind has entries
-	n           int                      // distinct entries
-	deltaN      int
+	n           int // distinct entries (an entry of the delta may shadow one of the base)
+}
+
+// holds reports whether the snapshot has entries of kind k.
+func (s *revSnap) holds(k int) bool { return len(s.delta[k])+len(s.base[k]) > 0 }
+
+func (s *revSnap) deltaLen() int {
+	n := 0
+	for _, m := range s.delta {
+		n += len(m)
+	}
+	return n
 }
 
 func (s *revSnap) lookup(k int, v string) (revEntry, bool) {
@@ -126,15 +135,14 @@ func (r *Revocations) Add(revs ...Revocation) int {
 	now := r.now().UnixNano()
 	r.mu.Lock()
 	old := r.snap.Load()
-	next := &revSnap{base: old.base, has: old.has, n: old.n}
+	next := &revSnap{base: old.base, n: old.n}
 	bulk := len(revs) > max(256, isqrt(old.n))
 	if bulk {
 		// A large batch (a snapshot load) goes straight into a new base.
 		next.base = cloneMaps(old.base, old.n+len(revs))
 		mergeInto(&next.base, old.delta)
 	} else {
-		next.delta = cloneMaps(old.delta, old.deltaN+len(revs))
-		next.deltaN = old.deltaN
+		next.delta = cloneMaps(old.delta, old.deltaLen()+len(revs))
 	}
 	changed := 0
 	for _, rev := range revs {
@@ -159,22 +167,18 @@ func (r *Revocations) Add(revs ...Revocation) int {
 		if bulk {
 			next.base[k][rev.Value] = e
 		} else {
-			if _, inDelta := next.delta[k][rev.Value]; !inDelta {
-				next.deltaN++
-			}
 			next.delta[k][rev.Value] = e
 		}
-		next.has[k] = true
 		changed++
 	}
 	if changed == 0 {
 		r.mu.Unlock()
 		return 0
 	}
-	if !bulk && next.deltaN > max(256, isqrt(next.n)) {
+	if !bulk && next.deltaLen() > max(256, isqrt(next.n)) {
 		base := cloneMaps(next.base, next.n)
 		mergeInto(&base, next.delta)
-		next = &revSnap{base: base, has: next.has, n: next.n}
+		next = &revSnap{base: base, n: next.n}
 	}
 	r.snap.Store(next)
 	r.sweepLocked(false)
@@ -231,7 +235,6 @@ func (r *Revocations) sweepLocked(force bool) int {
 			}
 		}
 		next.base[k] = m
-		next.has[k] = len(m) > 0
 		next.n += len(m)
 	}
 	r.snap.Store(next)
@@ -325,47 +328,32 @@ func (s *revSnap) covers(d *sessionmint.Data) (Revocation, bool) {
 		}
 		return revocationOf(revocationKinds[k], v, e), true
 	}
-	if s.has[0] {
-		if r, ok := check(0, d.ID); ok {
+	if s.holds(kindJTI) {
+		if r, ok := check(kindJTI, d.ID); ok {
 			return r, true
 		}
 	}
-	if s.has[2] {
-		if r, ok := check(2, d.SessionID); ok {
+	if s.holds(kindSID) {
+		if r, ok := check(kindSID, d.SessionID); ok {
 			return r, true
 		}
 	}
-	if s.has[3] {
-		if r, ok := check(3, d.Subject); ok {
+	if s.holds(kindSub) {
+		if r, ok := check(kindSub, d.Subject); ok {
 			return r, true
 		}
 	}
-	if s.has[4] {
-		if r, ok := check(4, consumerOf(d.ConsumerKey)); ok {
+	if s.holds(kindConsumer) {
+		if r, ok := check(kindConsumer, d.Consumer()); ok {
 			return r, true
 		}
 	}
-	if s.has[1] {
-		ref := d.ID
-		if ref == "" {
-			ref = d.Text
-		}
-		if r, ok := check(1, session.Fingerprint(ref)); ok {
+	if s.holds(kindRef) {
+		if r, ok := check(kindRef, session.Fingerprint(d.RefSource())); ok {
 			return r, true
 		}
 	}
 	return Revocation{}, false
-}
-
-// consumerOf returns the consumer of a consumer key: the part after its
-// first ':'.
-func consumerOf(key string) string {
-	for i := 0; i < len(key); i++ {
-		if key[i] == ':' {
-			return key[i+1:]
-		}
-	}
-	return key
 }
 
 // All returns every entry of the set, in no particular order (for tests
@@ -427,8 +415,6 @@ func isqrt(n int) int {
 	return int(math.Sqrt(float64(n)))
 }
 
-var revocationKinds = [numRevocationKinds]RevocationKind{RevokeToken, RevokeRef, RevokeSession, RevokeSubject, RevokeConsumer}
-
 // RevocationEventKind says what happened to the feed of a revocation set.
 type RevocationEventKind string
 
@@ -450,8 +436,10 @@ const (
 // to log: it never holds a revoked value.
 type RevocationEvent struct {
 	// Source names the feed (such as "redis 10.0.0.7:6379").
-	Source  string
-	Kind    RevocationEventKind
+	Source string
+	Kind   RevocationEventKind
+	// Entries is the set's size when the event is reported (Report sets
+	// it).
 	Entries int
 	Err     error
 }
@@ -466,9 +454,7 @@ func (r *Revocations) Report(ev RevocationEvent) {
 	case RevocationsLoaded, RevocationsCaughtUp:
 		r.stale.Store(false)
 	}
-	if ev.Entries == 0 {
-		ev.Entries = r.Len()
-	}
+	ev.Entries = r.Len()
 	r.notify.Lock()
 	obs := r.observers
 	r.notify.Unlock()

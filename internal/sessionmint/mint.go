@@ -46,6 +46,23 @@ type Data struct {
 	CertThumbprint string
 }
 
+// Consumer is the consumer of the session's ConsumerKey ("claim:value":
+// claim names hold no colon): its value.
+func (d *Data) Consumer() string {
+	k := d.ConsumerKey
+	return k[strings.IndexByte(k, ':')+1:]
+}
+
+// RefSource is what a session's log reference is the fingerprint of: its
+// jti, or, without one, its claim set. Session.LogRef and the revocation
+// set's ref entries both use it, so they always agree.
+func (d *Data) RefSource() string {
+	if d.ID != "" {
+		return d.ID
+	}
+	return d.Text
+}
+
 // New returns a new, empty *session.Session (as any) and its fields, to
 // fill in before the session is handed to anyone. Set by package session.
 var New func() (sess any, d *Data)
